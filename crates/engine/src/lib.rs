@@ -1,0 +1,44 @@
+//! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
+//!
+//! `locate` turns a URL into a store and a key, `store` builds and caches the stores,
+//! `download` moves the bytes, `error` and `redact` keep failures typed and free of secrets.
+
+pub mod download;
+pub mod error;
+pub mod locate;
+pub mod redact;
+pub mod store;
+
+pub use download::{ByteRange, Engine, ObjectInfo, TransferResult};
+pub use error::{Error, ErrorCode, Result};
+pub use locate::{Location, Scheme};
+pub use store::StoreOptions;
+pub use tokio_util::sync::CancellationToken;
+
+/// objget's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The object_store version this engine was built against (kept in step with Cargo.toml by a
+/// test that reads Cargo.lock).
+pub const OBJECT_STORE_VERSION: &str = "0.14.2";
+
+pub(crate) const USER_AGENT: &str = concat!("objget/", env!("CARGO_PKG_VERSION"));
+
+/// Install ring as rustls' process-wide crypto provider. Safe to call many times; a provider
+/// someone else installed first is left alone.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn object_store_version_matches_the_lockfile() {
+        let lock = include_str!("../../../Cargo.lock");
+        let needle = format!(
+            "name = \"object_store\"\nversion = \"{}\"",
+            super::OBJECT_STORE_VERSION
+        );
+        assert!(lock.contains(&needle), "update OBJECT_STORE_VERSION");
+    }
+}

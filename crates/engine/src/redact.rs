@@ -1,0 +1,160 @@
+//! Keeping credentials out of every message, cause and log line.
+//!
+//! Two kinds of secret reach error text: values we were configured with (secret keys, session
+//! tokens, SAS tokens, service-account keys), which are registered here when a store is built,
+//! and URL query strings (presigned signatures, SAS), which are cut from any URL in the text.
+
+use std::sync::RwLock;
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+const REDACTED: &str = "<redacted>";
+
+/// Remember a secret so that [`scrub`] removes it from any text. Short values are ignored: they
+/// cannot be told apart from ordinary words and are no secret worth the name.
+pub fn register_secret(secret: &str) {
+    let secret = secret.trim();
+    if secret.len() < 6 {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_string());
+        // Longest first, so a secret containing another is removed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Whether a configuration key names a credential whose value must never be shown.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "secret",
+        "token",
+        "password",
+        "sas",
+        "signature",
+        "credential",
+        "private_key",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+        || k.ends_with("access_key")
+        || k.ends_with("account_key")
+        || k.ends_with("service_account_key")
+        || k == "key"
+}
+
+/// Remove registered secrets and URL query strings from `text`.
+pub fn scrub(text: &str) -> String {
+    let mut out = text.to_string();
+    {
+        let secrets = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+        for s in secrets.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), REDACTED);
+            }
+        }
+    }
+    strip_url_queries(&out)
+}
+
+/// A URL as it may be shown: no user-info, no query string.
+pub fn url_for_display(url: &str) -> String {
+    let mut shown = match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}{}", &url[..i + 3], &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    if let Some(q) = shown.find('?') {
+        shown.truncate(q);
+        shown.push('?');
+        shown.push_str(REDACTED);
+    }
+    scrub_secrets_only(&shown)
+}
+
+fn scrub_secrets_only(text: &str) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = text.to_string();
+    for s in secrets.iter() {
+        out = out.replace(s.as_str(), REDACTED);
+    }
+    out
+}
+
+/// Cut the query string of every http(s) URL that appears in `text`.
+fn strip_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = find_url_start(rest) {
+        out.push_str(&rest[..start]);
+        let url_part = &rest[start..];
+        let end = url_part
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | '`'))
+            .unwrap_or(url_part.len());
+        let url = &url_part[..end];
+        match url.find('?') {
+            Some(q) => {
+                out.push_str(&url[..q]);
+                out.push('?');
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(url),
+        }
+        rest = &url_part[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_url_start(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    match (lower.find("http://"), lower.find("https://")) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_are_removed() {
+        register_secret("SENTINEL-abc-123456");
+        let s = scrub("signature by SENTINEL-abc-123456 failed");
+        assert_eq!(s, "signature by <redacted> failed");
+    }
+
+    #[test]
+    fn url_queries_are_cut() {
+        let s = scrub("GET https://h:1/b/k?X-Amz-Signature=deadbeef&x=1 failed (http://a/b)");
+        assert_eq!(s, "GET https://h:1/b/k?<redacted> failed (http://a/b)");
+    }
+
+    #[test]
+    fn display_url_drops_userinfo_and_query() {
+        assert_eq!(
+            url_for_display("https://user:pw@host/p?sig=1"),
+            "https://host/p?<redacted>"
+        );
+        assert_eq!(url_for_display("s3://bucket/key"), "s3://bucket/key");
+    }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        assert!(is_secret_key("aws_secret_access_key"));
+        assert!(is_secret_key("azure_storage_account_key"));
+        assert!(is_secret_key("google_service_account_key"));
+        assert!(is_secret_key("aws_session_token"));
+        assert!(!is_secret_key("aws_endpoint"));
+        assert!(!is_secret_key("aws_access_key_id"));
+    }
+}

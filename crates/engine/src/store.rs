@@ -1,0 +1,480 @@
+//! Store construction and caching: one store per (scheme, bucket/account/host, options), built
+//! once from the provider's own environment variables plus explicit options, then shared so that
+//! connections are reused across calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::http::HttpBuilder;
+use object_store::{BackoffConfig, Certificate, ClientOptions, ObjectStore, RetryConfig};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::locate::{Location, Scheme};
+use crate::redact;
+
+/// Per-store settings. Anything not given here comes from the provider's environment variables
+/// (`AWS_*`, `GOOGLE_*`, `AZURE_*` only); what is given here overrides them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StoreOptions {
+    /// object_store configuration keys and values (`aws_access_key_id`, `aws_endpoint`,
+    /// `google_service_account_key`, `azure_storage_account_key`, …).
+    pub config: BTreeMap<String, String>,
+    /// Send unsigned requests (public buckets). Anonymous access is never a silent fallback.
+    pub skip_signature: bool,
+    /// Allow plain-HTTP endpoints. Unset: allowed when the endpoint or URL itself says `http://`.
+    pub allow_http: Option<bool>,
+    /// Extra PEM root certificates trusted by this store only.
+    pub ca_cert_pem: Option<String>,
+    /// Connect timeout; default 10 s.
+    pub connect_timeout_ms: Option<u64>,
+    /// Longest wait for the next bytes of a response; default 60 s. There is deliberately no
+    /// whole-request timeout: a large body may take as long as it takes while bytes keep coming.
+    pub read_timeout_ms: Option<u64>,
+    /// Retries of a request on 5xx, 429 and connection errors; default 5.
+    pub max_retries: Option<u32>,
+    /// Give up retrying a request after this long; default 180 s.
+    pub retry_timeout_ms: Option<u64>,
+    /// First retry backoff; default 100 ms, doubling with jitter up to 15 s.
+    pub initial_backoff_ms: Option<u64>,
+}
+
+impl StoreOptions {
+    fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.unwrap_or(10_000))
+    }
+
+    fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms.unwrap_or(60_000))
+    }
+
+    /// The retry policy these options describe.
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(self.initial_backoff_ms.unwrap_or(100)),
+                max_backoff: Duration::from_secs(15),
+                base: 2.0,
+            },
+            max_retries: self.max_retries.unwrap_or(5) as usize,
+            retry_timeout: Duration::from_millis(self.retry_timeout_ms.unwrap_or(180_000)),
+        }
+    }
+}
+
+/// What serves a location.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// An object_store store (S3, GCS, Azure, HTTP).
+    Store(Arc<dyn ObjectStore>),
+    /// A plain HTTP client, for URLs whose query string must be sent untouched.
+    Query(reqwest::Client, RetryConfig),
+    /// The local filesystem, used directly (object_store's local store reads in 8 KiB chunks).
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StoreKey {
+    scheme: Scheme,
+    store_url: String,
+    options: StoreOptions,
+}
+
+/// The process-wide store cache.
+#[derive(Debug, Default)]
+pub struct Stores {
+    cache: Mutex<HashMap<StoreKey, Backend>>,
+    probes: tokio::sync::Mutex<HashMap<String, bool>>,
+}
+
+impl Stores {
+    /// An empty cache.
+    pub fn new() -> Self {
+        crate::install_crypto_provider();
+        Self::default()
+    }
+
+    /// The backend for `loc`, built on first use and cached.
+    pub async fn backend(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        if loc.scheme == Scheme::File {
+            return Ok(Backend::File);
+        }
+        let key = StoreKey {
+            scheme: loc.scheme,
+            store_url: if loc.scheme == Scheme::HttpQuery {
+                String::new()
+            } else {
+                loc.store_url.clone()
+            },
+            options: opts.clone(),
+        };
+        if let Some(b) = self.lock().get(&key) {
+            return Ok(b.clone());
+        }
+        for (k, v) in &opts.config {
+            if redact::is_secret_key(k) {
+                redact::register_secret(v);
+            }
+        }
+        let backend = match loc.scheme {
+            Scheme::S3 => self.s3(loc, opts).await?,
+            Scheme::Gcs => self.gcs(loc, opts).await?,
+            Scheme::Azure => self.azure(loc, opts).await?,
+            Scheme::Http => http_store(loc, opts)?,
+            Scheme::HttpQuery => Backend::Query(query_client(opts)?, opts.retry_config()),
+            Scheme::File => Backend::File,
+        };
+        Ok(self.lock().entry(key).or_insert(backend).clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, Backend>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn s3(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        let mut b = AmazonS3Builder::new()
+            .with_client_options(base_client_options(opts)?)
+            .with_retry(opts.retry_config());
+        b = configure(
+            b,
+            "AWS_",
+            &opts.config,
+            loc,
+            |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
+        )?;
+        b = b.with_url(&loc.store_url);
+        if opts.skip_signature {
+            b = b.with_skip_signature(true);
+        }
+        let endpoint = b
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .unwrap_or_default();
+        let configured = b.get_config_value(&AmazonS3ConfigKey::Client(
+            object_store::ClientConfigKey::AllowHttp,
+        ));
+        b = b.with_allow_http(allow_http(opts, &endpoint, &loc.store_url, configured));
+        let has = |k: AmazonS3ConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+        let has_credentials = (has(AmazonS3ConfigKey::AccessKeyId)
+            && has(AmazonS3ConfigKey::SecretAccessKey))
+            || has(AmazonS3ConfigKey::WebIdentityTokenFile)
+            || has(AmazonS3ConfigKey::ContainerCredentialsRelativeUri)
+            || has(AmazonS3ConfigKey::ContainerCredentialsFullUri)
+            || is_true(b.get_config_value(&AmazonS3ConfigKey::SkipSignature));
+        if !has_credentials {
+            let endpoint = b
+                .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
+                .unwrap_or_else(|| "http://169.254.169.254".into());
+            self.require_metadata(loc, "AWS_EC2_METADATA_DISABLED", &endpoint, "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or container credentials)").await?;
+        }
+        let store = b.build().map_err(|e| build_error(e, loc))?;
+        Ok(Backend::Store(Arc::new(store)))
+    }
+
+    async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        let mut b = GoogleCloudStorageBuilder::new()
+            .with_client_options(base_client_options(opts)?)
+            .with_retry(opts.retry_config());
+        b = configure(
+            b,
+            "GOOGLE_",
+            &opts.config,
+            loc,
+            |b, k: GoogleConfigKey, v| b.with_config(k, v),
+        )?;
+        b = b.with_url(&loc.store_url);
+        if opts.skip_signature {
+            b = b.with_skip_signature(true);
+        }
+        let has = |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+        let adc = std::env::var_os("HOME")
+            .map(|h| {
+                std::path::Path::new(&h).join(".config/gcloud/application_default_credentials.json")
+            })
+            .is_some_and(|p| p.exists());
+        let has_credentials = has(GoogleConfigKey::ServiceAccount)
+            || has(GoogleConfigKey::ServiceAccountKey)
+            || has(GoogleConfigKey::ApplicationCredentials)
+            || has(GoogleConfigKey::BearerToken)
+            || adc
+            || is_true(b.get_config_value(&GoogleConfigKey::SkipSignature));
+        if !has_credentials {
+            self.require_metadata(loc, "NO_GCE_CHECK", "http://169.254.169.254", "Google credentials (GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS)").await?;
+        }
+        let store = b.build().map_err(|e| build_error(e, loc))?;
+        Ok(Backend::Store(Arc::new(store)))
+    }
+
+    async fn azure(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        let mut b = MicrosoftAzureBuilder::new()
+            .with_client_options(base_client_options(opts)?)
+            .with_retry(opts.retry_config());
+        b = configure(b, "AZURE_", &opts.config, loc, |b, k: AzureConfigKey, v| {
+            b.with_config(k, v)
+        })?;
+        b = b.with_url(&loc.store_url);
+        if opts.skip_signature {
+            b = b.with_skip_signature(true);
+        }
+        let endpoint = b
+            .get_config_value(&AzureConfigKey::Endpoint)
+            .unwrap_or_default();
+        let allow = allow_http(
+            opts,
+            &endpoint,
+            &loc.store_url,
+            b.get_config_value(&AzureConfigKey::Client(
+                object_store::ClientConfigKey::AllowHttp,
+            )),
+        );
+        b = b.with_config(
+            AzureConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+            allow.to_string(),
+        );
+        let has = |k: AzureConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+        let has_credentials = has(AzureConfigKey::AccessKey)
+            || has(AzureConfigKey::SasKey)
+            || has(AzureConfigKey::Token)
+            || (has(AzureConfigKey::ClientId) && has(AzureConfigKey::ClientSecret))
+            || has(AzureConfigKey::FederatedTokenFile)
+            || is_true(b.get_config_value(&AzureConfigKey::UseAzureCli))
+            || is_true(b.get_config_value(&AzureConfigKey::UseEmulator))
+            || is_true(b.get_config_value(&AzureConfigKey::SkipSignature));
+        if !has_credentials {
+            let endpoint = b
+                .get_config_value(&AzureConfigKey::MsiEndpoint)
+                .unwrap_or_else(|| "http://169.254.169.254".into());
+            self.require_metadata(loc, "OBJGET_AZURE_IMDS_DISABLED", &endpoint, "Azure credentials (AZURE_STORAGE_ACCOUNT_KEY, a SAS token, a client secret or a federated token)").await?;
+        }
+        let store = b.build().map_err(|e| build_error(e, loc))?;
+        Ok(Backend::Store(Arc::new(store)))
+    }
+
+    /// With no credentials configured the provider would fall back to its instance metadata
+    /// service and retry it for many seconds. Decide now: a disabled or unreachable metadata
+    /// service means `Unauthenticated`, at once.
+    async fn require_metadata(
+        &self,
+        loc: &Location,
+        disable_var: &str,
+        endpoint: &str,
+        wanted: &str,
+    ) -> Result<()> {
+        let disabled = is_true(std::env::var(disable_var).ok())
+            || std::env::var("OBJGET_METADATA").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+        let reachable = !disabled && self.probe(endpoint).await;
+        if reachable {
+            return Ok(());
+        }
+        let why = if disabled {
+            "the instance metadata service is disabled"
+        } else {
+            "no instance metadata service answers"
+        };
+        Err(Error::new(
+            ErrorCode::Unauthenticated,
+            format!(
+                "no credentials for {}: set {wanted}, or skipSignature for public data ({why})",
+                loc.store_url
+            ),
+        )
+        .with_url(&loc.url))
+    }
+
+    async fn probe(&self, endpoint: &str) -> bool {
+        let mut probes = self.probes.lock().await;
+        if let Some(ok) = probes.get(endpoint) {
+            return *ok;
+        }
+        let addr = url::Url::parse(endpoint)
+            .ok()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+        let ok = match addr {
+            Some(addr) => matches!(
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                    .await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+        probes.insert(endpoint.to_string(), ok);
+        ok
+    }
+}
+
+/// Apply the provider's own environment variables, then the explicit options, to a builder.
+fn configure<B, K: FromStr>(
+    mut builder: B,
+    env_prefix: &str,
+    config: &BTreeMap<String, String>,
+    loc: &Location,
+    set: impl Fn(B, K, &str) -> B,
+) -> Result<B> {
+    for (name, value) in std::env::vars() {
+        if !name.starts_with(env_prefix) {
+            continue;
+        }
+        let key = name.to_ascii_lowercase();
+        if let Ok(k) = key.parse::<K>() {
+            if redact::is_secret_key(&key) {
+                redact::register_secret(&value);
+            }
+            builder = set(builder, k, &value);
+        }
+    }
+    for (name, value) in config {
+        let k = name.parse::<K>().map_err(|_| {
+            Error::invalid_argument(format!(
+                "unknown configuration key '{name}' for {} stores",
+                loc.scheme.as_str()
+            ))
+            .with_url(&loc.url)
+        })?;
+        builder = set(builder, k, value);
+    }
+    Ok(builder)
+}
+
+fn allow_http(
+    opts: &StoreOptions,
+    endpoint: &str,
+    store_url: &str,
+    configured: Option<String>,
+) -> bool {
+    opts.allow_http.unwrap_or_else(|| {
+        is_true(configured)
+            || endpoint.to_ascii_lowercase().starts_with("http://")
+            || store_url.to_ascii_lowercase().starts_with("http://")
+    })
+}
+
+fn is_true(v: Option<String>) -> bool {
+    v.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+fn base_client_options(opts: &StoreOptions) -> Result<ClientOptions> {
+    let mut c = ClientOptions::new()
+        .with_timeout_disabled()
+        .with_connect_timeout(opts.connect_timeout())
+        .with_read_timeout(opts.read_timeout())
+        .with_pool_max_idle_per_host(256)
+        .with_user_agent(reqwest::header::HeaderValue::from_static(crate::USER_AGENT));
+    if let Some(pem) = &opts.ca_cert_pem {
+        let certs = Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+            Error::invalid_argument(format!("caCert is not a PEM certificate bundle: {e}"))
+        })?;
+        for cert in certs {
+            c = c.with_root_certificate(cert);
+        }
+    }
+    Ok(c)
+}
+
+fn http_store(loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+    let client =
+        base_client_options(opts)?.with_allow_http(allow_http(opts, "", &loc.store_url, None));
+    let store = HttpBuilder::new()
+        .with_url(&loc.store_url)
+        .with_client_options(client)
+        .with_retry(opts.retry_config())
+        .build()
+        .map_err(|e| build_error(e, loc))?;
+    Ok(Backend::Store(Arc::new(store)))
+}
+
+fn query_client(opts: &StoreOptions) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(opts.connect_timeout())
+        .read_timeout(opts.read_timeout())
+        .pool_max_idle_per_host(256)
+        .http1_only()
+        .user_agent(crate::USER_AGENT);
+    if let Some(pem) = &opts.ca_cert_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+            Error::invalid_argument(format!("caCert is not a PEM certificate bundle: {e}"))
+        })?;
+        for cert in certs {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| {
+        Error::new(ErrorCode::Generic, "could not build the HTTP client").with_cause(&e)
+    })
+}
+
+fn build_error(e: object_store::Error, loc: &Location) -> Error {
+    let code = match e {
+        object_store::Error::UnknownConfigurationKey { .. } => ErrorCode::InvalidArgument,
+        _ => ErrorCode::InvalidArgument,
+    };
+    Error::new(
+        code,
+        format!(
+            "cannot configure the {} store for {}: {e}",
+            loc.scheme.as_str(),
+            crate::redact::url_for_display(&loc.url)
+        ),
+    )
+    .with_url(&loc.url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stores_are_cached_per_bucket_and_options() {
+        let stores = Stores::new();
+        let mut opts = StoreOptions::default();
+        opts.skip_signature = true;
+        opts.config.insert("aws_region".into(), "us-east-1".into());
+        let a = Location::parse("s3://bucket-a/x").unwrap();
+        let a2 = Location::parse("s3://bucket-a/y").unwrap();
+        let b = Location::parse("s3://bucket-b/x").unwrap();
+        let (Backend::Store(s1), Backend::Store(s2), Backend::Store(s3)) = (
+            stores.backend(&a, &opts).await.unwrap(),
+            stores.backend(&a2, &opts).await.unwrap(),
+            stores.backend(&b, &opts).await.unwrap(),
+        ) else {
+            panic!("expected object stores")
+        };
+        assert!(Arc::ptr_eq(&s1, &s2));
+        assert!(!Arc::ptr_eq(&s1, &s3));
+    }
+
+    #[tokio::test]
+    async fn unknown_config_keys_are_rejected() {
+        let stores = Stores::new();
+        let mut opts = StoreOptions::default();
+        opts.config.insert("token_of_doom".into(), "x".into());
+        let err = stores
+            .backend(&Location::parse("gs://b/k").unwrap(), &opts)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn no_credentials_fails_fast() {
+        let stores = Stores::new();
+        let mut opts = StoreOptions::default();
+        // An endpoint nobody listens on stands in for "no metadata service".
+        opts.config
+            .insert("aws_metadata_endpoint".into(), "http://127.0.0.1:9".into());
+        opts.config.insert("aws_region".into(), "us-east-1".into());
+        let started = std::time::Instant::now();
+        // scripts/test.sh runs the Rust tests without AWS_* credentials in the environment.
+        let loc = Location::parse("s3://no-creds-bucket/k").unwrap();
+        let err = stores.backend(&loc, &opts).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unauthenticated);
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,342 @@
+//! The napi-rs binding: converts options and results, bridges cancellation, maps errors.
+//! Every function is a few lines over `objget_engine`; the logic and its tests live there.
+//!
+//! Errors cross into JavaScript as `Error`s whose message is `OBJGET_ERROR:` followed by a JSON
+//! object `{code, message, url, cause}`; the TypeScript layer turns that into `StorageError`.
+#![deny(clippy::all)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use objget_engine::{ByteRange, CancellationToken, Engine, StoreOptions};
+
+static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
+static CANCELS: LazyLock<Mutex<HashMap<u32, CancellationToken>>> = LazyLock::new(Default::default);
+static NEXT_CANCEL_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+#[napi_derive::module_init]
+fn init() {
+    objget_engine::install_crypto_provider();
+}
+
+/// Per-store settings: credentials, endpoint, TLS, timeouts, retries.
+#[napi(object)]
+#[derive(Default)]
+pub struct StoreConfig {
+    /// object_store configuration keys, e.g. `{ aws_endpoint: 'http://127.0.0.1:9000' }`.
+    pub config: Option<HashMap<String, String>>,
+    /// Unsigned requests, for public buckets.
+    pub skip_signature: Option<bool>,
+    /// Allow plain-HTTP endpoints (default: when the endpoint itself is `http://`).
+    pub allow_http: Option<bool>,
+    /// PEM root certificates trusted by this store only.
+    pub ca_cert: Option<String>,
+    /// Connect timeout in milliseconds (default 10 000).
+    pub connect_timeout_ms: Option<u32>,
+    /// Longest silence while reading a response, in milliseconds (default 60 000).
+    pub read_timeout_ms: Option<u32>,
+    /// Retries per request on 5xx, 429 and connection errors (default 5).
+    pub max_retries: Option<u32>,
+    /// Stop retrying a request after this many milliseconds (default 180 000).
+    pub retry_timeout_ms: Option<u32>,
+    /// First retry backoff in milliseconds (default 100).
+    pub initial_backoff_ms: Option<u32>,
+}
+
+impl From<StoreConfig> for StoreOptions {
+    fn from(c: StoreConfig) -> Self {
+        StoreOptions {
+            config: c.config.unwrap_or_default().into_iter().collect(),
+            skip_signature: c.skip_signature.unwrap_or(false),
+            allow_http: c.allow_http,
+            ca_cert_pem: c.ca_cert,
+            connect_timeout_ms: c.connect_timeout_ms.map(u64::from),
+            read_timeout_ms: c.read_timeout_ms.map(u64::from),
+            max_retries: c.max_retries,
+            retry_timeout_ms: c.retry_timeout_ms.map(u64::from),
+            initial_backoff_ms: c.initial_backoff_ms.map(u64::from),
+        }
+    }
+}
+
+/// A byte range: `{ offset, length }`, `{ offset }` (to the end) or `{ suffix }`.
+#[napi(object)]
+pub struct NativeRange {
+    /// First byte.
+    pub offset: Option<f64>,
+    /// Number of bytes.
+    pub length: Option<f64>,
+    /// The last `suffix` bytes.
+    pub suffix: Option<f64>,
+}
+
+/// What a store knows about an object.
+#[napi(object)]
+pub struct NativeObjectInfo {
+    /// Size in bytes.
+    pub size: f64,
+    /// Entity tag.
+    pub etag: Option<String>,
+    /// Last modification, milliseconds since the epoch.
+    pub last_modified_ms: Option<f64>,
+    /// Object version, where the store has versions.
+    pub version: Option<String>,
+}
+
+/// The outcome of one download.
+#[napi(object)]
+pub struct NativeTransferResult {
+    /// Bytes written.
+    pub bytes: f64,
+    /// Entity tag of what was read.
+    pub etag: Option<String>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: f64,
+}
+
+/// One item of `downloadMany`.
+#[napi(object)]
+pub struct NativeItem {
+    /// Source URL.
+    pub url: String,
+    /// Destination path.
+    pub dest: String,
+}
+
+/// One outcome of `downloadMany`: a result, or an encoded error.
+#[napi(object)]
+pub struct NativeOutcome {
+    /// Set on success.
+    pub result: Option<NativeTransferResult>,
+    /// Set on failure: `OBJGET_ERROR:{json}`.
+    pub error: Option<String>,
+}
+
+/// Versions of the native pieces.
+#[napi(object)]
+pub struct NativeInfo {
+    /// objget's engine version.
+    pub version: String,
+    /// The object_store version it was built with.
+    pub object_store_version: String,
+    /// The TLS stack.
+    pub tls: String,
+}
+
+/// A cancellation handle. The TypeScript layer creates one per call that has an AbortSignal,
+/// passes its `id`, and calls `cancel()` when the signal fires.
+///
+/// ```js
+/// const h = new CancelHandle(); signal.addEventListener('abort', () => h.cancel());
+/// await download(url, dest, undefined, h.id);
+/// ```
+#[napi]
+pub struct CancelHandle {
+    id: u32,
+    token: CancellationToken,
+}
+
+#[napi]
+impl CancelHandle {
+    /// A fresh, not yet cancelled handle.
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let id = NEXT_CANCEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = CancellationToken::new();
+        cancels().insert(id, token.clone());
+        Self { id, token }
+    }
+
+    /// The id to pass to transfer functions.
+    #[napi(getter)]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Stop every transfer started with this handle: requests are dropped, temporaries removed,
+    /// and the calls reject with `Aborted`.
+    #[napi]
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// Forget the handle (after the call it guarded has settled).
+    #[napi]
+    pub fn release(&self) {
+        cancels().remove(&self.id);
+    }
+}
+
+impl Drop for CancelHandle {
+    fn drop(&mut self) {
+        cancels().remove(&self.id);
+    }
+}
+
+fn cancels() -> std::sync::MutexGuard<'static, HashMap<u32, CancellationToken>> {
+    CANCELS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn token(cancel_id: Option<u32>) -> CancellationToken {
+    cancel_id
+        .and_then(|id| cancels().get(&id).cloned())
+        .unwrap_or_default()
+}
+
+fn encode(e: &objget_engine::Error) -> String {
+    let body = serde_json::json!({
+        "code": e.code().as_str(),
+        "message": e.message(),
+        "url": e.url(),
+        "cause": e.cause(),
+    });
+    format!("OBJGET_ERROR:{body}")
+}
+
+fn to_napi(e: objget_engine::Error) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, encode(&e))
+}
+
+fn range(r: Option<NativeRange>) -> napi::Result<Option<ByteRange>> {
+    let Some(r) = r else { return Ok(None) };
+    let int = |v: f64| -> napi::Result<u64> {
+        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
+            Ok(v as u64)
+        } else {
+            Err(to_napi(objget_engine::Error::invalid_argument(format!(
+                "range values must be non-negative integers, got {v}"
+            ))))
+        }
+    };
+    Ok(Some(match (r.offset, r.length, r.suffix) {
+        (None, None, Some(s)) => ByteRange::Suffix(int(s)?),
+        (Some(o), Some(l), None) => ByteRange::Bounded {
+            offset: int(o)?,
+            length: int(l)?,
+        },
+        (Some(o), None, None) => ByteRange::From(int(o)?),
+        _ => {
+            return Err(to_napi(objget_engine::Error::invalid_argument(
+                "range is { offset, length }, { offset } or { suffix }",
+            )))
+        }
+    }))
+}
+
+fn result(r: objget_engine::TransferResult) -> NativeTransferResult {
+    NativeTransferResult {
+        bytes: r.bytes as f64,
+        etag: r.etag,
+        elapsed_ms: r.elapsed_ms,
+    }
+}
+
+/// Versions of the native engine.
+///
+/// ```js
+/// nativeInfo() // { version: '0.1.0', objectStoreVersion: '0.14.2', tls: 'rustls+ring' }
+/// ```
+#[napi]
+pub fn native_info() -> NativeInfo {
+    NativeInfo {
+        version: objget_engine::VERSION.to_string(),
+        object_store_version: objget_engine::OBJECT_STORE_VERSION.to_string(),
+        tls: "rustls+ring".to_string(),
+    }
+}
+
+/// Size, ETag, modification time and version of an object.
+///
+/// ```js
+/// const info = await head('s3://bucket/key')
+/// ```
+#[napi]
+pub async fn head(url: String, store: Option<StoreConfig>) -> napi::Result<NativeObjectInfo> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    let info = ENGINE.head(&url, &opts).await.map_err(to_napi)?;
+    Ok(NativeObjectInfo {
+        size: info.size as f64,
+        etag: info.etag,
+        last_modified_ms: info.last_modified.map(|t| t.timestamp_millis() as f64),
+        version: info.version,
+    })
+}
+
+/// Read an object, or a range of it, into one Buffer (handed to JavaScript without a copy).
+///
+/// ```js
+/// const buf = await get('gs://bucket/key', { offset: 0, length: 1024 })
+/// ```
+#[napi]
+pub async fn get(
+    url: String,
+    range_: Option<NativeRange>,
+    store: Option<StoreConfig>,
+    cancel_id: Option<u32>,
+) -> napi::Result<Buffer> {
+    let r = range(range_)?;
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    let bytes = ENGINE
+        .get(&url, r, &opts, &token(cancel_id))
+        .await
+        .map_err(to_napi)?;
+    Ok(Buffer::from(bytes))
+}
+
+/// Download an object to a file: temporary file, fsync, rename.
+///
+/// ```js
+/// const r = await download('az://container/key', '/data/key')
+/// ```
+#[napi]
+pub async fn download(
+    url: String,
+    dest: String,
+    store: Option<StoreConfig>,
+    cancel_id: Option<u32>,
+) -> napi::Result<NativeTransferResult> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    ENGINE
+        .download(&url, &PathBuf::from(dest), &opts, &token(cancel_id))
+        .await
+        .map(result)
+        .map_err(to_napi)
+}
+
+/// Download many objects with a bounded number in flight; outcomes in input order.
+///
+/// ```js
+/// const outcomes = await downloadMany([{ url, dest }], 16)
+/// ```
+#[napi]
+pub async fn download_many(
+    items: Vec<NativeItem>,
+    concurrency: u32,
+    store: Option<StoreConfig>,
+    cancel_id: Option<u32>,
+) -> Vec<NativeOutcome> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    let items: Vec<(String, PathBuf)> = items
+        .into_iter()
+        .map(|i| (i.url, PathBuf::from(i.dest)))
+        .collect();
+    ENGINE
+        .download_many(items, concurrency as usize, &opts, &token(cancel_id))
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(r) => NativeOutcome {
+                result: Some(result(r)),
+                error: None,
+            },
+            Err(e) => NativeOutcome {
+                result: None,
+                error: Some(encode(&e)),
+            },
+        })
+        .collect()
+}

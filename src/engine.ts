@@ -1,0 +1,52 @@
+import { JS_SCHEMES, jsEngine } from './js/engine.js';
+import { loadNative, nativeEngine } from './native.js';
+import { StorageError } from './errors.js';
+import type { Engine, EngineInfo, EngineName } from './types.js';
+
+let js: Engine | undefined;
+let native: Engine | undefined;
+
+function forced(): EngineName | undefined {
+  const v = process.env.OBJGET_ENGINE?.trim().toLowerCase();
+  if (v === 'js' || v === 'native') return v;
+  return undefined;
+}
+
+/** The JS engine (always available). */
+export function getJsEngine(): Engine {
+  return (js ??= jsEngine());
+}
+
+/**
+ * The engine a call uses: native when the addon loaded, else JS. `OBJGET_ENGINE=js|native`
+ * forces one; forcing native without the addon makes calls reject with `NotSupported`.
+ */
+export function selectEngine(): Engine {
+  const want = forced();
+  if (want === 'js') return getJsEngine();
+  const n = loadNative();
+  if (n.binding) return (native ??= nativeEngine(n.binding));
+  if (want === 'native') {
+    throw new StorageError('NotSupported', `OBJGET_ENGINE=native, but ${n.reason}`);
+  }
+  return getJsEngine();
+}
+
+/** Which engines are available and which one calls use. Never throws. */
+export function engineInfo(): EngineInfo {
+  const n = loadNative();
+  const want = forced();
+  const info = n.binding?.nativeInfo();
+  return {
+    engine: want === 'js' || !n.binding ? (want === 'native' ? 'native' : 'js') : 'native',
+    native: n.binding
+      ? {
+          loaded: true,
+          version: info?.version,
+          objectStoreVersion: info?.objectStoreVersion,
+          tls: info?.tls,
+        }
+      : { loaded: false, reason: n.reason },
+    js: { schemes: JS_SCHEMES },
+  };
+}

@@ -1,0 +1,136 @@
+import { displayUrl, scrub } from './redact.js';
+
+/** Stable error codes: `err.code` on every error objget throws. */
+export type ErrorCode =
+  | 'NotFound'
+  | 'PermissionDenied'
+  | 'Unauthenticated'
+  | 'Precondition'
+  | 'AlreadyExists'
+  | 'InvalidUrl'
+  | 'UnsupportedScheme'
+  | 'InvalidArgument'
+  | 'Timeout'
+  | 'Aborted'
+  | 'Io'
+  | 'NotSupported'
+  | 'Generic';
+
+const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'NotFound',
+  'PermissionDenied',
+  'Unauthenticated',
+  'Precondition',
+  'AlreadyExists',
+  'InvalidUrl',
+  'UnsupportedScheme',
+  'InvalidArgument',
+  'Timeout',
+  'Aborted',
+  'Io',
+  'NotSupported',
+  'Generic',
+]);
+
+/**
+ * Every failure objget reports. `code` is stable; `message` names the object and the cause and
+ * never a credential; `url` is shown without its query string.
+ */
+export class StorageError extends Error {
+  override readonly name: string = 'StorageError';
+  readonly code: ErrorCode;
+  readonly url: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { url?: string; cause?: unknown } = {}) {
+    super(scrub(message), options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.url = options.url === undefined ? undefined : displayUrl(options.url);
+  }
+}
+
+/** One item's outcome in `downloadMany`, shaped like `Promise.allSettled`. */
+export type ItemOutcome<T> =
+  { status: 'fulfilled'; value: T } | { status: 'rejected'; reason: StorageError };
+
+/**
+ * `downloadMany` rejects with this when any item failed. Items that succeeded are complete
+ * files; items that failed left nothing behind. `code` is the first failure's code.
+ */
+export class DownloadManyError<T = unknown> extends StorageError {
+  override readonly name = 'DownloadManyError';
+  readonly outcomes: ItemOutcome<T>[];
+  readonly failed: number;
+
+  constructor(outcomes: ItemOutcome<T>[]) {
+    const failures = outcomes.filter(
+      (o): o is { status: 'rejected'; reason: StorageError } => o.status === 'rejected',
+    );
+    const first = failures[0]?.reason;
+    super(
+      first?.code ?? 'Generic',
+      `${failures.length} of ${outcomes.length} downloads failed; first: ${first?.message ?? 'unknown'}`,
+      { cause: first },
+    );
+    this.outcomes = outcomes;
+    this.failed = failures.length;
+  }
+}
+
+const NATIVE_PREFIX = 'OBJGET_ERROR:';
+
+interface NativeErrorBody {
+  code: string;
+  message: string;
+  url: string | null;
+  cause: string | null;
+}
+
+/** Turn an error from the native addon (or its encoded string) into a StorageError. */
+export function fromNative(err: unknown): StorageError {
+  const text = typeof err === 'string' ? err : err instanceof Error ? err.message : String(err);
+  const at = text.indexOf(NATIVE_PREFIX);
+  if (at >= 0) {
+    try {
+      const body = JSON.parse(text.slice(at + NATIVE_PREFIX.length)) as NativeErrorBody;
+      const code = (CODES.has(body.code) ? body.code : 'Generic') as ErrorCode;
+      return new StorageError(code, body.message, {
+        url: body.url ?? undefined,
+        cause: body.cause ? new Error(scrub(body.cause)) : undefined,
+      });
+    } catch {
+      // fall through: not our encoding after all
+    }
+  }
+  if (err instanceof StorageError) return err;
+  // napi-rs argument conversion errors (a number where a string belongs, …).
+  const code = (err as { code?: string } | null)?.code;
+  return new StorageError(code === 'InvalidArg' ? 'InvalidArgument' : 'Generic', text);
+}
+
+/** Map a Node.js / undici error to a StorageError about `url`. */
+export function fromNodeError(err: unknown, url: string, what?: string): StorageError {
+  if (err instanceof StorageError) return err;
+  const e = err as { code?: string; name?: string; message?: string } | null;
+  const c = e?.code ?? '';
+  const name = e?.name ?? '';
+  let code: ErrorCode = 'Generic';
+  if (name === 'AbortError' || c === 'ABORT_ERR' || c === 'UND_ERR_ABORTED') code = 'Aborted';
+  else if (c === 'ENOENT') code = 'NotFound';
+  else if (c === 'EACCES' || c === 'EPERM') code = 'PermissionDenied';
+  else if (
+    c === 'UND_ERR_CONNECT_TIMEOUT' ||
+    c === 'UND_ERR_HEADERS_TIMEOUT' ||
+    c === 'UND_ERR_BODY_TIMEOUT' ||
+    c === 'ETIMEDOUT'
+  )
+    code = 'Timeout';
+  else if (c.startsWith('E') && !c.startsWith('ECONN') && c !== 'EPIPE' && what !== undefined)
+    code = 'Io';
+  const shown = what ?? displayUrl(url);
+  const detail = code === 'Aborted' ? 'the transfer was aborted' : scrub(e?.message ?? String(err));
+  return new StorageError(code, `${shown}: ${detail}`, {
+    url,
+    cause:
+      err instanceof Error ? new Error(scrub(`${c ? `${c}: ` : ''}${err.message}`)) : undefined,
+  });
+}

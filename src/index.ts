@@ -1,0 +1,17 @@
+export { download, downloadMany, get, head } from './download.js';
+export { engineInfo } from './engine.js';
+export { DownloadManyError, StorageError } from './errors.js';
+export type { ErrorCode, ItemOutcome } from './errors.js';
+export type {
+  ByteRange,
+  CallOptions,
+  DownloadItem,
+  DownloadManyOptions,
+  DownloadOptions,
+  EngineInfo,
+  EngineName,
+  GetOptions,
+  ObjectInfo,
+  StoreOptions,
+  TransferResult,
+} from './types.js';

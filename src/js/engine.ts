@@ -1,0 +1,392 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsc, createWriteStream } from 'node:fs';
+import { copyFile, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { fromNodeError, StorageError, type ErrorCode, type ItemOutcome } from '../errors.js';
+import { displayUrl } from '../redact.js';
+import type { ByteRange, Engine, ObjectInfo, StoreOptions, TransferResult } from '../types.js';
+import { locate } from '../urls.js';
+
+type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
+
+/** Schemes the pure-JS engine reads. */
+export const JS_SCHEMES = ['http', 'https', 'file'];
+
+const agents = new Map<string, Agent>();
+
+function agentFor(store: StoreOptions | undefined): Agent {
+  const key = JSON.stringify([
+    store?.caCert?.toString() ?? '',
+    store?.connectTimeoutMs ?? 10_000,
+    store?.readTimeoutMs ?? 60_000,
+  ]);
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Agent({
+      connect: {
+        timeout: store?.connectTimeoutMs ?? 10_000,
+        ...(store?.caCert ? { ca: store.caCert.toString() } : {}),
+      },
+      headersTimeout: store?.readTimeoutMs ?? 60_000,
+      bodyTimeout: store?.readTimeoutMs ?? 60_000,
+      connections: 256,
+    });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+function notSupported(url: string, scheme: string): StorageError {
+  return new StorageError(
+    'NotSupported',
+    `${displayUrl(url)}: the JS engine reads http(s) and local files; ${scheme}:// needs the native addon (see engineInfo())`,
+    { url },
+  );
+}
+
+function statusError(status: number, url: string): StorageError {
+  const code: ErrorCode =
+    status === 404 || status === 410
+      ? 'NotFound'
+      : status === 403
+        ? 'PermissionDenied'
+        : status === 401
+          ? 'Unauthenticated'
+          : status === 412
+            ? 'Precondition'
+            : status === 416
+              ? 'InvalidArgument'
+              : status === 408 || status === 504
+                ? 'Timeout'
+                : 'Generic';
+  return new StorageError(code, `${displayUrl(url)}: HTTP ${status}`, { url });
+}
+
+function rangeHeader(range: ByteRange): string {
+  if ('suffix' in range) return `bytes=-${range.suffix}`;
+  return range.length === undefined
+    ? `bytes=${range.offset}-`
+    : `bytes=${range.offset}-${range.offset + range.length - 1}`;
+}
+
+function checkRange(range: ByteRange | undefined): void {
+  if (!range) return;
+  const values = 'suffix' in range ? [range.suffix] : [range.offset, range.length ?? 0];
+  for (const v of values) {
+    if (!Number.isSafeInteger(v) || v < 0) {
+      throw new StorageError(
+        'InvalidArgument',
+        `range values must be non-negative integers, got ${v}`,
+      );
+    }
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const RETRYABLE_NET = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+]);
+
+/** One GET (or HEAD) with retries on 5xx, 429, 408 and connection errors before the body. */
+async function send(
+  url: string,
+  method: 'GET' | 'HEAD',
+  headers: Record<string, string>,
+  store: StoreOptions | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Dispatcher.ResponseData> {
+  const maxRetries = store?.maxRetries ?? 5;
+  const retryTimeout = store?.retryTimeoutMs ?? 180_000;
+  let backoff = store?.initialBackoffMs ?? 100;
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    let res: Dispatcher.ResponseData | undefined;
+    let failure: unknown;
+    try {
+      res = await request(url, {
+        method,
+        headers: { 'user-agent': 'objget-js', ...headers },
+        dispatcher: agentFor(store),
+        signal,
+      });
+    } catch (e) {
+      failure = e;
+    }
+    const retryable = res
+      ? res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408
+      : RETRYABLE_NET.has((failure as { code?: string })?.code ?? '') && !signal?.aborted;
+    if (!retryable || attempt >= maxRetries || Date.now() - started + backoff > retryTimeout) {
+      if (!res) throw fromNodeError(failure, url);
+      if (res.statusCode >= 400 && res.statusCode !== 416) {
+        res.body.destroy();
+        throw statusError(res.statusCode, url);
+      }
+      return res;
+    }
+    res?.body.destroy();
+    await sleep(Math.max(1, Math.random() * backoff));
+    backoff = Math.min(backoff * 2, 15_000);
+  }
+}
+
+function totalFromContentRange(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  const total = s?.split('/').pop();
+  return total && /^\d+$/.test(total) ? Number(total) : undefined;
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+async function httpHead(url: URL, store: StoreOptions | undefined): Promise<ObjectInfo> {
+  const href = url.href;
+  let res: Dispatcher.ResponseData;
+  let size: number | undefined;
+  if (url.search) {
+    // Presigned URLs are signed for GET: ask for one byte and read the size from Content-Range.
+    res = await send(href, 'GET', { range: 'bytes=0-0' }, store, undefined);
+    res.body.destroy();
+    size =
+      res.statusCode === 206 || res.statusCode === 416
+        ? totalFromContentRange(res.headers['content-range'])
+        : Number(one(res.headers['content-length']));
+  } else {
+    res = await send(href, 'HEAD', {}, store, undefined);
+    await res.body.dump();
+    size = Number(one(res.headers['content-length']));
+  }
+  if (size === undefined || !Number.isFinite(size)) {
+    throw new StorageError(
+      'Generic',
+      `${displayUrl(href)}: the server did not say how large the object is`,
+      { url: href },
+    );
+  }
+  const lm = one(res.headers['last-modified']);
+  return {
+    size,
+    etag: one(res.headers.etag),
+    lastModified: lm ? new Date(lm) : undefined,
+    version: one(res.headers['x-amz-version-id']),
+  };
+}
+
+async function httpOpen(
+  url: URL,
+  range: ByteRange | undefined,
+  store: StoreOptions | undefined,
+  signal: AbortSignal | undefined,
+): Promise<{ body: Readable; length: number; etag?: string }> {
+  const href = url.href;
+  const res = await send(href, 'GET', range ? { range: rangeHeader(range) } : {}, store, signal);
+  if (res.statusCode === 416) {
+    res.body.destroy();
+    throw new StorageError(
+      'InvalidArgument',
+      `${displayUrl(href)}: the requested range is outside the object`,
+      { url: href },
+    );
+  }
+  if (range && res.statusCode !== 206) {
+    res.body.destroy();
+    throw new StorageError(
+      'NotSupported',
+      `${displayUrl(href)}: the server ignored the Range header`,
+      { url: href },
+    );
+  }
+  const length = Number(one(res.headers['content-length']));
+  if (!Number.isFinite(length)) {
+    res.body.destroy();
+    throw new StorageError('Generic', `${displayUrl(href)}: the server sent no Content-Length`, {
+      url: href,
+    });
+  }
+  return { body: res.body, length, etag: one(res.headers.etag) };
+}
+
+async function fileEtag(path: string): Promise<{ size: number; etag: string; mtime: Date }> {
+  const s = await stat(path, { bigint: true });
+  if (!s.isFile()) throw Object.assign(new Error(`${path}: not a file`), { code: 'ENOENT' });
+  const micros = s.mtimeNs / 1000n;
+  return {
+    size: Number(s.size),
+    etag: `${s.ino.toString(16)}-${micros.toString(16)}-${s.size.toString(16)}`,
+    mtime: new Date(Number(s.mtimeMs)),
+  };
+}
+
+function fileRange(size: number, range: ByteRange | undefined): [number, number] {
+  if (!range) return [0, size];
+  if ('suffix' in range) return [Math.max(0, size - range.suffix), size];
+  const end = range.length === undefined ? size : Math.min(size, range.offset + range.length);
+  return [range.offset, end];
+}
+
+async function readAll(body: Readable, expected: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks, expected);
+}
+
+/** A uniquely named temporary file beside `dest`; removed unless committed. */
+async function withTemp<T>(dest: string, fill: (temp: string) => Promise<T>): Promise<T> {
+  const dir = dirname(dest);
+  await mkdir(dir, { recursive: true }).catch((e: unknown) => {
+    throw fromNodeError(e, dest, dir);
+  });
+  const existing = await stat(dest).catch(() => undefined);
+  if (existing?.isDirectory()) {
+    throw new StorageError('InvalidArgument', `${dest}: is a directory`);
+  }
+  const temp = join(dir, `.${basename(dest)}.objget-${randomBytes(8).toString('hex')}.part`);
+  try {
+    const out = await fill(temp);
+    const fh = await open(temp, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, dest);
+    const d = await open(dir, 'r').catch(() => undefined);
+    await d?.sync().catch(() => undefined);
+    await d?.close();
+    return out;
+  } catch (e) {
+    await unlink(temp).catch(() => undefined);
+    throw e;
+  }
+}
+
+function abortedError(url: string): StorageError {
+  return new StorageError('Aborted', 'the transfer was aborted', { url });
+}
+
+/** Pure-JS engine: undici for http(s), fs for files. */
+export function jsEngine(): Engine {
+  const engine: Engine = {
+    name: 'js',
+    async head(url, store) {
+      const loc = locate(url);
+      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+      if (loc.kind === 'http') return httpHead(loc.url, store);
+      try {
+        const f = await fileEtag(loc.path);
+        return { size: f.size, etag: f.etag, lastModified: f.mtime };
+      } catch (e) {
+        throw fromNodeError(e, url, loc.path);
+      }
+    },
+
+    async get(url, range, store, signal) {
+      checkRange(range);
+      if (signal?.aborted) throw abortedError(url);
+      if (range && ('suffix' in range ? range.suffix === 0 : range.length === 0)) {
+        return Buffer.alloc(0);
+      }
+      const loc = locate(url);
+      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+      try {
+        if (loc.kind === 'http') {
+          const { body, length } = await httpOpen(loc.url, range, store, signal);
+          return await readAll(body, length);
+        }
+        const f = await fileEtag(loc.path);
+        const [start, end] = fileRange(f.size, range);
+        if (start >= f.size && !(start === 0 && f.size === 0)) {
+          throw new StorageError(
+            'InvalidArgument',
+            `${loc.path}: the requested range is outside the object`,
+            { url },
+          );
+        }
+        const fh = await open(loc.path, 'r');
+        try {
+          const buf = Buffer.allocUnsafe(end - start);
+          let off = 0;
+          while (off < buf.length) {
+            const { bytesRead } = await fh.read(buf, off, buf.length - off, start + off);
+            if (bytesRead === 0) break;
+            off += bytesRead;
+          }
+          return buf.subarray(0, off);
+        } finally {
+          await fh.close();
+        }
+      } catch (e) {
+        if (signal?.aborted) throw abortedError(url);
+        throw fromNodeError(e, url, loc.kind === 'file' ? loc.path : undefined);
+      }
+    },
+
+    async download(url, dest, store, signal) {
+      const started = performance.now();
+      if (signal?.aborted) throw abortedError(url);
+      if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
+      const loc = locate(url);
+      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+      const target = isAbsolute(dest) ? dest : resolve(dest);
+      try {
+        return await withTemp(target, async (temp): Promise<Done> => {
+          if (loc.kind === 'file') {
+            const f = await fileEtag(loc.path).catch((e: unknown) => {
+              throw fromNodeError(e, url, loc.path);
+            });
+            await copyFile(loc.path, temp, fsc.COPYFILE_FICLONE);
+            if (signal?.aborted) throw abortedError(url);
+            return { bytes: f.size, etag: f.etag, elapsedMs: performance.now() - started };
+          }
+          const { body, length, etag } = await httpOpen(loc.url, undefined, store, signal);
+          const out = createWriteStream(temp, { flags: 'wx' });
+          await pipeline(body, out, { signal });
+          if (out.bytesWritten !== length) {
+            throw new StorageError(
+              'Generic',
+              `${displayUrl(url)}: expected ${length} bytes but the body had ${out.bytesWritten}`,
+              { url },
+            );
+          }
+          return { bytes: length, etag, elapsedMs: performance.now() - started };
+        });
+      } catch (e) {
+        if (signal?.aborted) throw abortedError(url);
+        throw fromNodeError(e, url, loc.kind === 'file' ? loc.path : undefined);
+      }
+    },
+
+    async downloadMany(items, concurrency, store, signal) {
+      const outcomes: ItemOutcome<Done>[] = new Array(items.length);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < items.length) {
+          const i = next++;
+          const item = items[i]!;
+          try {
+            outcomes[i] = {
+              status: 'fulfilled',
+              value: await engine.download(item.url, item.dest, store, signal),
+            };
+          } catch (e) {
+            outcomes[i] = { status: 'rejected', reason: fromNodeError(e, item.url) };
+          }
+        }
+      };
+      await Promise.all(
+        Array.from({ length: Math.min(Math.max(1, concurrency), items.length) }, worker),
+      );
+      return outcomes;
+    },
+  };
+  return engine;
+}

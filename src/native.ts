@@ -1,0 +1,135 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fromNative, StorageError, type ItemOutcome } from './errors.js';
+import type { ByteRange, DownloadItem, Engine, StoreOptions, TransferResult } from './types.js';
+import type * as Binding from '../index.js';
+
+type NativeBinding = typeof Binding;
+type Loaded =
+  { binding: NativeBinding; reason?: undefined } | { binding?: undefined; reason: string };
+
+let loaded: Loaded | undefined;
+
+function packageRoot(): string {
+  // dist/index.{js,cjs} and src/*.ts both sit one level below the package root.
+  const here = typeof __dirname === 'string' ? __dirname : dirname(fileURLToPath(import.meta.url));
+  return join(here, '..');
+}
+
+/** Load the napi-rs addon once. Never throws: a missing addon is a state, reported by reason. */
+export function loadNative(): Loaded {
+  if (loaded) return loaded;
+  try {
+    const require = createRequire(join(packageRoot(), 'package.json'));
+    loaded = { binding: require('./index.cjs') as NativeBinding };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    loaded = {
+      reason: `the native addon for ${process.platform}-${process.arch} did not load: ${msg.split('\n')[0]}`,
+    };
+  }
+  return loaded;
+}
+
+function storeConfig(store: StoreOptions | undefined): Binding.StoreConfig | undefined {
+  if (!store) return undefined;
+  return {
+    config: store.config,
+    skipSignature: store.skipSignature,
+    allowHttp: store.allowHttp,
+    caCert: store.caCert === undefined ? undefined : store.caCert.toString(),
+    connectTimeoutMs: store.connectTimeoutMs,
+    readTimeoutMs: store.readTimeoutMs,
+    maxRetries: store.maxRetries,
+    retryTimeoutMs: store.retryTimeoutMs,
+    initialBackoffMs: store.initialBackoffMs,
+  };
+}
+
+/**
+ * Run a native call with a cancel handle bridged from `signal`: napi-rs cannot stop a started
+ * async call from an AbortSignal, so the signal fires the engine's cancellation token instead.
+ */
+async function withCancel<T>(
+  binding: NativeBinding,
+  url: string,
+  signal: AbortSignal | undefined,
+  call: (cancelId: number | undefined) => Promise<T>,
+): Promise<T> {
+  if (!signal) return call(undefined);
+  if (signal.aborted) throw new StorageError('Aborted', 'the transfer was aborted', { url });
+  const handle = new binding.CancelHandle();
+  const onAbort = (): void => handle.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await call(handle.id);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    handle.release();
+  }
+}
+
+function nativeRange(range: ByteRange | undefined): Binding.NativeRange | undefined {
+  if (!range) return undefined;
+  if ('suffix' in range) return { suffix: range.suffix };
+  return { offset: range.offset, length: range.length };
+}
+
+type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
+
+function done(r: Binding.NativeTransferResult): Done {
+  return { bytes: r.bytes, etag: r.etag ?? undefined, elapsedMs: r.elapsedMs };
+}
+
+/** The Rust engine behind the Engine interface. */
+export function nativeEngine(binding: NativeBinding): Engine {
+  return {
+    name: 'native',
+    async head(url, store) {
+      try {
+        const i = await binding.head(url, storeConfig(store));
+        return {
+          size: i.size,
+          etag: i.etag ?? undefined,
+          lastModified: i.lastModifiedMs == null ? undefined : new Date(i.lastModifiedMs),
+          version: i.version ?? undefined,
+        };
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async get(url, range, store, signal) {
+      try {
+        return await withCancel(binding, url, signal, (id) =>
+          binding.get(url, nativeRange(range), storeConfig(store), id),
+        );
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async download(url, dest, store, signal) {
+      try {
+        return done(
+          await withCancel(binding, url, signal, (id) =>
+            binding.download(url, dest, storeConfig(store), id),
+          ),
+        );
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async downloadMany(items: DownloadItem[], concurrency, store, signal) {
+      const outcomes = await withCancel(binding, items[0]?.url ?? '', signal, (id) =>
+        binding.downloadMany(items, concurrency, storeConfig(store), id),
+      ).catch((e: unknown) => {
+        throw fromNative(e);
+      });
+      return outcomes.map((o): ItemOutcome<Done> =>
+        o.result
+          ? { status: 'fulfilled', value: done(o.result) }
+          : { status: 'rejected', reason: fromNative(o.error ?? 'unknown error') },
+      );
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StorageError } from './errors.js';
+
+/** The schemes objget reads (the native engine); shown in `UnsupportedScheme` messages. */
+export const SUPPORTED_SCHEMES =
+  's3://, s3a://, gs://, az://, azure://, abfs://, abfss://, http://, https://, file:// and local paths';
+
+const CLOUD = new Set(['s3', 's3a', 'gs', 'az', 'azure', 'abfs', 'abfss']);
+
+export type Located =
+  { kind: 'file'; path: string } | { kind: 'http'; url: URL } | { kind: 'cloud'; scheme: string };
+
+/** Classify a URL the way crates/engine/src/locate.rs does. */
+export function locate(input: string): Located {
+  if (typeof input !== 'string' || input.length === 0) {
+    throw new StorageError('InvalidUrl', 'the URL is empty', { url: String(input ?? '') });
+  }
+  if (!input.includes('://') || /^[a-zA-Z]:[\\/]/.test(input)) {
+    return { kind: 'file', path: isAbsolute(input) ? input : resolve(input) };
+  }
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch (e) {
+    throw new StorageError('InvalidUrl', `not a valid URL: ${(e as Error).message}`, {
+      url: input,
+    });
+  }
+  const scheme = url.protocol.slice(0, -1).toLowerCase();
+  if (scheme === 'http' || scheme === 'https') {
+    if (!url.hostname)
+      throw new StorageError('InvalidUrl', 'the URL names no host', { url: input });
+    if (url.pathname === '/' || url.pathname === '') {
+      throw new StorageError('InvalidUrl', 'the URL names a bucket or host but no object', {
+        url: input,
+      });
+    }
+    return { kind: 'http', url };
+  }
+  if (scheme === 'file') {
+    try {
+      return { kind: 'file', path: fileURLToPath(url) };
+    } catch {
+      throw new StorageError('InvalidUrl', 'file URLs must name an absolute local path', {
+        url: input,
+      });
+    }
+  }
+  if (CLOUD.has(scheme)) return { kind: 'cloud', scheme };
+  throw new StorageError(
+    'UnsupportedScheme',
+    `the scheme ${scheme}:// is not supported; objget reads ${SUPPORTED_SCHEMES}`,
+    { url: input },
+  );
+}
