@@ -85,6 +85,12 @@ function checkRange(range: ByteRange | undefined): void {
   }
 }
 
+/** Drop a response body we will not read; undici reports the abort as an error event. */
+function discard(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const RETRYABLE_NET = new Set([
@@ -127,12 +133,12 @@ async function send(
     if (!retryable || attempt >= maxRetries || Date.now() - started + backoff > retryTimeout) {
       if (!res) throw fromNodeError(failure, url);
       if (res.statusCode >= 400 && res.statusCode !== 416) {
-        res.body.destroy();
+        discard(res.body);
         throw statusError(res.statusCode, url);
       }
       return res;
     }
-    res?.body.destroy();
+    if (res) discard(res.body);
     await sleep(Math.max(1, Math.random() * backoff));
     backoff = Math.min(backoff * 2, 15_000);
   }
@@ -155,7 +161,7 @@ async function httpHead(url: URL, store: StoreOptions | undefined): Promise<Obje
   if (url.search) {
     // Presigned URLs are signed for GET: ask for one byte and read the size from Content-Range.
     res = await send(href, 'GET', { range: 'bytes=0-0' }, store, undefined);
-    res.body.destroy();
+    discard(res.body);
     size =
       res.statusCode === 206 || res.statusCode === 416
         ? totalFromContentRange(res.headers['content-range'])
@@ -190,7 +196,7 @@ async function httpOpen(
   const href = url.href;
   const res = await send(href, 'GET', range ? { range: rangeHeader(range) } : {}, store, signal);
   if (res.statusCode === 416) {
-    res.body.destroy();
+    discard(res.body);
     throw new StorageError(
       'InvalidArgument',
       `${displayUrl(href)}: the requested range is outside the object`,
@@ -198,7 +204,7 @@ async function httpOpen(
     );
   }
   if (range && res.statusCode !== 206) {
-    res.body.destroy();
+    discard(res.body);
     throw new StorageError(
       'NotSupported',
       `${displayUrl(href)}: the server ignored the Range header`,
@@ -207,7 +213,7 @@ async function httpOpen(
   }
   const length = Number(one(res.headers['content-length']));
   if (!Number.isFinite(length)) {
-    res.body.destroy();
+    discard(res.body);
     throw new StorageError('Generic', `${displayUrl(href)}: the server sent no Content-Length`, {
       url: href,
     });
@@ -304,7 +310,7 @@ export function jsEngine(): Engine {
         }
         const f = await fileEtag(loc.path);
         const [start, end] = fileRange(f.size, range);
-        if (start >= f.size && !(start === 0 && f.size === 0)) {
+        if (range && start >= f.size) {
           throw new StorageError(
             'InvalidArgument',
             `${loc.path}: the requested range is outside the object`,

@@ -250,10 +250,27 @@ async fn store_read(
         }),
         ..Default::default()
     };
-    let result = store
-        .get_opts(&loc.path, options)
-        .await
-        .map_err(|e| Error::from_store(e, &url))?;
+    let result = match store.get_opts(&loc.path, options).await {
+        // Azure has no suffix ranges: learn the size, then ask for the same bytes by offset.
+        Err(object_store::Error::NotSupported { .. }) if matches!(range, Some(ByteRange::Suffix(_))) => {
+            let Some(ByteRange::Suffix(n)) = range else { unreachable!() };
+            let meta = store.head(&loc.path).await.map_err(|e| Error::from_store(e, &url))?;
+            let size = meta.size;
+            if size == 0 {
+                return Err(Error::new(ErrorCode::InvalidArgument, "the requested range is outside the object").with_url(&url));
+            }
+            let start = size.saturating_sub(n);
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(start..size)),
+                // The object must not change between the HEAD and the GET.
+                if_match: meta.e_tag,
+                ..Default::default()
+            };
+            store.get_opts(&loc.path, options).await
+        }
+        other => other,
+    }
+    .map_err(|e| Error::from_store(e, &url))?;
     let len = result.range.end - result.range.start;
     let etag = result.meta.e_tag.clone();
     let body = result
@@ -475,7 +492,7 @@ async fn file_read(path: &Path, range: Option<ByteRange>, url: &str) -> Result<R
             Some(ByteRange::From(offset)) => (offset, size),
             Some(ByteRange::Suffix(n)) => (size.saturating_sub(n), size),
         };
-        if start >= size && !(start == 0 && size == 0) {
+        if range.is_some() && start >= size {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
                 "the requested range is outside the object",

@@ -217,6 +217,11 @@ fn classify_chain(err: &(dyn std::error::Error + 'static)) -> ErrorCode {
                 return ErrorCode::Timeout;
             }
         }
+        // object_store's RetryError (which knows the status) is crate-private; its text is the
+        // only way to tell a 416 from other failures.
+        if e.to_string().contains("416 Range Not Satisfiable") {
+            return ErrorCode::InvalidArgument;
+        }
         current = e.source();
     }
     ErrorCode::Generic

@@ -189,6 +189,19 @@ impl Stores {
         if opts.skip_signature {
             b = b.with_skip_signature(true);
         }
+        // An emulator's base URL lives inside the service-account key (gcs_base_url).
+        let base_url = b
+            .get_config_value(&GoogleConfigKey::ServiceAccountKey)
+            .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
+            .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let configured =
+            b.get_config_value(&GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp));
+        let allow = allow_http(opts, &base_url, &loc.store_url, configured);
+        b = b.with_config(
+            GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+            allow.to_string(),
+        );
         let has = |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
         let adc = std::env::var_os("HOME")
             .map(|h| {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: builds the addon and the TypeScript, installs the test servers (cached),
+# runs the Rust tests, then the vitest suites (which start MinIO, fake-gcs-server, Azurite and
+# the HTTP(S) fixture on 127.0.0.1 and stop them afterwards). Nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+logs=$(mktemp -d)
+bash scripts/check-deps.sh
+npm run build
+bash scripts/install-servers.sh
+
+# The Rust tests must not see a developer's own cloud credentials.
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+  AWS_EC2_METADATA_DISABLED=true OBJGET_METADATA=off \
+  cargo test --workspace --locked 2>&1 | tee "$logs/cargo.txt"
+
+npx vitest run --reporter=default --reporter=json --outputFile="$logs/vitest.json" "$@"
+
+node -e '
+const fs = require("fs");
+const cargo = fs.readFileSync(process.argv[1], "utf8");
+let passed = 0, failed = 0, skipped = 0;
+for (const m of cargo.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/g)) {
+  passed += +m[1]; failed += +m[2]; skipped += +m[3];
+}
+const v = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+passed += v.numPassedTests; failed += v.numFailedTests;
+skipped += v.numPendingTests + v.numTodoTests;
+console.log(`rust ${cargo.match(/test result/g)?.length ?? 0} suites, vitest ${v.numTotalTests} tests`);
+console.log(`total: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+if (failed || skipped) process.exit(1);
+' "$logs/cargo.txt" "$logs/vitest.json"

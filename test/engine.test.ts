@@ -1,0 +1,80 @@
+// Loading never throws; engine choice is visible and can be forced.
+import { cpSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { engineInfo } from '../src/index.js';
+import { distEntry, ROOT, runModule } from './helpers/child.js';
+import { servers } from './helpers/servers.js';
+
+const previous = process.env.OBJGET_ENGINE;
+afterAll(() => {
+  process.env.OBJGET_ENGINE = previous;
+});
+
+describe('engineInfo', () => {
+  it('reports the loaded addon and its versions', () => {
+    delete process.env.OBJGET_ENGINE;
+    const info = engineInfo();
+    expect(info.engine).toBe('native');
+    expect(info.native.loaded).toBe(true);
+    expect(info.native.objectStoreVersion).toMatch(/^0\.14\./);
+    expect(info.native.tls).toBe('rustls+ring');
+    expect(info.js.schemes).toEqual(['http', 'https', 'file']);
+  });
+
+  it('OBJGET_ENGINE=js forces the JS engine', () => {
+    process.env.OBJGET_ENGINE = 'js';
+    expect(engineInfo().engine).toBe('js');
+  });
+});
+
+describe('without the addon', () => {
+  // A copy of the built package with no .node file: what a user on an unbuilt platform has.
+  function packageWithoutAddon(): string {
+    distEntry();
+    const dir = mkdtempSync(join(tmpdir(), 'objget-noaddon-'));
+    cpSync(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true });
+    cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
+    cpSync(join(ROOT, 'index.cjs'), join(dir, 'index.cjs'));
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    return dir;
+  }
+
+  it('loads, says why, and serves http through the JS engine', async () => {
+    const dir = packageWithoutAddon();
+    mkdirSync(join(servers().http.root, 'noaddon'), { recursive: true });
+    writeFileSync(join(servers().http.root, 'noaddon', 'a.txt'), 'hello');
+    const { done } = runModule(
+      `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
+       const info = o.engineInfo();
+       const r = await o.download(${JSON.stringify(`${servers().http.url}/noaddon/a.txt`)}, ${JSON.stringify(join(dir, 'out.txt'))});
+       const s3 = await o.get('s3://b/k').catch((e) => e.code);
+       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, s3 }));`,
+      { OBJGET_ENGINE: undefined },
+      dir,
+    );
+    const r = await done;
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out.info.engine).toBe('js');
+    expect(out.info.native.loaded).toBe(false);
+    expect(out.info.native.reason).toMatch(/native addon .* did not load/);
+    expect(out.engine).toBe('js');
+    expect(out.bytes).toBe(5);
+    expect(out.s3).toBe('NotSupported');
+  });
+
+  it('OBJGET_ENGINE=native without the addon rejects calls with NotSupported, never throws on import', async () => {
+    const dir = packageWithoutAddon();
+    const { done } = runModule(
+      `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
+       const e = await o.get('/etc/hostname').catch((e) => e);
+       console.log(e.code);`,
+      { OBJGET_ENGINE: 'native' },
+      dir,
+    );
+    const r = await done;
+    expect(r.stdout.trim()).toBe('NotSupported');
+  });
+});

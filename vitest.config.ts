@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
+    pool: 'forks',
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Never let a metadata-service probe leave the machine during tests.
+    env: { AWS_EC2_METADATA_DISABLED: 'true', NO_GCE_CHECK: 'true', OBJGET_METADATA: 'off' },
+    reporters: ['default'],
+  },
+});
