@@ -1,6 +1,7 @@
 // Every failure leaves the world as it was: no file at the destination, no temporary beside it.
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { rejection } from './helpers/expect.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { download, get, StorageError } from '../src/index.js';
 import { distEntry, runModule } from './helpers/child.js';
@@ -70,13 +71,15 @@ for (const engine of ['native', 'js'] as const) {
       const p = download(`${servers().http.url}${path}`, join(dir, 'a.bin'), { signal: ac.signal });
       await waitFor(() => readdirSync(dir).length > 0);
       ac.abort();
-      const err = await p.catch((e: StorageError) => e);
+      const err = await rejection(p);
       expect(err.code).toBe('Aborted');
       await waitFor(() => readdirSync(dir).length === 0);
       expect(readdirSync(dir)).toEqual([]);
-      const getErr = await get(`${servers().http.url}${path}`, {
-        signal: AbortSignal.abort(),
-      }).catch((e: StorageError) => e);
+      const getErr = await rejection(
+        get(`${servers().http.url}${path}`, {
+          signal: AbortSignal.abort(),
+        }),
+      );
       expect(getErr.code).toBe('Aborted');
     });
 
@@ -99,7 +102,9 @@ for (const engine of ['native', 'js'] as const) {
       expect(r.stdout).not.toContain('finished');
       expect(existsSync(dest)).toBe(false);
       // Only the hidden temporary may remain (it is what `resume` will continue from).
-      expect(readdirSync(dir).every((f) => f.startsWith('.killed.bin.objget-') && f.endsWith('.part'))).toBe(true);
+      expect(
+        readdirSync(dir).every((f) => f.startsWith('.killed.bin.objget-') && f.endsWith('.part')),
+      ).toBe(true);
     });
   });
 }

@@ -2,6 +2,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { rejection } from './helpers/expect.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   download,
@@ -176,7 +177,7 @@ for (const engine of ['native', 'js'] as const) {
   describe(`${engine} engine × bad input`, () => {
     beforeAll(() => useEngine(engine));
     it('names the supported schemes for an unknown one', async () => {
-      const e = await get('ftp://x/y').catch((e: StorageError) => e);
+      const e = await rejection(get('ftp://x/y'));
       expect(e.code).toBe('UnsupportedScheme');
       expect(e.message).toContain('s3://');
       expect(await code(download('ftp://x/y', join(tempDir(), 'y')))).toBe('UnsupportedScheme');
@@ -187,9 +188,9 @@ for (const engine of ['native', 'js'] as const) {
       expect(await code(head('http://127.0.0.1:9/'))).toBe('InvalidUrl');
     });
     it('rejects bad ranges and bad downloadMany arguments', async () => {
-      expect(await code(get(fileURLToPath(import.meta.url), { range: { offset: -1, length: 2 } }))).toBe(
-        'InvalidArgument',
-      );
+      expect(
+        await code(get(fileURLToPath(import.meta.url), { range: { offset: -1, length: 2 } })),
+      ).toBe('InvalidArgument');
       expect(await code(downloadMany([], { concurrency: 0 }))).toBe('InvalidArgument');
       expect(
         await code(downloadMany([{ url: 'x' } as unknown as { url: string; dest: string }])),

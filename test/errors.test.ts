@@ -1,6 +1,7 @@
 // Typed errors, and no credential in any message, cause, URL or log line.
 import { inspect } from 'node:util';
 import { join } from 'node:path';
+import { rejection } from './helpers/expect.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { download, get, head, StorageError } from '../src/index.js';
 // @ts-expect-error plain ESM script without types
@@ -69,7 +70,11 @@ describe('secrets never leak', () => {
         const store = { caCert: s.http.ca, maxRetries: 0 };
         const good = presign(base, `/${key}`, s.http.signingKey) as string;
         expect((await get(good, { store })).equals(data)).toBe(true);
-        expect((await get(good, { store, range: { offset: 10, length: 5 } })).equals(data.subarray(10, 15))).toBe(true);
+        expect(
+          (await get(good, { store, range: { offset: 10, length: 5 } })).equals(
+            data.subarray(10, 15),
+          ),
+        ).toBe(true);
         expect((await head(good, { store })).size).toBe(data.length);
         const dest = join(tempDir(), 'p.bin');
         expect((await download(good, dest, { store })).bytes).toBe(data.length);
@@ -113,7 +118,9 @@ describe('credentials', () => {
     const key = `${uniqueKey('env')}/obj`;
     const data = bytes(5000, 5);
     const { backends } = await import('./helpers/servers.js');
-    await backends().find((b) => b.name === 's3')!.put(key, data);
+    await backends()
+      .find((b) => b.name === 's3')!
+      .put(key, data);
     const source = `
       import { get } from ${JSON.stringify(distEntry())};
       const b = await get('s3://${s.s3.bucket}/${key}');
@@ -138,9 +145,11 @@ describe('credentials', () => {
   it('none at all fails fast with Unauthenticated', async () => {
     const s = servers();
     const started = Date.now();
-    const err = await get(`s3://${s.s3.bucket}/k`, {
-      store: { config: { aws_endpoint: s.s3.endpoint, aws_region: 'us-east-1' } },
-    }).catch((e: StorageError) => e);
+    const err = await rejection(
+      get(`s3://${s.s3.bucket}/k`, {
+        store: { config: { aws_endpoint: s.s3.endpoint, aws_region: 'us-east-1' } },
+      }),
+    );
     expect(err.code).toBe('Unauthenticated');
     expect(Date.now() - started).toBeLessThan(3000);
   });
@@ -151,9 +160,7 @@ describe('credentials', () => {
     try {
       // A connect timeout no other test uses makes this a freshly built store, not a cached one.
       const store = { ...s3Store(s), connectTimeoutMs: 9_876 };
-      const info = await head(`s3://${s.s3.bucket}/none`, { store }).catch(
-        (e: StorageError) => e,
-      );
+      const info = await rejection(head(`s3://${s.s3.bucket}/none`, { store }));
       expect((info as StorageError).code).toBe('NotFound');
     } finally {
       delete process.env.AWS_SECRET_ACCESS_KEY;
@@ -162,17 +169,24 @@ describe('credentials', () => {
 
   it('anonymous access is explicit: skipSignature on a private bucket is refused by the server', async () => {
     const s = servers();
-    const err = await get(`s3://${s.s3.bucket}/k`, {
-      store: { skipSignature: true, config: { aws_endpoint: s.s3.endpoint, aws_region: 'us-east-1' } },
-    }).catch((e: StorageError) => e);
+    const err = await rejection(
+      get(`s3://${s.s3.bucket}/k`, {
+        store: {
+          skipSignature: true,
+          config: { aws_endpoint: s.s3.endpoint, aws_region: 'us-east-1' },
+        },
+      }),
+    );
     expect(['PermissionDenied', 'Unauthenticated']).toContain(err.code);
   });
 
   it('an unknown configuration key is InvalidArgument', async () => {
     const s = servers();
-    const err = await get(`s3://${s.s3.bucket}/k`, {
-      store: { config: { token_of_doom: 'x' } },
-    }).catch((e: StorageError) => e);
+    const err = await rejection(
+      get(`s3://${s.s3.bucket}/k`, {
+        store: { config: { token_of_doom: 'x' } },
+      }),
+    );
     expect(err.code).toBe('InvalidArgument');
   });
 });

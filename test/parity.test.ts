@@ -68,7 +68,10 @@ for (const backend of backends().filter((b) => b.js)) {
             store: backend.store,
           }),
         );
-        const [fa, fb] = [readFileSync(join(dir, `${size}-native`)), readFileSync(join(dir, `${size}-js`))];
+        const [fa, fb] = [
+          readFileSync(join(dir, `${size}-native`)),
+          readFileSync(join(dir, `${size}-js`)),
+        ];
         expect(fa.equals(fb)).toBe(true);
         expect([ra.bytes, ra.etag]).toEqual([rb.bytes, rb.etag]);
         const [ha, hb] = await both(() => head(url, { store: backend.store }));

@@ -108,12 +108,26 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       'content-type': 'application/octet-stream',
     };
     const ifMatch = req.headers['if-match'];
-    if (ifMatch && ifMatch !== '*' && !ifMatch.split(',').map((s) => s.trim()).includes(etag)) {
+    if (
+      ifMatch &&
+      ifMatch !== '*' &&
+      !ifMatch
+        .split(',')
+        .map((s) => s.trim())
+        .includes(etag)
+    ) {
       res.writeHead(412, headers).end();
       return;
     }
     const ifNoneMatch = req.headers['if-none-match'];
-    if (ifNoneMatch && (ifNoneMatch === '*' || ifNoneMatch.split(',').map((s) => s.trim()).includes(etag))) {
+    if (
+      ifNoneMatch &&
+      (ifNoneMatch === '*' ||
+        ifNoneMatch
+          .split(',')
+          .map((s) => s.trim())
+          .includes(etag))
+    ) {
       res.writeHead(304, headers).end();
       return;
     }

@@ -116,9 +116,8 @@ export function backends(): Backend[] {
       wrongSecret: azureStore(Buffer.from(SENTINEL_SECRET.padEnd(64, 'x')).toString('base64')),
       js: false,
       async put(key, data) {
-        const { BlobServiceClient, StorageSharedKeyCredential } = await import(
-          '@azure/storage-blob'
-        );
+        const { BlobServiceClient, StorageSharedKeyCredential } =
+          await import('@azure/storage-blob');
         const svc = new BlobServiceClient(
           s.azure.endpoint,
           new StorageSharedKeyCredential(s.azure.account, s.azure.key),

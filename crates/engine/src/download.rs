@@ -252,12 +252,23 @@ async fn store_read(
     };
     let result = match store.get_opts(&loc.path, options).await {
         // Azure has no suffix ranges: learn the size, then ask for the same bytes by offset.
-        Err(object_store::Error::NotSupported { .. }) if matches!(range, Some(ByteRange::Suffix(_))) => {
-            let Some(ByteRange::Suffix(n)) = range else { unreachable!() };
-            let meta = store.head(&loc.path).await.map_err(|e| Error::from_store(e, &url))?;
+        Err(object_store::Error::NotSupported { .. })
+            if matches!(range, Some(ByteRange::Suffix(_))) =>
+        {
+            let Some(ByteRange::Suffix(n)) = range else {
+                unreachable!()
+            };
+            let meta = store
+                .head(&loc.path)
+                .await
+                .map_err(|e| Error::from_store(e, &url))?;
             let size = meta.size;
             if size == 0 {
-                return Err(Error::new(ErrorCode::InvalidArgument, "the requested range is outside the object").with_url(&url));
+                return Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    "the requested range is outside the object",
+                )
+                .with_url(&url));
             }
             let start = size.saturating_sub(n);
             let options = GetOptions {

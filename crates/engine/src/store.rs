@@ -195,8 +195,9 @@ impl Stores {
             .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
             .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
             .unwrap_or_default();
-        let configured =
-            b.get_config_value(&GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp));
+        let configured = b.get_config_value(&GoogleConfigKey::Client(
+            object_store::ClientConfigKey::AllowHttp,
+        ));
         let allow = allow_http(opts, &base_url, &loc.store_url, configured);
         b = b.with_config(
             GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
@@ -446,8 +447,10 @@ mod tests {
     #[tokio::test]
     async fn stores_are_cached_per_bucket_and_options() {
         let stores = Stores::new();
-        let mut opts = StoreOptions::default();
-        opts.skip_signature = true;
+        let mut opts = StoreOptions {
+            skip_signature: true,
+            ..Default::default()
+        };
         opts.config.insert("aws_region".into(), "us-east-1".into());
         let a = Location::parse("s3://bucket-a/x").unwrap();
         let a2 = Location::parse("s3://bucket-a/y").unwrap();

@@ -1,0 +1,13 @@
+import { expect } from 'vitest';
+import { StorageError } from '../../src/index.js';
+
+/** The StorageError a promise rejects with; fails the test if it resolves or rejects otherwise. */
+export async function rejection(p: Promise<unknown>): Promise<StorageError> {
+  const outcome = await p.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  if (!('error' in outcome)) throw new Error('expected a rejection, got a result');
+  expect(outcome.error).toBeInstanceOf(StorageError);
+  return outcome.error as StorageError;
+}
