@@ -8,7 +8,12 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Never let a metadata-service probe leave the machine during tests.
-    env: { AWS_EC2_METADATA_DISABLED: 'true', NO_GCE_CHECK: 'true', OBJGET_METADATA: 'off' },
+    env: {
+      AWS_EC2_METADATA_DISABLED: 'true',
+      NO_GCE_CHECK: 'true',
+      OBJGET_METADATA: 'off',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
     reporters: ['default'],
   },
 });
