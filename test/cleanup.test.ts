@@ -1,5 +1,5 @@
 // Every failure leaves the world as it was: no file at the destination, no temporary beside it.
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { rejection } from './helpers/expect.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -45,6 +45,32 @@ for (const engine of ['native', 'js'] as const) {
       }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StorageError);
       expect(existsSync(dest)).toBe(false);
+      expect(readdirSync(dir)).toEqual([]);
+    });
+
+    it('transient 503s are retried and the download succeeds', async () => {
+      useEngine(engine);
+      const { path, data } = seed(300_000);
+      await fault({ path, kind: 'status', status: 503, times: 2 });
+      const dir = tempDir();
+      const r = await download(`${servers().http.url}${path}`, join(dir, 'r.bin'), {
+        store: { maxRetries: 3, initialBackoffMs: 10 },
+      });
+      expect(r.bytes).toBe(data.length);
+      expect(readFileSync(join(dir, 'r.bin')).equals(data)).toBe(true);
+    });
+
+    it('a 503 that outlasts the retries fails cleanly', async () => {
+      useEngine(engine);
+      const { path } = seed(1000);
+      await fault({ path, kind: 'status', status: 503 });
+      const dir = tempDir();
+      const err = await rejection(
+        download(`${servers().http.url}${path}`, join(dir, 'x.bin'), {
+          store: { maxRetries: 1, initialBackoffMs: 10 },
+        }),
+      );
+      expect(err.code).toBe('Generic');
       expect(readdirSync(dir)).toEqual([]);
     });
 
