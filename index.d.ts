@@ -15,7 +15,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  *
  * ```js
  * const h = new CancelHandle(); signal.addEventListener('abort', () => h.cancel());
- * await download(url, dest, undefined, h.id);
+ * await download(url, dest, undefined, undefined, undefined, h.id);
  * ```
  */
 export declare class CancelHandle {
@@ -39,7 +39,7 @@ export declare class CancelHandle {
  * const r = await download('az://container/key', '/data/key')
  * ```
  */
-export declare function download(url: string, dest: string, store?: StoreConfig | undefined | null, cancelId?: number | undefined | null): Promise<NativeTransferResult>
+export declare function download(url: string, dest: string, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<NativeTransferResult>
 
 /**
  * Download many objects with a bounded number in flight; outcomes in input order.
@@ -48,7 +48,7 @@ export declare function download(url: string, dest: string, store?: StoreConfig 
  * const outcomes = await downloadMany([{ url, dest }], 16)
  * ```
  */
-export declare function downloadMany(items: Array<NativeItem>, concurrency: number, store?: StoreConfig | undefined | null, cancelId?: number | undefined | null): Promise<Array<NativeOutcome>>
+export declare function downloadMany(items: Array<NativeItem>, concurrency: number, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<Array<NativeOutcome>>
 
 /**
  * Read an object, or a range of it, into one Buffer (handed to JavaScript without a copy).
@@ -57,7 +57,7 @@ export declare function downloadMany(items: Array<NativeItem>, concurrency: numb
  * const buf = await get('gs://bucket/key', { offset: 0, length: 1024 })
  * ```
  */
-export declare function get(url: string, range?: NativeRange | undefined | null, store?: StoreConfig | undefined | null, cancelId?: number | undefined | null): Promise<Buffer>
+export declare function get(url: string, range?: NativeRange | undefined | null, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<Buffer>
 
 /**
  * Size, ETag, modification time and version of an object.
@@ -115,6 +115,20 @@ export interface NativeOutcome {
   error?: string
 }
 
+/** A progress report, throttled to about ten a second per transfer, plus a final one. */
+export interface NativeProgress {
+  /** The item's index in `downloadMany`. */
+  index?: number
+  /** Bytes received so far. */
+  bytes: number
+  /** The object's size, once known. */
+  total?: number
+  /** Parts finished. */
+  partsDone: number
+  /** Parts planned. */
+  partsTotal: number
+}
+
 /** A byte range: `{ offset, length }`, `{ offset }` (to the end) or `{ suffix }`. */
 export interface NativeRange {
   /** First byte. */
@@ -133,6 +147,8 @@ export interface NativeTransferResult {
   etag?: string
   /** Wall time in milliseconds. */
   elapsedMs: number
+  /** Ranged parts it took (1 for a single request). */
+  parts: number
 }
 
 /** Per-store settings: credentials, endpoint, TLS, timeouts, retries. */
@@ -155,4 +171,12 @@ export interface StoreConfig {
   retryTimeoutMs?: number
   /** First retry backoff in milliseconds (default 100). */
   initialBackoffMs?: number
+}
+
+/** Part size and parts in flight per object. */
+export interface TransferConfig {
+  /** Bytes per ranged part (64 KiB to 1 GiB; default 8 MiB). */
+  partSize?: number
+  /** Parts of one object in flight (1 to 64; default 8). */
+  concurrency?: number
 }

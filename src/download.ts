@@ -29,7 +29,7 @@ export async function download(
 ): Promise<TransferResult> {
   try {
     const engine = selectEngine();
-    const r = await engine.download(url, dest, options.store, options.signal);
+    const r = await engine.download(url, dest, options);
     return { url, dest, ...r, engine: engine.name };
   } catch (e) {
     throw asStorageError(e);
@@ -44,7 +44,7 @@ export async function download(
  */
 export async function get(url: string, options: GetOptions = {}): Promise<Buffer> {
   try {
-    return await selectEngine().get(url, options.range, options.store, options.signal);
+    return await selectEngine().get(url, options.range, options);
   } catch (e) {
     throw asStorageError(e);
   }
@@ -93,7 +93,10 @@ export async function downloadMany(
   } catch (e) {
     throw asStorageError(e);
   }
-  const raw = await engine.downloadMany(items, concurrency, options.store, options.signal);
+  const raw = await engine.downloadMany(items, concurrency, {
+    ...options,
+    concurrency: options.partConcurrency,
+  });
   const outcomes: ItemOutcome<TransferResult>[] = raw.map((o, i) =>
     o.status === 'fulfilled'
       ? {

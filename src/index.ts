@@ -12,6 +12,8 @@ export type {
   EngineName,
   GetOptions,
   ObjectInfo,
+  PartOptions,
+  Progress,
   StoreOptions,
   TransferResult,
 } from './types.js';

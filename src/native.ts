@@ -2,7 +2,14 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromNative, StorageError, type ItemOutcome } from './errors.js';
-import type { ByteRange, DownloadItem, Engine, StoreOptions, TransferResult } from './types.js';
+import type {
+  ByteRange,
+  DownloadItem,
+  Engine,
+  StoreOptions,
+  TransferResult,
+  TransferSettings,
+} from './types.js';
 import type * as Binding from '../index.js';
 
 type NativeBinding = typeof Binding;
@@ -79,7 +86,30 @@ function nativeRange(range: ByteRange | undefined): Binding.NativeRange | undefi
 type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
 
 function done(r: Binding.NativeTransferResult): Done {
-  return { bytes: r.bytes, etag: r.etag ?? undefined, elapsedMs: r.elapsedMs };
+  return { bytes: r.bytes, etag: r.etag ?? undefined, elapsedMs: r.elapsedMs, parts: r.parts };
+}
+
+function transfer(t: TransferSettings): Binding.TransferConfig {
+  return { partSize: t.partSize, concurrency: t.concurrency };
+}
+
+/** Adapt the user's callback; a throwing callback must not take the process down. */
+function progress(t: TransferSettings): ((p: Binding.NativeProgress) => void) | undefined {
+  const cb = t.onProgress;
+  if (!cb) return undefined;
+  return (p) => {
+    try {
+      cb({
+        index: p.index ?? undefined,
+        bytes: p.bytes,
+        total: p.total ?? undefined,
+        partsDone: p.partsDone,
+        partsTotal: p.partsTotal,
+      });
+    } catch {
+      // A progress callback's failure is the caller's; the transfer goes on.
+    }
+  };
 }
 
 /** The Rust engine behind the Engine interface. */
@@ -99,29 +129,36 @@ export function nativeEngine(binding: NativeBinding): Engine {
         throw fromNative(e);
       }
     },
-    async get(url, range, store, signal) {
+    async get(url, range, t) {
       try {
-        return await withCancel(binding, url, signal, (id) =>
-          binding.get(url, nativeRange(range), storeConfig(store), id),
+        return await withCancel(binding, url, t.signal, (id) =>
+          binding.get(url, nativeRange(range), storeConfig(t.store), transfer(t), progress(t), id),
         );
       } catch (e) {
         throw fromNative(e);
       }
     },
-    async download(url, dest, store, signal) {
+    async download(url, dest, t) {
       try {
         return done(
-          await withCancel(binding, url, signal, (id) =>
-            binding.download(url, dest, storeConfig(store), id),
+          await withCancel(binding, url, t.signal, (id) =>
+            binding.download(url, dest, storeConfig(t.store), transfer(t), progress(t), id),
           ),
         );
       } catch (e) {
         throw fromNative(e);
       }
     },
-    async downloadMany(items: DownloadItem[], concurrency, store, signal) {
-      const outcomes = await withCancel(binding, items[0]?.url ?? '', signal, (id) =>
-        binding.downloadMany(items, concurrency, storeConfig(store), id),
+    async downloadMany(items: DownloadItem[], concurrency, t) {
+      const outcomes = await withCancel(binding, items[0]?.url ?? '', t.signal, (id) =>
+        binding.downloadMany(
+          items,
+          concurrency,
+          storeConfig(t.store),
+          transfer(t),
+          progress(t),
+          id,
+        ),
       ).catch((e: unknown) => {
         throw fromNative(e);
       });

@@ -35,22 +35,59 @@ export interface StoreOptions {
 /** A byte range: `{ offset, length }`, `{ offset }` (to the end) or `{ suffix }` (last bytes). */
 export type ByteRange = { offset: number; length?: number } | { suffix: number };
 
+/** A progress report: about ten a second per transfer while bytes flow, and one at the end. */
+export interface Progress {
+  /** The item's index, in `downloadMany`. */
+  index?: number;
+  /** Bytes received so far. */
+  bytes: number;
+  /** The object's size, once known. */
+  total?: number;
+  partsDone: number;
+  partsTotal: number;
+}
+
 export interface CallOptions {
   /** Store settings for this call (stores are cached per URL authority and options). */
   store?: StoreOptions;
   /** Cancels the transfer: requests stop, temporaries are removed, the call rejects `Aborted`. */
   signal?: AbortSignal;
+  /** Progress reports; must return quickly (the transfer never waits for it). */
+  onProgress?: (p: Progress) => void;
 }
 
-export interface GetOptions extends CallOptions {
+/** How one object is split: the native engine fetches large objects as parallel ranged parts. */
+export interface PartOptions {
+  /** Bytes per part, 64 KiB to 1 GiB; default 8 MiB. */
+  partSize?: number;
+}
+
+export interface GetOptions extends CallOptions, PartOptions {
   range?: ByteRange;
+  /** Parts of the object in flight at once, 1 to 64; default 8. */
+  concurrency?: number;
 }
 
-export type DownloadOptions = CallOptions;
-
-export interface DownloadManyOptions extends CallOptions {
-  /** Downloads in flight at once; default 16. */
+export interface DownloadOptions extends CallOptions, PartOptions {
+  /** Parts of the object in flight at once, 1 to 64; default 8. */
   concurrency?: number;
+}
+
+export interface DownloadManyOptions extends CallOptions, PartOptions {
+  /** Objects in flight at once; default 16. */
+  concurrency?: number;
+  /** Parts of each object in flight at once, 1 to 64; default 8. */
+  partConcurrency?: number;
+}
+
+/** The per-call transfer settings an engine receives. */
+export interface TransferSettings {
+  store?: StoreOptions;
+  partSize?: number;
+  /** Parts per object in flight. */
+  concurrency?: number;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
 }
 
 export interface ObjectInfo {
@@ -66,6 +103,8 @@ export interface TransferResult {
   bytes: number;
   etag?: string;
   elapsedMs: number;
+  /** Ranged parts it took (1 for a single request). */
+  parts: number;
   /** The engine that moved the bytes. */
   engine: EngineName;
 }
@@ -93,22 +132,15 @@ export interface EngineInfo {
 export interface Engine {
   readonly name: EngineName;
   head(url: string, store: StoreOptions | undefined): Promise<ObjectInfo>;
-  get(
-    url: string,
-    range: ByteRange | undefined,
-    store: StoreOptions | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<Buffer>;
+  get(url: string, range: ByteRange | undefined, t: TransferSettings): Promise<Buffer>;
   download(
     url: string,
     dest: string,
-    store: StoreOptions | undefined,
-    signal: AbortSignal | undefined,
+    t: TransferSettings,
   ): Promise<Omit<TransferResult, 'engine' | 'url' | 'dest'>>;
   downloadMany(
     items: DownloadItem[],
     concurrency: number,
-    store: StoreOptions | undefined,
-    signal: AbortSignal | undefined,
+    t: TransferSettings,
   ): Promise<ItemOutcome<Omit<TransferResult, 'engine' | 'url' | 'dest'>>[]>;
 }

@@ -7,7 +7,15 @@ import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { fromNodeError, StorageError, type ErrorCode, type ItemOutcome } from '../errors.js';
 import { displayUrl } from '../redact.js';
-import type { ByteRange, Engine, ObjectInfo, StoreOptions, TransferResult } from '../types.js';
+import type {
+  ByteRange,
+  Engine,
+  ObjectInfo,
+  Progress,
+  StoreOptions,
+  TransferResult,
+  TransferSettings,
+} from '../types.js';
 import { locate } from '../urls.js';
 
 type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
@@ -89,6 +97,66 @@ function checkRange(range: ByteRange | undefined): void {
 function discard(body: Readable): void {
   body.on('error', () => undefined);
   body.destroy();
+}
+
+/** Same limits as the native engine, so a call is valid or invalid whichever engine runs it. */
+function checkTransfer(t: TransferSettings): void {
+  const { partSize, concurrency } = t;
+  if (
+    partSize !== undefined &&
+    (!Number.isSafeInteger(partSize) || partSize < 64 * 1024 || partSize > 1024 ** 3)
+  ) {
+    throw new StorageError(
+      'InvalidArgument',
+      `partSize must be between 64 KiB and 1 GiB, got ${partSize}`,
+    );
+  }
+  if (
+    concurrency !== undefined &&
+    (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
+  ) {
+    throw new StorageError(
+      'InvalidArgument',
+      `concurrency must be between 1 and 64, got ${concurrency}`,
+    );
+  }
+}
+
+/** Throttled progress, like the native engine's: at most every 100 ms, and once at the end. */
+class Reporter {
+  private bytes = 0;
+  private last = 0;
+  private total: number | undefined;
+  constructor(
+    private readonly cb: ((p: Progress) => void) | undefined,
+    private readonly index?: number,
+  ) {}
+  plan(total: number): void {
+    this.total = total;
+  }
+  add(n: number): void {
+    this.bytes += n;
+    if (this.cb && performance.now() - this.last >= 100) {
+      this.last = performance.now();
+      this.emit(0);
+    }
+  }
+  finish(): void {
+    this.emit(1);
+  }
+  private emit(done: number): void {
+    try {
+      this.cb?.({
+        ...(this.index === undefined ? {} : { index: this.index }),
+        bytes: this.bytes,
+        total: this.total,
+        partsDone: done,
+        partsTotal: 1,
+      });
+    } catch {
+      // the caller's callback failed; the transfer goes on
+    }
+  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -239,9 +307,12 @@ function fileRange(size: number, range: ByteRange | undefined): [number, number]
   return [range.offset, end];
 }
 
-async function readAll(body: Readable, expected: number): Promise<Buffer> {
+async function readAll(body: Readable, expected: number, report: Reporter): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
+  for await (const c of body) {
+    chunks.push(c as Buffer);
+    report.add((c as Buffer).length);
+  }
   return Buffer.concat(chunks, expected);
 }
 
@@ -295,8 +366,11 @@ export function jsEngine(): Engine {
       }
     },
 
-    async get(url, range, store, signal) {
+    async get(url, range, t) {
+      const { store, signal } = t;
       checkRange(range);
+      checkTransfer(t);
+      const report = new Reporter(t.onProgress);
       if (signal?.aborted) throw abortedError(url);
       if (range && ('suffix' in range ? range.suffix === 0 : range.length === 0)) {
         return Buffer.alloc(0);
@@ -306,7 +380,10 @@ export function jsEngine(): Engine {
       try {
         if (loc.kind === 'http') {
           const { body, length } = await httpOpen(loc.url, range, store, signal);
-          return await readAll(body, length);
+          report.plan(length);
+          const buf = await readAll(body, length, report);
+          report.finish();
+          return buf;
         }
         const f = await fileEtag(loc.path);
         const [start, end] = fileRange(f.size, range);
@@ -326,6 +403,9 @@ export function jsEngine(): Engine {
             if (bytesRead === 0) break;
             off += bytesRead;
           }
+          report.plan(off);
+          report.add(off);
+          report.finish();
           return buf.subarray(0, off);
         } finally {
           await fh.close();
@@ -336,42 +416,11 @@ export function jsEngine(): Engine {
       }
     },
 
-    async download(url, dest, store, signal) {
-      const started = performance.now();
-      if (signal?.aborted) throw abortedError(url);
-      if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
-      const loc = locate(url);
-      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
-      const target = isAbsolute(dest) ? dest : resolve(dest);
-      try {
-        return await withTemp(target, async (temp): Promise<Done> => {
-          if (loc.kind === 'file') {
-            const f = await fileEtag(loc.path).catch((e: unknown) => {
-              throw fromNodeError(e, url, loc.path);
-            });
-            await copyFile(loc.path, temp, fsc.COPYFILE_FICLONE);
-            if (signal?.aborted) throw abortedError(url);
-            return { bytes: f.size, etag: f.etag, elapsedMs: performance.now() - started };
-          }
-          const { body, length, etag } = await httpOpen(loc.url, undefined, store, signal);
-          const out = createWriteStream(temp, { flags: 'wx' });
-          await pipeline(body, out, { signal });
-          if (out.bytesWritten !== length) {
-            throw new StorageError(
-              'Generic',
-              `${displayUrl(url)}: expected ${length} bytes but the body had ${out.bytesWritten}`,
-              { url },
-            );
-          }
-          return { bytes: length, etag, elapsedMs: performance.now() - started };
-        });
-      } catch (e) {
-        if (signal?.aborted) throw abortedError(url);
-        throw fromNodeError(e, url, loc.kind === 'file' ? loc.path : undefined);
-      }
+    async download(url, dest, t) {
+      return downloadOne(url, dest, t, undefined);
     },
 
-    async downloadMany(items, concurrency, store, signal) {
+    async downloadMany(items, concurrency, t) {
       const outcomes: ItemOutcome<Done>[] = new Array(items.length);
       let next = 0;
       const worker = async (): Promise<void> => {
@@ -381,7 +430,7 @@ export function jsEngine(): Engine {
           try {
             outcomes[i] = {
               status: 'fulfilled',
-              value: await engine.download(item.url, item.dest, store, signal),
+              value: await downloadOne(item.url, item.dest, t, i),
             };
           } catch (e) {
             outcomes[i] = { status: 'rejected', reason: fromNodeError(e, item.url) };
@@ -395,4 +444,58 @@ export function jsEngine(): Engine {
     },
   };
   return engine;
+}
+
+async function downloadOne(
+  url: string,
+  dest: string,
+  t: TransferSettings,
+  index: number | undefined,
+): Promise<Done> {
+  const { store, signal } = t;
+  checkTransfer(t);
+  const report = new Reporter(t.onProgress, index);
+  const started = performance.now();
+  if (signal?.aborted) throw abortedError(url);
+  if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
+  const loc = locate(url);
+  if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+  const target = isAbsolute(dest) ? dest : resolve(dest);
+  try {
+    return await withTemp(target, async (temp): Promise<Done> => {
+      if (loc.kind === 'file') {
+        const f = await fileEtag(loc.path).catch((e: unknown) => {
+          throw fromNodeError(e, url, loc.path);
+        });
+        await copyFile(loc.path, temp, fsc.COPYFILE_FICLONE);
+        if (signal?.aborted) throw abortedError(url);
+        report.plan(f.size);
+        report.add(f.size);
+        report.finish();
+        return { bytes: f.size, etag: f.etag, elapsedMs: performance.now() - started, parts: 1 };
+      }
+      const { body, length, etag } = await httpOpen(loc.url, undefined, store, signal);
+      report.plan(length);
+      const out = createWriteStream(temp, { flags: 'wx' });
+      const counted = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+        for await (const c of src) {
+          report.add(c.length);
+          yield c;
+        }
+      };
+      await pipeline(body, counted, out, { signal });
+      if (out.bytesWritten !== length) {
+        throw new StorageError(
+          'Generic',
+          `${displayUrl(url)}: expected ${length} bytes but the body had ${out.bytesWritten}`,
+          { url },
+        );
+      }
+      report.finish();
+      return { bytes: length, etag, elapsedMs: performance.now() - started, parts: 1 };
+    });
+  } catch (e) {
+    if (signal?.aborted) throw abortedError(url);
+    throw fromNodeError(e, url, loc.kind === 'file' ? loc.path : undefined);
+  }
 }

@@ -1,20 +1,33 @@
 //! Reading objects: head, get (into memory), download (into a file), downloadMany.
 //!
-//! A download always lands in a uniquely named temporary file beside the destination, is
-//! fsynced, and is renamed into place only when every byte has arrived: on any failure or
-//! cancellation the destination is untouched and the temporary is removed.
+//! The first request asks for the first part and learns the object's size and ETag from the
+//! reply, so a small object costs one request. A larger one is fetched as concurrent ranged
+//! parts, each pinned with If-Match to that ETag (an object replaced mid-download fails with
+//! `Precondition` and never yields a mixed file), written at its offset into a pre-sized
+//! temporary file or into its slice of one pre-allocated buffer. All transfers draw on one
+//! budget of requests in flight and of part bytes held in memory.
+//!
+//! A download lands in a uniquely named temporary file beside the destination, is fsynced, and
+//! is renamed into place only when every byte has arrived: on any failure or cancellation the
+//! destination is untouched and the temporary is removed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::{BoxStream, StreamExt};
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use futures::FutureExt;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
+use crate::progress::{ProgressFn, Tracker};
+use crate::sink::{blocking, TempFile};
 use crate::store::{Backend, StoreOptions, Stores};
 
 /// What is known about an object.
@@ -55,19 +68,78 @@ pub struct TransferResult {
     pub etag: Option<String>,
     /// Wall time of the transfer.
     pub elapsed_ms: f64,
+    /// How many ranged parts it took (1 for a single request).
+    pub parts: u32,
 }
 
-/// The engine: a store cache and the operations over it. One per process is the norm.
-#[derive(Debug, Default)]
+/// Per-call transfer settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferOptions {
+    /// Bytes per ranged part.
+    pub part_size: u64,
+    /// Parts of one object in flight at once.
+    pub concurrency: usize,
+}
+
+/// Default part size: 8 MiB, as AWS's own transfer clients use.
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Default parts in flight per object.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Requests in flight across every transfer of the process.
+pub const REQUEST_BUDGET: usize = 64;
+/// Part bytes held in memory across every transfer of the process.
+pub const MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+impl TransferOptions {
+    fn validate(&self) -> Result<()> {
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.part_size) {
+            return Err(Error::invalid_argument(format!(
+                "partSize must be between 64 KiB and 1 GiB, got {}",
+                self.part_size
+            )));
+        }
+        if !(1..=REQUEST_BUDGET).contains(&self.concurrency) {
+            return Err(Error::invalid_argument(format!(
+                "concurrency must be between 1 and {REQUEST_BUDGET}, got {}",
+                self.concurrency
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a transfer call takes besides the URL and destination.
+#[derive(Clone, Default)]
+pub struct CallOptions {
+    /// Store settings.
+    pub store: StoreOptions,
+    /// Part size and concurrency.
+    pub transfer: TransferOptions,
+    /// Progress reports, throttled.
+    pub progress: Option<ProgressFn>,
+}
+
+/// The engine: a store cache, the shared request and memory budgets, and the operations.
+#[derive(Debug)]
 pub struct Engine {
     stores: Stores,
+    requests: Arc<Semaphore>,
+    memory: Arc<Semaphore>,
 }
 
-/// An open read: metadata plus the body.
-struct Read {
-    etag: Option<String>,
-    len: u64,
-    body: BoxStream<'static, Result<Bytes>>,
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Engine {
@@ -75,51 +147,132 @@ impl Engine {
     pub fn new() -> Self {
         Self {
             stores: Stores::new(),
+            requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
+            memory: Arc::new(Semaphore::new(MEMORY_BUDGET as usize)),
         }
+    }
+
+    async fn source(&self, loc: &Location, opts: &StoreOptions) -> Result<Source> {
+        Ok(match self.stores.backend(loc, opts).await? {
+            Backend::Store(store) => Source::Store(store, loc.path.clone()),
+            Backend::Query(client, retry) => Source::Query(client, retry),
+            Backend::File => Source::File(loc.file.clone().unwrap_or_default()),
+        })
     }
 
     /// Size, ETag, modification time and version of an object.
     pub async fn head(&self, url: &str, opts: &StoreOptions) -> Result<ObjectInfo> {
         let loc = Location::parse(url)?;
-        match self.stores.backend(&loc, opts).await? {
-            Backend::Store(store) => {
-                let meta = store
-                    .head(&loc.path)
-                    .await
-                    .map_err(|e| Error::from_store(e, url))?;
-                Ok(ObjectInfo {
-                    size: meta.size,
-                    etag: meta.e_tag,
-                    last_modified: Some(meta.last_modified),
-                    version: meta.version,
-                })
-            }
-            Backend::Query(client, retry) => query_head(&client, &retry, url).await,
-            Backend::File => file_info(file_path(&loc)),
-        }
+        self.source(&loc, opts).await?.head(url).await
     }
 
-    /// Read an object (or a range of it) into memory.
+    /// Read an object (or a range of it) into memory. Whole large objects come as parallel
+    /// parts written straight into their slices of one buffer.
     pub async fn get(
         &self,
         url: &str,
         range: Option<ByteRange>,
-        opts: &StoreOptions,
+        opts: &CallOptions,
         cancel: &CancellationToken,
     ) -> Result<Vec<u8>> {
+        opts.transfer.validate()?;
         if let Some(ByteRange::Bounded { length: 0, .. } | ByteRange::Suffix(0)) = range {
             return Ok(Vec::new());
         }
-        let loc = Location::parse(url)?;
         let work = async {
-            let mut read = self.open(&loc, range, opts).await?;
-            let mut out = Vec::with_capacity(usize::try_from(read.len).unwrap_or(0));
-            while let Some(chunk) = read.body.next().await {
-                out.extend_from_slice(&chunk?);
-            }
+            let loc = Location::parse(url)?;
+            let source = self.source(&loc, &opts.store).await?;
+            let tracker = Tracker::new(opts.progress.clone(), None);
+            let out = match range {
+                Some(r) => {
+                    let _permit = self.request_permit().await?;
+                    let read = source.read(url, Some(r), None).await?;
+                    tracker.plan(read.len, 1);
+                    let mut out = vec![0u8; usize_of(read.len)?];
+                    fill(read.body, &mut out, &tracker, url).await?;
+                    out
+                }
+                None => {
+                    self.get_whole(&source, url, opts.transfer, &tracker)
+                        .await?
+                }
+            };
+            tracker.finish();
             Ok(out)
         };
         cancellable(cancel, url, work).await
+    }
+
+    async fn get_whole(
+        &self,
+        source: &Source,
+        url: &str,
+        t: TransferOptions,
+        tracker: &Tracker,
+    ) -> Result<Vec<u8>> {
+        let permit = self.request_permit().await?;
+        let first = read_first(source, url, t.part_size).await?;
+        let size = first.size;
+        let mut out = vec![0u8; usize_of(size)?];
+        let Some(etag) = first.etag.clone().filter(|_| first.len < size) else {
+            tracker.plan(size, 1);
+            if first.len < size {
+                // No ETag to pin parts to: read the rest in the same request's stream instead.
+                drop(first);
+                let whole = source.read(url, None, None).await?;
+                fill(whole.body, &mut out, tracker, url).await?;
+            } else {
+                fill(first.body, &mut out, tracker, url).await?;
+            }
+            return Ok(out);
+        };
+        let parts = plan(size, t.part_size);
+        tracker.plan(size, parts.len() as u32);
+        let first_len = usize_of(first.len)?;
+        let (head, mut tail) = out.split_at_mut(first_len);
+        let mut jobs: Vec<BoxFuture<'_, Result<()>>> = Vec::with_capacity(parts.len());
+        let memory = self.memory_permit(first.len);
+        jobs.push(
+            async move {
+                let _mem = memory.await?;
+                fill(first.body, head, tracker, url).await?;
+                drop(permit);
+                tracker.part_done();
+                Ok(())
+            }
+            .boxed(),
+        );
+        for &(offset, len) in parts.iter().skip(1) {
+            let (slice, rest) = std::mem::take(&mut tail).split_at_mut(usize_of(len)?);
+            tail = rest;
+            let etag = etag.as_str();
+            jobs.push(
+                async move {
+                    let _mem = self.memory_permit(len).await?;
+                    let _req = self.request_permit().await?;
+                    let read = source
+                        .read(
+                            url,
+                            Some(ByteRange::Bounded {
+                                offset,
+                                length: len,
+                            }),
+                            Some(etag),
+                        )
+                        .await?;
+                    check_len(&read, len, url)?;
+                    fill(read.body, slice, tracker, url).await?;
+                    tracker.part_done();
+                    Ok(())
+                }
+                .boxed(),
+            );
+        }
+        futures::stream::iter(jobs)
+            .buffer_unordered(t.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(out)
     }
 
     /// Download an object to `dest` (parent directories are created). On failure `dest` is
@@ -128,54 +281,143 @@ impl Engine {
         &self,
         url: &str,
         dest: &Path,
-        opts: &StoreOptions,
+        opts: &CallOptions,
         cancel: &CancellationToken,
     ) -> Result<TransferResult> {
+        self.download_item(url, dest, opts, cancel, None).await
+    }
+
+    async fn download_item(
+        &self,
+        url: &str,
+        dest: &Path,
+        opts: &CallOptions,
+        cancel: &CancellationToken,
+        index: Option<u32>,
+    ) -> Result<TransferResult> {
+        opts.transfer.validate()?;
         let started = Instant::now();
-        let loc = Location::parse(url)?;
-        let dest = absolute(dest)?;
         let work = async {
+            let loc = Location::parse(url)?;
+            let dest = absolute(dest)?;
+            let source = self.source(&loc, &opts.store).await?;
+            let tracker = Tracker::new(opts.progress.clone(), index);
             let temp = TempFile::create(&dest).await?;
-            let (bytes, etag) = match &loc.file {
-                Some(src) => copy_local(src, &temp).await?,
-                None => {
-                    let read = self.open(&loc, None, opts).await?;
-                    let expected = read.len;
-                    let written = write_stream(read.body, &temp).await?;
-                    if written != expected {
-                        return Err(Error::new(
-                            ErrorCode::Generic,
-                            format!("expected {expected} bytes but the body had {written}"),
-                        )
-                        .with_url(url));
-                    }
-                    (written, read.etag)
+            let (etag, parts) = match &source {
+                Source::File(src) => copy_local(src, &temp, &tracker).await?,
+                _ => {
+                    self.fetch_to(&source, url, &temp, opts.transfer, &tracker)
+                        .await?
                 }
             };
             temp.persist(&dest).await?;
+            tracker.finish();
             Ok(TransferResult {
-                bytes,
+                bytes: tracker.bytes(),
                 etag,
                 elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                parts,
             })
         };
         cancellable(cancel, url, work).await
     }
 
-    /// Download many objects with at most `concurrency` in flight. Every item runs to its own
-    /// end (one failure does not stop the others); outcomes come back in input order.
+    async fn fetch_to(
+        &self,
+        source: &Source,
+        url: &str,
+        temp: &TempFile,
+        t: TransferOptions,
+        tracker: &Tracker,
+    ) -> Result<(Option<String>, u32)> {
+        let permit = self.request_permit().await?;
+        let first = read_first(source, url, t.part_size).await?;
+        let size = first.size;
+        let Some(etag) = first.etag.clone().filter(|_| first.len < size) else {
+            tracker.plan(size, 1);
+            let read = if first.len < size {
+                // No ETag to pin parts to: one whole read instead.
+                drop(first);
+                source.read(url, None, None).await?
+            } else {
+                first
+            };
+            let etag = read.etag.clone();
+            let written = temp.write_stream(read.body, tracker).await?;
+            if written != size {
+                return Err(cut_short(url, size, written));
+            }
+            return Ok((etag, 1));
+        };
+        let parts = plan(size, t.part_size);
+        tracker.plan(size, parts.len() as u32);
+        temp.set_len(size).await?;
+        let mut jobs: Vec<BoxFuture<'_, Result<()>>> = Vec::with_capacity(parts.len());
+        let memory = self.memory_permit(first.len);
+        jobs.push(
+            async move {
+                let _mem = memory.await?;
+                let first_len = first.len;
+                let chunks = collect(first.body, first_len, tracker, url).await?;
+                drop(permit);
+                temp.write_at(0, chunks).await?;
+                tracker.part_done();
+                Ok(())
+            }
+            .boxed(),
+        );
+        for &(offset, len) in parts.iter().skip(1) {
+            let etag = etag.as_str();
+            jobs.push(
+                async move {
+                    let _mem = self.memory_permit(len).await?;
+                    let req = self.request_permit().await?;
+                    let read = source
+                        .read(
+                            url,
+                            Some(ByteRange::Bounded {
+                                offset,
+                                length: len,
+                            }),
+                            Some(etag),
+                        )
+                        .await?;
+                    check_len(&read, len, url)?;
+                    let chunks = collect(read.body, len, tracker, url).await?;
+                    drop(req);
+                    temp.write_at(offset, chunks).await?;
+                    tracker.part_done();
+                    Ok(())
+                }
+                .boxed(),
+            );
+        }
+        let n = jobs.len() as u32;
+        futures::stream::iter(jobs)
+            .buffer_unordered(t.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok((Some(etag), n))
+    }
+
+    /// Download many objects with at most `concurrency` objects in flight (their parts share the
+    /// engine's request budget). Every item runs to its own end; outcomes come back in input
+    /// order. Progress reports carry the item's index.
     pub async fn download_many(
         &self,
         items: Vec<(String, PathBuf)>,
         concurrency: usize,
-        opts: &StoreOptions,
+        opts: &CallOptions,
         cancel: &CancellationToken,
     ) -> Vec<Result<TransferResult>> {
         let concurrency = concurrency.max(1);
         let mut outcomes: Vec<(usize, Result<TransferResult>)> =
             futures::stream::iter(items.into_iter().enumerate())
                 .map(|(i, (url, dest))| async move {
-                    (i, self.download(&url, &dest, opts, cancel).await)
+                    let r = self
+                        .download_item(&url, &dest, opts, cancel, Some(i as u32))
+                        .await;
+                    (i, r)
                 })
                 .buffer_unordered(concurrency)
                 .collect()
@@ -184,19 +426,129 @@ impl Engine {
         outcomes.into_iter().map(|(_, r)| r).collect()
     }
 
-    async fn open(
+    async fn request_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.requests
+            .acquire()
+            .await
+            .map_err(|_| Error::new(ErrorCode::Generic, "the request budget was closed"))
+    }
+
+    fn memory_permit(
         &self,
-        loc: &Location,
-        range: Option<ByteRange>,
-        opts: &StoreOptions,
-    ) -> Result<Read> {
-        let url = loc.url.clone();
-        match self.stores.backend(loc, opts).await? {
-            Backend::Store(store) => store_read(store.as_ref(), loc, range).await,
-            Backend::Query(client, retry) => query_read(&client, &retry, &url, range).await,
-            Backend::File => file_read(file_path(loc), range, &url).await,
+        bytes: u64,
+    ) -> impl std::future::Future<Output = Result<tokio::sync::SemaphorePermit<'_>>> {
+        // A part larger than the whole budget takes the whole budget (it runs alone).
+        let n = bytes.clamp(1, MEMORY_BUDGET) as u32;
+        async move {
+            self.memory
+                .acquire_many(n)
+                .await
+                .map_err(|_| Error::new(ErrorCode::Generic, "the memory budget was closed"))
         }
     }
+}
+
+/// The first request: the first part if the object is large, the whole object if it is not.
+/// An empty object answers a ranged request with 416, so that case reads it whole.
+async fn read_first(source: &Source, url: &str, part_size: u64) -> Result<Read> {
+    match source
+        .read(
+            url,
+            Some(ByteRange::Bounded {
+                offset: 0,
+                length: part_size,
+            }),
+            None,
+        )
+        .await
+    {
+        Err(e) if e.code() == ErrorCode::InvalidArgument => source.read(url, None, None).await,
+        other => other,
+    }
+}
+
+/// Parts of `size` bytes: (offset, length), the first at 0.
+fn plan(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    let mut parts = Vec::with_capacity(size.div_ceil(part_size) as usize);
+    let mut offset = 0;
+    while offset < size {
+        let len = part_size.min(size - offset);
+        parts.push((offset, len));
+        offset += len;
+    }
+    parts
+}
+
+fn usize_of(n: u64) -> Result<usize> {
+    usize::try_from(n)
+        .map_err(|_| Error::invalid_argument(format!("{n} bytes do not fit in memory")))
+}
+
+fn cut_short(url: &str, want: u64, got: u64) -> Error {
+    Error::new(
+        ErrorCode::Generic,
+        format!("expected {want} bytes but the body had {got}"),
+    )
+    .with_url(url)
+}
+
+fn check_len(read: &Read, want: u64, url: &str) -> Result<()> {
+    if read.len != want {
+        return Err(Error::new(
+            ErrorCode::Generic,
+            format!("asked for {want} bytes, the server is sending {}", read.len),
+        )
+        .with_url(url));
+    }
+    Ok(())
+}
+
+/// Gather a part's chunks (no copy), checking its length.
+async fn collect(
+    mut body: BoxStream<'static, Result<Bytes>>,
+    want: u64,
+    tracker: &Tracker,
+    url: &str,
+) -> Result<Vec<Bytes>> {
+    let mut chunks = Vec::new();
+    let mut got = 0u64;
+    while let Some(c) = body.next().await {
+        let c = c?;
+        got += c.len() as u64;
+        if got > want {
+            return Err(cut_short(url, want, got));
+        }
+        tracker.add(c.len() as u64);
+        chunks.push(c);
+    }
+    if got != want {
+        return Err(cut_short(url, want, got));
+    }
+    Ok(chunks)
+}
+
+/// Copy a body into `out`, which it must fill exactly.
+async fn fill(
+    mut body: BoxStream<'static, Result<Bytes>>,
+    out: &mut [u8],
+    tracker: &Tracker,
+    url: &str,
+) -> Result<()> {
+    let mut at = 0usize;
+    while let Some(c) = body.next().await {
+        let c = c?;
+        let end = at + c.len();
+        if end > out.len() {
+            return Err(cut_short(url, out.len() as u64, end as u64));
+        }
+        out[at..end].copy_from_slice(&c);
+        at = end;
+        tracker.add(c.len() as u64);
+    }
+    if at != out.len() {
+        return Err(cut_short(url, out.len() as u64, at as u64));
+    }
+    Ok(())
 }
 
 async fn cancellable<T>(
@@ -214,10 +566,6 @@ async fn cancellable<T>(
     }
 }
 
-fn file_path(loc: &Location) -> &Path {
-    loc.file.as_deref().unwrap_or_else(|| Path::new(""))
-}
-
 fn absolute(p: &Path) -> Result<PathBuf> {
     if p.as_os_str().is_empty() {
         return Err(Error::invalid_argument("the destination path is empty"));
@@ -231,438 +579,24 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// object_store reads
-
-async fn store_read(
-    store: &dyn ObjectStore,
-    loc: &Location,
-    range: Option<ByteRange>,
-) -> Result<Read> {
-    let url = loc.url.clone();
-    let options = GetOptions {
-        range: range.map(|r| match r {
-            ByteRange::Bounded { offset, length } => {
-                GetRange::Bounded(offset..offset.saturating_add(length))
-            }
-            ByteRange::From(offset) => GetRange::Offset(offset),
-            ByteRange::Suffix(n) => GetRange::Suffix(n),
-        }),
-        ..Default::default()
-    };
-    let result = match store.get_opts(&loc.path, options).await {
-        // Azure has no suffix ranges: learn the size, then ask for the same bytes by offset.
-        Err(object_store::Error::NotSupported { .. })
-            if matches!(range, Some(ByteRange::Suffix(_))) =>
-        {
-            let Some(ByteRange::Suffix(n)) = range else {
-                unreachable!()
-            };
-            let meta = store
-                .head(&loc.path)
-                .await
-                .map_err(|e| Error::from_store(e, &url))?;
-            let size = meta.size;
-            if size == 0 {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgument,
-                    "the requested range is outside the object",
-                )
-                .with_url(&url));
-            }
-            let start = size.saturating_sub(n);
-            let options = GetOptions {
-                range: Some(GetRange::Bounded(start..size)),
-                // The object must not change between the HEAD and the GET.
-                if_match: meta.e_tag,
-                ..Default::default()
-            };
-            store.get_opts(&loc.path, options).await
-        }
-        other => other,
-    }
-    .map_err(|e| Error::from_store(e, &url))?;
-    let len = result.range.end - result.range.start;
-    let etag = result.meta.e_tag.clone();
-    let body = result
-        .into_stream()
-        .map(move |r| r.map_err(|e| Error::from_store(e, &url)))
-        .boxed();
-    Ok(Read { etag, len, body })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Plain HTTP, for URLs that carry a query string (presigned, SAS)
-
-async fn query_send(
-    client: &reqwest::Client,
-    retry: &object_store::RetryConfig,
-    url: &str,
-    range: Option<String>,
-) -> Result<reqwest::Response> {
-    let started = Instant::now();
-    let mut attempt = 0usize;
-    let mut backoff = retry.backoff.init_backoff;
-    loop {
-        let mut req = client.get(url);
-        if let Some(r) = &range {
-            req = req.header(reqwest::header::RANGE, r);
-        }
-        let outcome = req.send().await;
-        let retryable = match &outcome {
-            Ok(resp) => {
-                let s = resp.status();
-                s.is_server_error()
-                    || s == reqwest::StatusCode::TOO_MANY_REQUESTS
-                    || s == reqwest::StatusCode::REQUEST_TIMEOUT
-            }
-            Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-        };
-        if !retryable
-            || attempt >= retry.max_retries
-            || started.elapsed() + backoff > retry.retry_timeout
-        {
-            return match outcome {
-                Ok(resp) => check_status(resp, url).await,
-                Err(e) => Err(Error::from_reqwest(e, url)),
-            };
-        }
-        attempt += 1;
-        let jitter = rand::random::<f64>() * backoff.as_secs_f64();
-        tokio::time::sleep(std::time::Duration::from_secs_f64(jitter.max(0.001))).await;
-        backoff = (backoff.mul_f64(retry.backoff.base)).min(retry.backoff.max_backoff);
-    }
-}
-
-async fn check_status(resp: reqwest::Response, url: &str) -> Result<reqwest::Response> {
-    let status = resp.status();
-    if status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
-        return Ok(resp);
-    }
-    let code = match status.as_u16() {
-        404 | 410 => ErrorCode::NotFound,
-        403 => ErrorCode::PermissionDenied,
-        401 => ErrorCode::Unauthenticated,
-        412 => ErrorCode::Precondition,
-        408 | 504 => ErrorCode::Timeout,
-        _ => ErrorCode::Generic,
-    };
-    let display = crate::redact::url_for_display(url);
-    Err(Error::new(code, format!("{display}: HTTP {status}")).with_url(url))
-}
-
-fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// `bytes a-b/total` or `bytes */total` → total.
-fn content_range_total(resp: &reqwest::Response) -> Option<u64> {
-    header(resp, reqwest::header::CONTENT_RANGE)?
-        .rsplit('/')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn range_header(range: ByteRange) -> String {
-    match range {
-        ByteRange::Bounded { offset, length } => {
-            format!("bytes={}-{}", offset, offset + length - 1)
-        }
-        ByteRange::From(offset) => format!("bytes={offset}-"),
-        ByteRange::Suffix(n) => format!("bytes=-{n}"),
-    }
-}
-
-async fn query_head(
-    client: &reqwest::Client,
-    retry: &object_store::RetryConfig,
-    url: &str,
-) -> Result<ObjectInfo> {
-    // A presigned URL is signed for one method, almost always GET: ask for one byte instead of
-    // sending HEAD, and read the size from Content-Range.
-    let resp = query_send(client, retry, url, Some("bytes=0-0".into())).await?;
-    let size = match resp.status().as_u16() {
-        206 | 416 => content_range_total(&resp),
-        _ => resp.content_length(),
-    }
-    .ok_or_else(|| {
-        Error::new(
-            ErrorCode::Generic,
-            "the server did not say how large the object is",
-        )
-        .with_url(url)
-    })?;
-    let etag = header(&resp, reqwest::header::ETAG);
-    let last_modified = header(&resp, reqwest::header::LAST_MODIFIED)
-        .and_then(|v| DateTime::parse_from_rfc2822(&v).ok())
-        .map(|d| d.with_timezone(&Utc));
-    let version = resp
-        .headers()
-        .get("x-amz-version-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok(ObjectInfo {
-        size,
-        etag,
-        last_modified,
-        version,
-    })
-}
-
-async fn query_read(
-    client: &reqwest::Client,
-    retry: &object_store::RetryConfig,
-    url: &str,
-    range: Option<ByteRange>,
-) -> Result<Read> {
-    let resp = query_send(client, retry, url, range.map(range_header)).await?;
-    let status = resp.status().as_u16();
-    if status == 416 {
-        return Err(Error::new(
-            ErrorCode::InvalidArgument,
-            "the requested range is outside the object",
-        )
-        .with_url(url));
-    }
-    if range.is_some() && status != 206 {
-        return Err(Error::new(
-            ErrorCode::NotSupported,
-            "the server ignored the Range header",
-        )
-        .with_url(url));
-    }
-    let etag = header(&resp, reqwest::header::ETAG);
-    let len = resp.content_length().ok_or_else(|| {
-        Error::new(ErrorCode::Generic, "the server sent no Content-Length").with_url(url)
-    })?;
-    let owned = url.to_string();
-    let body = resp
-        .bytes_stream()
-        .map(move |r| r.map_err(|e| Error::from_reqwest(e, &owned)))
-        .boxed();
-    Ok(Read { etag, len, body })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Local files
-
-fn file_etag(meta: &std::fs::Metadata) -> String {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(meta);
-    #[cfg(not(unix))]
-    let inode = 0u64;
-    format!("{inode:x}-{mtime:x}-{:x}", meta.len())
-}
-
-fn file_info(path: &Path) -> Result<ObjectInfo> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, &e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorCode::NotFound,
-            format!("{}: not a file", path.display()),
-        ));
-    }
-    Ok(ObjectInfo {
-        size: meta.len(),
-        etag: Some(file_etag(&meta)),
-        last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
-        version: None,
-    })
-}
-
-async fn file_read(path: &Path, range: Option<ByteRange>, url: &str) -> Result<Read> {
-    let path = path.to_path_buf();
-    let url = url.to_string();
-    let (etag, data) = tokio::task::spawn_blocking(move || -> Result<(String, Vec<u8>)> {
-        use std::io::{Read as _, Seek, SeekFrom};
-        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, &e))?;
-        let meta = f.metadata().map_err(|e| Error::io(&path, &e))?;
-        if !meta.is_file() {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                format!("{}: not a file", path.display()),
-            ));
-        }
-        let size = meta.len();
-        let (start, end) = match range {
-            None => (0, size),
-            Some(ByteRange::Bounded { offset, length }) => {
-                (offset, offset.saturating_add(length).min(size))
-            }
-            Some(ByteRange::From(offset)) => (offset, size),
-            Some(ByteRange::Suffix(n)) => (size.saturating_sub(n), size),
-        };
-        if range.is_some() && start >= size {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                "the requested range is outside the object",
-            )
-            .with_url(&url));
-        }
-        let mut buf = vec![0u8; (end - start) as usize];
-        f.seek(SeekFrom::Start(start))
-            .map_err(|e| Error::io(&path, &e))?;
-        f.read_exact(&mut buf).map_err(|e| Error::io(&path, &e))?;
-        Ok((file_etag(&meta), buf))
-    })
-    .await
-    .map_err(|e| Error::new(ErrorCode::Generic, format!("file read task failed: {e}")))??;
-    let len = data.len() as u64;
-    Ok(Read {
-        etag: Some(etag),
-        len,
-        body: futures::stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
-    })
-}
-
-async fn copy_local(src: &Path, temp: &TempFile) -> Result<(u64, Option<String>)> {
+async fn copy_local(
+    src: &Path,
+    temp: &TempFile,
+    tracker: &Tracker,
+) -> Result<(Option<String>, u32)> {
     let src = src.to_path_buf();
     let dst = temp.path.clone();
-    tokio::task::spawn_blocking(move || -> Result<(u64, Option<String>)> {
-        let meta = std::fs::metadata(&src).map_err(|e| Error::io(&src, &e))?;
-        if !meta.is_file() {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                format!("{}: not a file", src.display()),
-            ));
-        }
+    let (n, etag) = blocking(move || {
+        let (info, _) = file_info(&src)?;
         // std::fs::copy uses copy_file_range / reflinks where the filesystem offers them.
         let n = std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, &e))?;
-        Ok((n, Some(file_etag(&meta))))
+        Ok((n, info.etag))
     })
-    .await
-    .map_err(|e| Error::new(ErrorCode::Generic, format!("file copy task failed: {e}")))?
-}
-
-// ---------------------------------------------------------------------------------------------
-// The file sink
-
-/// A temporary file beside the destination, removed on drop unless persisted.
-struct TempFile {
-    path: PathBuf,
-    persisted: std::sync::atomic::AtomicBool,
-}
-
-impl TempFile {
-    async fn create(dest: &Path) -> Result<Self> {
-        let dir = dest.parent().ok_or_else(|| {
-            Error::invalid_argument(format!("{}: no parent directory", dest.display()))
-        })?;
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| Error::io(dir, &e))?;
-        if tokio::fs::metadata(dest).await.is_ok_and(|m| m.is_dir()) {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                format!("{}: is a directory", dest.display()),
-            ));
-        }
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = dir.join(format!(
-            ".{name}.objget-{:016x}.part",
-            rand::random::<u64>()
-        ));
-        tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| Error::io(&path, &e))?;
-        Ok(Self {
-            path,
-            persisted: false.into(),
-        })
-    }
-
-    async fn persist(&self, dest: &Path) -> Result<()> {
-        let path = self.path.clone();
-        let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, &e))?;
-            f.sync_all().map_err(|e| Error::io(&path, &e))?;
-            std::fs::rename(&path, &dest).map_err(|e| Error::io(&dest, &e))?;
-            #[cfg(unix)]
-            if let Some(dir) = dest.parent() {
-                // Make the rename itself durable.
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::new(ErrorCode::Generic, format!("file task failed: {e}")))??;
-        self.persisted
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted.load(std::sync::atomic::Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Write a body to the temporary file on a blocking thread, so chunks go from the socket's
-/// buffers straight to `write(2)` with no extra copy.
-async fn write_stream(mut body: BoxStream<'static, Result<Bytes>>, temp: &TempFile) -> Result<u64> {
-    let path = temp.path.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(32);
-    let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, &e))?;
-        let mut n = 0u64;
-        while let Some(chunk) = rx.blocking_recv() {
-            f.write_all(&chunk).map_err(|e| Error::io(&path, &e))?;
-            n += chunk.len() as u64;
-        }
-        Ok(n)
-    });
-    let mut failure = None;
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(c) => {
-                if tx.send(c).await.is_err() {
-                    break; // the writer failed; its error is reported below
-                }
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| Error::new(ErrorCode::Generic, format!("file write task failed: {e}")))?;
-    match failure {
-        Some(e) => Err(e),
-        None => written,
-    }
+    .await?;
+    tracker.plan(n, 1);
+    tracker.add(n);
+    tracker.part_done();
+    Ok((etag, 1))
 }
 
 #[cfg(test)]
@@ -675,14 +609,32 @@ mod tests {
         p
     }
 
+    fn small_parts() -> CallOptions {
+        CallOptions {
+            transfer: TransferOptions {
+                part_size: 64 * 1024,
+                concurrency: 3,
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plans_cover_the_object_exactly() {
+        assert_eq!(plan(0, 10), vec![]);
+        assert_eq!(plan(10, 10), vec![(0, 10)]);
+        assert_eq!(plan(11, 10), vec![(0, 10), (10, 1)]);
+        assert_eq!(plan(25, 10), vec![(0, 10), (10, 10), (20, 5)]);
+    }
+
     #[tokio::test]
-    async fn file_get_ranges_and_download() {
+    async fn file_get_in_parts_ranges_and_download() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 31 % 251) as u8).collect();
         let src = write(dir.path(), "src.bin", &data);
         let url = src.to_str().unwrap();
         let e = Engine::new();
-        let o = StoreOptions::default();
+        let o = small_parts();
         let c = CancellationToken::new();
         assert_eq!(e.get(url, None, &o, &c).await.unwrap(), data);
         let r = ByteRange::Bounded {
@@ -697,22 +649,38 @@ mod tests {
             &data[data.len() - 7..]
         );
         assert_eq!(
-            e.get(url, Some(ByteRange::From(9990)), &o, &c)
+            e.get(url, Some(ByteRange::From(299_990)), &o, &c)
                 .await
                 .unwrap(),
-            &data[9990..]
+            &data[299_990..]
         );
-        let head = e.head(url, &o).await.unwrap();
-        assert_eq!(head.size, 10_000);
+        assert_eq!(e.head(url, &o.store).await.unwrap().size, 300_001);
         let dest = dir.path().join("out/nested/copy.bin");
         let res = e.download(url, &dest, &o, &c).await.unwrap();
-        assert_eq!(res.bytes, 10_000);
+        assert_eq!(res.bytes, 300_001);
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert_eq!(
             std::fs::read_dir(dest.parent().unwrap()).unwrap().count(),
             1,
             "no temporaries left"
         );
+    }
+
+    #[tokio::test]
+    async fn bad_transfer_options_are_invalid_arguments() {
+        let e = Engine::new();
+        let o = CallOptions {
+            transfer: TransferOptions {
+                part_size: 1,
+                concurrency: 1,
+            },
+            ..Default::default()
+        };
+        let err = e
+            .get("/x", None, &o, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
     }
 
     #[tokio::test]
@@ -724,7 +692,7 @@ mod tests {
             .download(
                 dir.path().join("nope").to_str().unwrap(),
                 &dest,
-                &StoreOptions::default(),
+                &CallOptions::default(),
                 &CancellationToken::new(),
             )
             .await
@@ -743,7 +711,7 @@ mod tests {
             .download(
                 src.to_str().unwrap(),
                 &dir.path().join("d"),
-                &StoreOptions::default(),
+                &CallOptions::default(),
                 &c,
             )
             .await
@@ -765,12 +733,7 @@ mod tests {
             ("ftp://x/y".to_string(), dir.path().join("o/c")),
         ];
         let out = Engine::new()
-            .download_many(
-                items,
-                2,
-                &StoreOptions::default(),
-                &CancellationToken::new(),
-            )
+            .download_many(items, 2, &CallOptions::default(), &CancellationToken::new())
             .await;
         assert_eq!(out[0].as_ref().unwrap().bytes, 3);
         assert_eq!(out[1].as_ref().unwrap_err().code(), ErrorCode::NotFound);
@@ -779,5 +742,23 @@ mod tests {
             ErrorCode::UnsupportedScheme
         );
         assert!(!dir.path().join("o/b").exists());
+    }
+
+    #[tokio::test]
+    async fn progress_reports_end_with_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = write(dir.path(), "p", &vec![7u8; 200_000]);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let mut o = small_parts();
+        o.progress = Some(Arc::new(move |p| sink.lock().unwrap().push(p)));
+        Engine::new()
+            .get(src.to_str().unwrap(), None, &o, &CancellationToken::new())
+            .await
+            .unwrap();
+        let last = *seen.lock().unwrap().last().unwrap();
+        assert_eq!(last.bytes, 200_000);
+        assert_eq!(last.total, Some(200_000));
+        assert_eq!((last.parts_done, last.parts_total), (4, 4));
     }
 }

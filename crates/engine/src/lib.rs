@@ -1,17 +1,21 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
 //! `locate` turns a URL into a store and a key, `store` builds and caches the stores,
-//! `download` moves the bytes, `error` and `redact` keep failures typed and free of secrets.
+//! `download` plans and runs transfers (`fetch` reads, `sink` writes, `progress` reports), `error` and `redact` keep failures typed and free of secrets.
 
 pub mod download;
 pub mod error;
+mod fetch;
 pub mod locate;
+pub mod progress;
 pub mod redact;
+mod sink;
 pub mod store;
 
-pub use download::{ByteRange, Engine, ObjectInfo, TransferResult};
+pub use download::{ByteRange, CallOptions, Engine, ObjectInfo, TransferOptions, TransferResult};
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
+pub use progress::{Progress, ProgressFn};
 pub use store::StoreOptions;
 pub use tokio_util::sync::CancellationToken;
 

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 
 use napi::bindgen_prelude::Buffer;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use objget_engine::{ByteRange, CancellationToken, Engine, StoreOptions};
+use objget_engine::{
+    ByteRange, CallOptions, CancellationToken, Engine, Progress, StoreOptions, TransferOptions,
+};
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
 static CANCELS: LazyLock<Mutex<HashMap<u32, CancellationToken>>> = LazyLock::new(Default::default);
@@ -62,6 +65,72 @@ impl From<StoreConfig> for StoreOptions {
     }
 }
 
+/// Part size and parts in flight per object.
+#[napi(object)]
+#[derive(Default)]
+pub struct TransferConfig {
+    /// Bytes per ranged part (64 KiB to 1 GiB; default 8 MiB).
+    pub part_size: Option<f64>,
+    /// Parts of one object in flight (1 to 64; default 8).
+    pub concurrency: Option<u32>,
+}
+
+/// A progress report, throttled to about ten a second per transfer, plus a final one.
+#[napi(object)]
+pub struct NativeProgress {
+    /// The item's index in `downloadMany`.
+    pub index: Option<u32>,
+    /// Bytes received so far.
+    pub bytes: f64,
+    /// The object's size, once known.
+    pub total: Option<f64>,
+    /// Parts finished.
+    pub parts_done: u32,
+    /// Parts planned.
+    pub parts_total: u32,
+}
+
+/// The progress callback: weak (never keeps the process alive) and called without blocking.
+pub type ProgressCallback =
+    ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>;
+
+fn call_options(
+    store: Option<StoreConfig>,
+    transfer: Option<TransferConfig>,
+    on_progress: Option<ProgressCallback>,
+) -> CallOptions {
+    let t = transfer.unwrap_or_default();
+    let defaults = TransferOptions::default();
+    CallOptions {
+        store: StoreOptions::from(store.unwrap_or_default()),
+        transfer: TransferOptions {
+            part_size: t
+                .part_size
+                .map(|v| v.max(0.0) as u64)
+                .unwrap_or(defaults.part_size),
+            concurrency: t
+                .concurrency
+                .map(|c| c as usize)
+                .unwrap_or(defaults.concurrency),
+        },
+        progress: on_progress.map(|f| {
+            let f = std::sync::Arc::new(f);
+            std::sync::Arc::new(move |p: Progress| {
+                f.call(
+                    NativeProgress {
+                        index: p.index,
+                        bytes: p.bytes as f64,
+                        total: p.total.map(|t| t as f64),
+                        parts_done: p.parts_done,
+                        parts_total: p.parts_total,
+                    },
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            }) as objget_engine::ProgressFn
+        }),
+    }
+}
+
 /// A byte range: `{ offset, length }`, `{ offset }` (to the end) or `{ suffix }`.
 #[napi(object)]
 pub struct NativeRange {
@@ -95,6 +164,8 @@ pub struct NativeTransferResult {
     pub etag: Option<String>,
     /// Wall time in milliseconds.
     pub elapsed_ms: f64,
+    /// Ranged parts it took (1 for a single request).
+    pub parts: u32,
 }
 
 /// One item of `downloadMany`.
@@ -131,7 +202,7 @@ pub struct NativeInfo {
 ///
 /// ```js
 /// const h = new CancelHandle(); signal.addEventListener('abort', () => h.cancel());
-/// await download(url, dest, undefined, h.id);
+/// await download(url, dest, undefined, undefined, undefined, h.id);
 /// ```
 #[napi]
 pub struct CancelHandle {
@@ -232,6 +303,7 @@ fn result(r: objget_engine::TransferResult) -> NativeTransferResult {
         bytes: r.bytes as f64,
         etag: r.etag,
         elapsed_ms: r.elapsed_ms,
+        parts: r.parts,
     }
 }
 
@@ -276,10 +348,14 @@ pub async fn get(
     url: String,
     range_: Option<NativeRange>,
     store: Option<StoreConfig>,
+    transfer: Option<TransferConfig>,
+    on_progress: Option<
+        ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
+    >,
     cancel_id: Option<u32>,
 ) -> napi::Result<Buffer> {
     let r = range(range_)?;
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = call_options(store, transfer, on_progress);
     let bytes = ENGINE
         .get(&url, r, &opts, &token(cancel_id))
         .await
@@ -297,9 +373,13 @@ pub async fn download(
     url: String,
     dest: String,
     store: Option<StoreConfig>,
+    transfer: Option<TransferConfig>,
+    on_progress: Option<
+        ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
+    >,
     cancel_id: Option<u32>,
 ) -> napi::Result<NativeTransferResult> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = call_options(store, transfer, on_progress);
     ENGINE
         .download(&url, &PathBuf::from(dest), &opts, &token(cancel_id))
         .await
@@ -317,9 +397,13 @@ pub async fn download_many(
     items: Vec<NativeItem>,
     concurrency: u32,
     store: Option<StoreConfig>,
+    transfer: Option<TransferConfig>,
+    on_progress: Option<
+        ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
+    >,
     cancel_id: Option<u32>,
 ) -> Vec<NativeOutcome> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = call_options(store, transfer, on_progress);
     let items: Vec<(String, PathBuf)> = items
         .into_iter()
         .map(|i| (i.url, PathBuf::from(i.dest)))
