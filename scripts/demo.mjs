@@ -2,7 +2,7 @@
 // objget while showing progress, verify it, and print MB/s and the engine that ran.
 //   npm run demo -- --size 512     (MiB, default 256)
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServers } from './lib/servers.mjs';
@@ -62,19 +62,11 @@ try {
   const dest = join(outDir, 'large.bin');
   mkdirSync(outDir, { recursive: true });
 
-  // Progress: watch the bytes land in the download's temporary file.
   const started = performance.now();
-  const bar = setInterval(() => {
-    const part = readdirSync(outDir).find((f) => f.endsWith('.part'));
-    const done = part ? (statSync(join(outDir, part), { throwIfNoEntry: false })?.size ?? 0) : 0;
-    draw(done, size, started);
-  }, 100);
-  let result;
-  try {
-    result = await objget.download(`s3://${s3.bucket}/demo/large.bin`, dest, { store });
-  } finally {
-    clearInterval(bar);
-  }
+  const result = await objget.download(`s3://${s3.bucket}/demo/large.bin`, dest, {
+    store,
+    onProgress: (p) => draw(p.bytes, p.total ?? size, started),
+  });
   draw(result.bytes, size, started);
   if (process.stderr.isTTY) process.stderr.write('\n');
 

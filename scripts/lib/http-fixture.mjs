@@ -48,7 +48,7 @@ function parseRange(header, size) {
  */
 export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objget-fixture-key' }) {
   const faults = new Map();
-  const stats = { requests: 0, bytesSent: 0, byPath: {} };
+  const stats = { requests: 0, bytesSent: 0, inflight: 0, byPath: {} };
 
   async function handler(req, res) {
     const u = new URL(req.url, 'http://fixture');
@@ -70,6 +70,8 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       return;
     }
     stats.requests++;
+    stats.inflight++;
+    res.once('close', () => stats.inflight--);
     stats.byPath[u.pathname] = (stats.byPath[u.pathname] ?? 0) + 1;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();

@@ -1,0 +1,193 @@
+// The transfer engine: parts, pinning, cancellation and progress, on real servers.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { download, downloadMany, get, type Progress } from '../src/index.js';
+import { rejection } from './helpers/expect.js';
+import { backends, bytes, servers, tempDir, uniqueKey, useEngine } from './helpers/servers.js';
+
+const PART = 1024 * 1024;
+const previous = process.env.OBJGET_ENGINE;
+afterAll(() => {
+  process.env.OBJGET_ENGINE = previous;
+});
+afterEach(async () => {
+  await fetch(`${servers().http.url}/__fault`, { method: 'DELETE' });
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('native engine: part boundaries on every backend', () => {
+  for (const backend of backends()) {
+    it(`${backend.name}: sizes 0, 1, partSize-1, partSize, partSize+1, 3×partSize+7 to file and Buffer`, async () => {
+      useEngine('native');
+      const prefix = uniqueKey(`parts-${backend.name}`);
+      const dir = tempDir();
+      for (const size of [0, 1, PART - 1, PART, PART + 1, 3 * PART + 7]) {
+        const data = bytes(size, size + 99);
+        await backend.put(`${prefix}/${size}`, data);
+        const url = backend.url(`${prefix}/${size}`);
+        const opts = { store: backend.store, partSize: PART, concurrency: 3 };
+        const buf = await get(url, opts);
+        expect(buf.length, `get ${size}`).toBe(size);
+        expect(buf.equals(data), `get ${size}`).toBe(true);
+        const r = await download(url, join(dir, String(size)), opts);
+        expect(readFileSync(join(dir, String(size))).equals(data), `download ${size}`).toBe(true);
+        if (backend.name !== 'file') expect(r.parts).toBe(Math.max(1, Math.ceil(size / PART)));
+      }
+    });
+  }
+
+  it('s3: 300 MiB to file and to Buffer at default settings, byte-identical', async () => {
+    useEngine('native');
+    const s3 = backends().find((b) => b.name === 's3')!;
+    const key = `${uniqueKey('large')}/300m.bin`;
+    const data = bytes(300 * PART, 300);
+    const want = sha(data);
+    await s3.put(key, data);
+    const dir = tempDir();
+    const r = await download(s3.url(key), join(dir, 'large.bin'), { store: s3.store });
+    expect(r.bytes).toBe(data.length);
+    expect(r.parts).toBe(Math.ceil(data.length / (8 * PART)));
+    expect(sha(readFileSync(join(dir, 'large.bin')))).toBe(want);
+    const buf = await get(s3.url(key), { store: s3.store });
+    expect(buf.length).toBe(data.length);
+    expect(sha(buf)).toBe(want);
+  }, 180_000);
+});
+
+function seedHttp(size: number): { url: string; file: string; path: string; data: Buffer } {
+  const s = servers();
+  const key = `${uniqueKey('transfer')}/obj.bin`;
+  const file = join(s.http.root, key);
+  mkdirSync(dirname(file), { recursive: true });
+  const data = bytes(size, 17);
+  writeFileSync(file, data);
+  return { url: `${s.http.url}/${key}`, file, path: `/${key}`, data };
+}
+
+async function fault(body: object): Promise<void> {
+  await fetch(`${servers().http.url}/__fault`, { method: 'POST', body: JSON.stringify(body) });
+}
+
+async function inflight(): Promise<number> {
+  const r = await fetch(`${servers().http.url}/__stats`);
+  return ((await r.json()) as { inflight: number }).inflight;
+}
+
+describe('native engine: pinned parts', () => {
+  it('an object replaced mid-download fails with Precondition and leaves no file', async () => {
+    useEngine('native');
+    const { url, file, path } = seedHttp(8 * PART);
+    await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
+    const dir = tempDir();
+    let replaced = false;
+    const err = await rejection(
+      download(url, join(dir, 'x.bin'), {
+        partSize: PART,
+        concurrency: 1,
+        store: { maxRetries: 0 },
+        onProgress: (p) => {
+          if (!replaced && p.bytes >= PART) {
+            replaced = true;
+            writeFileSync(file, bytes(8 * PART, 18)); // a new version: new ETag
+          }
+        },
+      }),
+    );
+    expect(replaced).toBe(true);
+    expect(err.code).toBe('Precondition');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('the same replacement into a Buffer is Precondition too', async () => {
+    useEngine('native');
+    const { url, file, path } = seedHttp(6 * PART);
+    await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
+    let replaced = false;
+    const err = await rejection(
+      get(url, {
+        partSize: PART,
+        concurrency: 1,
+        store: { maxRetries: 0 },
+        onProgress: (p) => {
+          if (!replaced && p.bytes >= PART) {
+            replaced = true;
+            writeFileSync(file, bytes(6 * PART, 19));
+          }
+        },
+      }),
+    );
+    expect(err.code).toBe('Precondition');
+  });
+});
+
+for (const engine of ['native', 'js'] as const) {
+  describe(`${engine} engine: abort and progress`, () => {
+    it('abort: Aborted, no file, and no request still running a second later', async () => {
+      useEngine(engine);
+      const { url, path } = seedHttp(32 * PART);
+      await fault({ path, kind: 'throttle', bytesPerSec: 8 * PART });
+      const dir = tempDir();
+      const ac = new AbortController();
+      let started = false;
+      const p = download(url, join(dir, 'a.bin'), {
+        partSize: 2 * PART,
+        concurrency: 4,
+        signal: ac.signal,
+        onProgress: () => (started = true),
+      });
+      while (!started) await new Promise((r) => setTimeout(r, 10));
+      expect(await inflight()).toBeGreaterThan(0);
+      ac.abort();
+      expect((await rejection(p)).code).toBe('Aborted');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await inflight()).toBe(0);
+      expect(readdirSync(dir)).toEqual([]);
+    });
+
+    it('progress: non-decreasing, ending at every byte and every part', async () => {
+      useEngine(engine);
+      const { url, path, data } = seedHttp(6 * PART + 5);
+      await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
+      const events: Progress[] = [];
+      const r = await download(url, join(tempDir(), 'p.bin'), {
+        partSize: PART,
+        onProgress: (e) => events.push(e),
+      });
+      expect(events.length).toBeGreaterThan(1);
+      for (let i = 1; i < events.length; i++) {
+        expect(events[i]!.bytes).toBeGreaterThanOrEqual(events[i - 1]!.bytes);
+      }
+      const last = events.at(-1)!;
+      expect(last.bytes).toBe(data.length);
+      expect(last.total).toBe(data.length);
+      expect(last.partsDone).toBe(last.partsTotal);
+      expect(last.partsTotal).toBe(r.parts);
+    });
+
+    it('downloadMany progress carries each item index', async () => {
+      useEngine(engine);
+      const items = [seedHttp(1000), seedHttp(2000), seedHttp(3000)];
+      const dir = tempDir();
+      const finals = new Map<number, number>();
+      await downloadMany(
+        items.map((it, i) => ({ url: it.url, dest: join(dir, `${i}`) })),
+        { onProgress: (p) => p.index !== undefined && finals.set(p.index, p.bytes) },
+      );
+      expect([...finals.entries()].sort()).toEqual([
+        [0, 1000],
+        [1, 2000],
+        [2, 3000],
+      ]);
+    });
+
+    it('bad part settings are InvalidArgument', async () => {
+      useEngine(engine);
+      const { url } = seedHttp(10);
+      expect((await rejection(get(url, { partSize: 1000 }))).code).toBe('InvalidArgument');
+      expect((await rejection(get(url, { concurrency: 0 }))).code).toBe('InvalidArgument');
+    });
+  });
+}
