@@ -4,7 +4,7 @@ import { copyFile, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { fromNodeError, StorageError, type ErrorCode, type ItemOutcome } from '../errors.js';
 import { displayUrl } from '../redact.js';
 import type {
@@ -25,7 +25,11 @@ export const JS_SCHEMES = ['http', 'https', 'file'];
 
 const agents = new Map<string, Agent>();
 
-function agentFor(store: StoreOptions | undefined): Agent {
+// undici costs ~90 ms to import: load it only when the JS engine actually sends a request.
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
+
+function agentFor(store: StoreOptions | undefined, Agent: typeof import('undici').Agent): Agent {
   const key = JSON.stringify([
     store?.caCert?.toString() ?? '',
     store?.connectTimeoutMs ?? 10_000,
@@ -182,6 +186,7 @@ async function send(
   const retryTimeout = store?.retryTimeoutMs ?? 180_000;
   let backoff = store?.initialBackoffMs ?? 100;
   const started = Date.now();
+  const { Agent, request } = await loadUndici();
   for (let attempt = 0; ; attempt++) {
     let res: Dispatcher.ResponseData | undefined;
     let failure: unknown;
@@ -189,7 +194,7 @@ async function send(
       res = await request(url, {
         method,
         headers: { 'user-agent': 'objget-js', ...headers },
-        dispatcher: agentFor(store),
+        dispatcher: agentFor(store, Agent),
         signal,
       });
     } catch (e) {

