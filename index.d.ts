@@ -179,4 +179,6 @@ export interface TransferConfig {
   partSize?: number
   /** Parts of one object in flight (1 to 64; default 8). */
   concurrency?: number
+  /** fdatasync before the rename (default true). */
+  durable?: boolean
 }

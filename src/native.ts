@@ -90,7 +90,7 @@ function done(r: Binding.NativeTransferResult): Done {
 }
 
 function transfer(t: TransferSettings): Binding.TransferConfig {
-  return { partSize: t.partSize, concurrency: t.concurrency };
+  return { partSize: t.partSize, concurrency: t.concurrency, durable: t.durable };
 }
 
 /** Adapt the user's callback; a throwing callback must not take the process down. */

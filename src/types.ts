@@ -60,6 +60,12 @@ export interface CallOptions {
 export interface PartOptions {
   /** Bytes per part, 64 KiB to 1 GiB; default 8 MiB. */
   partSize?: number;
+  /**
+   * Downloads only: fdatasync the file (and its directory) before and after the rename, so a
+   * finished download survives a power loss. Default true. Off, the rename is still atomic for
+   * every process, and many-file transfers are faster.
+   */
+  durable?: boolean;
 }
 
 export interface GetOptions extends CallOptions, PartOptions {
@@ -86,6 +92,7 @@ export interface TransferSettings {
   partSize?: number;
   /** Parts per object in flight. */
   concurrency?: number;
+  durable?: boolean;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }

@@ -183,6 +183,29 @@ for (const engine of ['native', 'js'] as const) {
       ]);
     });
 
+    for (const kind of ['no-ranges', 'weak-etag'] as const) {
+      it(`a server with ${kind} is read in one stream, byte-identical`, async () => {
+        useEngine(engine);
+        const { url, path, data } = seedHttp(3 * PART + 11);
+        await fault({ path, kind });
+        const dir = tempDir();
+        const r = await download(url, join(dir, 'x.bin'), { partSize: PART });
+        expect(r.parts).toBe(1);
+        expect(readFileSync(join(dir, 'x.bin')).equals(data)).toBe(true);
+        expect((await get(url, { partSize: PART })).equals(data)).toBe(true);
+      });
+    }
+
+    it('durable: false still lands a complete file atomically', async () => {
+      useEngine(engine);
+      const { url, data } = seedHttp(2 * PART + 3);
+      const dir = tempDir();
+      const r = await download(url, join(dir, 'n.bin'), { partSize: PART, durable: false });
+      expect(r.bytes).toBe(data.length);
+      expect(readdirSync(dir)).toEqual(['n.bin']);
+      expect(readFileSync(join(dir, 'n.bin')).equals(data)).toBe(true);
+    });
+
     it('bad part settings are InvalidArgument', async () => {
       useEngine(engine);
       const { url } = seedHttp(10);

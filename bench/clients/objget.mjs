@@ -15,7 +15,10 @@ const url = (key) => `s3://${job.s3.bucket}/${key}`;
 
 switch (job.kind) {
   case 'file':
-    await objget.download(job.url ?? url(job.keys[0]), join(job.out, 'out.bin'), { store });
+    await objget.download(job.url ?? url(job.keys[0]), join(job.out, 'out.bin'), {
+      store,
+      durable: job.durable,
+    });
     report();
     break;
   case 'memory': {
@@ -26,7 +29,7 @@ switch (job.kind) {
   case 'many':
     await objget.downloadMany(
       job.keys.map((k) => ({ url: url(k), dest: join(job.out, k) })),
-      { store, concurrency: job.concurrency },
+      { store, concurrency: job.concurrency, durable: job.durable },
     );
     report();
     break;

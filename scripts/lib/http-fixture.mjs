@@ -2,8 +2,8 @@
 //
 // Serves files under `root` with strong ETags, every single-range form (a-b, a-, -n), If-Match,
 // If-None-Match and If-Range, optional TLS, a presigned-URL check and switchable faults.
-// Control: POST /__fault {path, kind: 'reset'|'status'|'throttle', afterBytes?, status?,
-// bytesPerSec?, times?}, DELETE /__fault, GET /__stats.
+// Control: POST /__fault {path, kind: 'reset'|'status'|'throttle'|'no-ranges'|'weak-etag',
+// afterBytes?, status?, bytesPerSec?, times?}, DELETE /__fault, GET /__stats.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import http from 'node:http';
@@ -102,7 +102,9 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       return;
     }
     const size = st.size;
-    const etag = `"${st.ino.toString(16)}-${Math.floor(st.mtimeMs * 1000).toString(16)}-${size.toString(16)}"`;
+    const fault0 = faults.get(u.pathname);
+    const weak = fault0?.kind === 'weak-etag' ? 'W/' : '';
+    const etag = `${weak}"${st.ino.toString(16)}-${Math.floor(st.mtimeMs * 1000).toString(16)}-${size.toString(16)}"`;
     const headers = {
       etag,
       'last-modified': st.mtime.toUTCString(),
@@ -144,7 +146,9 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
     let status = 200;
     const rangeHeader = req.headers.range;
     const ifRange = req.headers['if-range'];
-    if (rangeHeader && (!ifRange || ifRange === etag)) {
+    const ignoreRanges = fault0?.kind === 'no-ranges';
+    if (ignoreRanges) delete headers['accept-ranges'];
+    if (rangeHeader && !ignoreRanges && (!ifRange || ifRange === etag)) {
       const r = parseRange(rangeHeader, size);
       if (r === 'unsatisfiable') {
         res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
@@ -163,9 +167,11 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       res.end();
       return;
     }
-    const stream = createReadStream(file, { start, end, highWaterMark: 1 << 20 });
-    let sent = 0;
     let active = fault && fault.times > 0 ? fault : undefined;
+    // Throttled bodies flow in small chunks, so a client sees bytes arrive steadily.
+    const chunk = active?.kind === 'throttle' ? 64 * 1024 : 1 << 20;
+    const stream = createReadStream(file, { start, end, highWaterMark: chunk });
+    let sent = 0;
     if (active) active.times--;
     const shaper = new Transform({
       transform(chunk, _enc, cb) {

@@ -322,7 +322,11 @@ async function readAll(body: Readable, expected: number, report: Reporter): Prom
 }
 
 /** A uniquely named temporary file beside `dest`; removed unless committed. */
-async function withTemp<T>(dest: string, fill: (temp: string) => Promise<T>): Promise<T> {
+async function withTemp<T>(
+  dest: string,
+  durable: boolean,
+  fill: (temp: string) => Promise<T>,
+): Promise<T> {
   const dir = dirname(dest);
   await mkdir(dir, { recursive: true }).catch((e: unknown) => {
     throw fromNodeError(e, dest, dir);
@@ -334,16 +338,20 @@ async function withTemp<T>(dest: string, fill: (temp: string) => Promise<T>): Pr
   const temp = join(dir, `.${basename(dest)}.objget-${randomBytes(8).toString('hex')}.part`);
   try {
     const out = await fill(temp);
-    const fh = await open(temp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
+    if (durable) {
+      const fh = await open(temp, 'r+');
+      try {
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
     }
     await rename(temp, dest);
-    const d = await open(dir, 'r').catch(() => undefined);
-    await d?.sync().catch(() => undefined);
-    await d?.close();
+    if (durable) {
+      const d = await open(dir, 'r').catch(() => undefined);
+      await d?.sync().catch(() => undefined);
+      await d?.close();
+    }
     return out;
   } catch (e) {
     await unlink(temp).catch(() => undefined);
@@ -467,7 +475,7 @@ async function downloadOne(
   if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
   const target = isAbsolute(dest) ? dest : resolve(dest);
   try {
-    return await withTemp(target, async (temp): Promise<Done> => {
+    return await withTemp(target, t.durable ?? true, async (temp): Promise<Done> => {
       if (loc.kind === 'file') {
         const f = await fileEtag(loc.path).catch((e: unknown) => {
           throw fromNodeError(e, url, loc.path);

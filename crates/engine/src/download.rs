@@ -79,6 +79,9 @@ pub struct TransferOptions {
     pub part_size: u64,
     /// Parts of one object in flight at once.
     pub concurrency: usize,
+    /// fdatasync the file and its directory before and after the rename, so a finished
+    /// download survives a power loss. Off, the rename is still atomic for every process.
+    pub durable: bool,
 }
 
 /// Default part size: 8 MiB, as AWS's own transfer clients use.
@@ -93,6 +96,7 @@ impl Default for TransferOptions {
         Self {
             part_size: DEFAULT_PART_SIZE,
             concurrency: DEFAULT_CONCURRENCY,
+            durable: true,
         }
     }
 }
@@ -214,10 +218,10 @@ impl Engine {
         let first = read_first(source, url, t.part_size).await?;
         let size = first.size;
         let mut out = vec![0u8; usize_of(size)?];
-        let Some(etag) = first.etag.clone().filter(|_| first.len < size) else {
+        let Some(etag) = pin(&first) else {
             tracker.plan(size, 1);
             if first.len < size {
-                // No ETag to pin parts to: read the rest in the same request's stream instead.
+                // No strong ETag to pin parts to: one whole read instead.
                 drop(first);
                 let whole = source.read(url, None, None).await?;
                 fill(whole.body, &mut out, tracker, url).await?;
@@ -299,7 +303,7 @@ impl Engine {
             let dest = absolute(dest)?;
             let source = self.source(&loc, &opts.store).await?;
             let tracker = Tracker::new(opts.progress.clone(), index);
-            let temp = TempFile::create(&dest).await?;
+            let temp = TempFile::create(&dest, opts.transfer.durable).await?;
             let (etag, parts) = match &source {
                 Source::File(src) => copy_local(src, &temp, &tracker).await?,
                 _ => {
@@ -331,10 +335,10 @@ impl Engine {
         let first = read_first(source, url, t.part_size).await?;
         let size = first.size;
         let writer = temp.writer();
-        let Some(etag) = first.etag.clone().filter(|_| first.len < size) else {
+        let Some(etag) = pin(&first) else {
             tracker.plan(size, 1);
             let read = if first.len < size {
-                // No ETag to pin parts to: one whole read instead.
+                // No strong ETag to pin parts to: one whole read instead.
                 drop(first);
                 source.read(url, None, None).await?
             } else {
@@ -438,22 +442,33 @@ impl Engine {
 }
 
 /// The first request: the first part if the object is large, the whole object if it is not.
-/// An empty object answers a ranged request with 416, so that case reads it whole.
+/// An empty object answers a ranged request with 416, and a server without ranges answers
+/// with the whole body: both are read in one stream.
 async fn read_first(source: &Source, url: &str, part_size: u64) -> Result<Read> {
-    match source
-        .read(
-            url,
-            Some(ByteRange::Bounded {
-                offset: 0,
-                length: part_size,
-            }),
-            None,
-        )
-        .await
-    {
-        Err(e) if e.code() == ErrorCode::InvalidArgument => source.read(url, None, None).await,
+    let range = ByteRange::Bounded {
+        offset: 0,
+        length: part_size,
+    };
+    match source.read(url, Some(range), None).await {
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::InvalidArgument | ErrorCode::NotSupported
+            ) =>
+        {
+            source.read(url, None, None).await
+        }
         other => other,
     }
+}
+
+/// The ETag later parts can be pinned to: a strong one (If-Match compares strongly, so a weak
+/// validator would fail every part), and only if there are later parts at all.
+fn pin(first: &Read) -> Option<String> {
+    first
+        .etag
+        .clone()
+        .filter(|e| !e.starts_with("W/") && first.len < first.size)
 }
 
 /// Parts of `size` bytes: (offset, length), the first at 0.
@@ -579,6 +594,7 @@ mod tests {
             transfer: TransferOptions {
                 part_size: 64 * 1024,
                 concurrency: 3,
+                durable: true,
             },
             ..Default::default()
         }
@@ -638,6 +654,7 @@ mod tests {
             transfer: TransferOptions {
                 part_size: 1,
                 concurrency: 1,
+                durable: true,
             },
             ..Default::default()
         };

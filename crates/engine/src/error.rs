@@ -219,8 +219,13 @@ fn classify_chain(err: &(dyn std::error::Error + 'static)) -> ErrorCode {
         }
         // object_store's RetryError (which knows the status) is crate-private; its text is the
         // only way to tell a 416 from other failures.
-        if e.to_string().contains("416 Range Not Satisfiable") {
+        let text = e.to_string();
+        if text.contains("416 Range Not Satisfiable") {
             return ErrorCode::InvalidArgument;
+        }
+        // Likewise GetResultError::NotPartial: the server ignored the Range header.
+        if text.contains("Received non-partial response when range requested") {
+            return ErrorCode::NotSupported;
         }
         current = e.source();
     }

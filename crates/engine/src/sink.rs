@@ -16,10 +16,11 @@ pub(crate) struct TempFile {
     pub(crate) path: PathBuf,
     file: Arc<std::fs::File>,
     persisted: AtomicBool,
+    durable: bool,
 }
 
 impl TempFile {
-    pub(crate) async fn create(dest: &Path) -> Result<Self> {
+    pub(crate) async fn create(dest: &Path, durable: bool) -> Result<Self> {
         let dir = dest
             .parent()
             .ok_or_else(|| {
@@ -53,6 +54,7 @@ impl TempFile {
                 path,
                 file: Arc::new(file),
                 persisted: AtomicBool::new(false),
+                durable,
             })
         })
         .await
@@ -69,6 +71,7 @@ impl TempFile {
     /// no extra copy, network and disk overlap, and at most `WRITE_QUEUE` chunks wait in memory.
     pub(crate) fn writer(&self) -> Writer {
         let (file, path) = (self.file.clone(), self.path.clone());
+        let durable = self.durable;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Bytes)>(WRITE_QUEUE);
         let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
             let mut written = 0u64;
@@ -77,7 +80,7 @@ impl TempFile {
                 write_all_at(&file, &chunk, offset).map_err(|e| Error::io(&path, &e))?;
                 written += chunk.len() as u64;
                 unsynced += chunk.len() as u64;
-                if unsynced >= WRITEBACK_EVERY {
+                if durable && unsynced >= WRITEBACK_EVERY {
                     start_writeback(&file);
                     unsynced = 0;
                 }
@@ -90,12 +93,15 @@ impl TempFile {
     /// fsync, rename over `dest`, fsync the directory.
     pub(crate) async fn persist(&self, dest: &Path) -> Result<()> {
         let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
+        let durable = self.durable;
         blocking(move || {
             // fdatasync: the data and the size; the rename is made durable by the directory sync.
-            file.sync_data().map_err(|e| Error::io(&path, &e))?;
+            if durable {
+                file.sync_data().map_err(|e| Error::io(&path, &e))?;
+            }
             std::fs::rename(&path, &dest).map_err(|e| Error::io(&dest, &e))?;
             #[cfg(unix)]
-            if let Some(dir) = dest.parent() {
+            if let Some(dir) = dest.parent().filter(|_| durable) {
                 if let Ok(d) = std::fs::File::open(dir) {
                     let _ = d.sync_all();
                 }
@@ -117,7 +123,7 @@ impl Drop for TempFile {
 }
 
 /// Chunks waiting for the writer thread, per file (hyper's chunks are at most a few tens of KiB).
-const WRITE_QUEUE: usize = 256;
+const WRITE_QUEUE: usize = 64;
 /// Start the kernel's writeback this often, so the final fdatasync has little left to do.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 

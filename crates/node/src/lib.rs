@@ -73,6 +73,8 @@ pub struct TransferConfig {
     pub part_size: Option<f64>,
     /// Parts of one object in flight (1 to 64; default 8).
     pub concurrency: Option<u32>,
+    /// fdatasync before the rename (default true).
+    pub durable: Option<bool>,
 }
 
 /// A progress report, throttled to about ten a second per transfer, plus a final one.
@@ -112,6 +114,7 @@ fn call_options(
                 .concurrency
                 .map(|c| c as usize)
                 .unwrap_or(defaults.concurrency),
+            durable: t.durable.unwrap_or(defaults.durable),
         },
         progress: on_progress.map(|f| {
             let f = std::sync::Arc::new(f);
