@@ -38,7 +38,8 @@ export function engineInfo(): EngineInfo {
   const want = forced();
   const info = n.binding?.nativeInfo();
   return {
-    engine: want === 'js' || !n.binding ? (want === 'native' ? 'native' : 'js') : 'native',
+    // What selectEngine() does: the forced engine, else native when it loaded.
+    engine: want ?? (n.binding ? 'native' : 'js'),
     native: n.binding
       ? {
           loaded: true,
