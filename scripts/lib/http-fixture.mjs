@@ -102,8 +102,8 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       return;
     }
     const size = st.size;
-    const fault0 = faults.get(u.pathname);
-    const weak = fault0?.kind === 'weak-etag' ? 'W/' : '';
+    const fault = faults.get(u.pathname);
+    const weak = fault?.kind === 'weak-etag' ? 'W/' : '';
     const etag = `${weak}"${st.ino.toString(16)}-${Math.floor(st.mtimeMs * 1000).toString(16)}-${size.toString(16)}"`;
     const headers = {
       etag,
@@ -135,7 +135,6 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       res.writeHead(304, headers).end();
       return;
     }
-    const fault = faults.get(u.pathname);
     if (fault && fault.times > 0 && fault.kind === 'status') {
       fault.times--;
       res.writeHead(fault.status ?? 503, { 'retry-after': '0' }).end('injected fault');
@@ -146,7 +145,7 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
     let status = 200;
     const rangeHeader = req.headers.range;
     const ifRange = req.headers['if-range'];
-    const ignoreRanges = fault0?.kind === 'no-ranges';
+    const ignoreRanges = fault?.kind === 'no-ranges';
     if (ignoreRanges) delete headers['accept-ranges'];
     if (rangeHeader && !ignoreRanges && (!ifRange || ifRange === etag)) {
       const r = parseRange(rangeHeader, size);

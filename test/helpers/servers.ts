@@ -180,7 +180,7 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'objget-dest-'));
 }
 
-/** Run `fn` with the engine forced through OBJGET_ENGINE. */
+/** Force the engine for the calls that follow, through OBJGET_ENGINE. */
 export function useEngine(name: 'native' | 'js'): void {
   process.env.OBJGET_ENGINE = name;
 }

@@ -168,7 +168,7 @@ impl Stores {
             let endpoint = b
                 .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
                 .unwrap_or_else(|| "http://169.254.169.254".into());
-            self.require_metadata(loc, "AWS_EC2_METADATA_DISABLED", &endpoint, "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or container credentials)").await?;
+            self.require_metadata(loc, Some("AWS_EC2_METADATA_DISABLED"), &endpoint, "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or container credentials)").await?;
         }
         let store = b.build().map_err(|e| build_error(e, loc))?;
         Ok(Backend::Store(Arc::new(store)))
@@ -216,7 +216,7 @@ impl Stores {
             || adc
             || is_true(b.get_config_value(&GoogleConfigKey::SkipSignature));
         if !has_credentials {
-            self.require_metadata(loc, "NO_GCE_CHECK", "http://169.254.169.254", "Google credentials (GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS)").await?;
+            self.require_metadata(loc, Some("NO_GCE_CHECK"), "http://169.254.169.254", "Google credentials (GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS)").await?;
         }
         let store = b.build().map_err(|e| build_error(e, loc))?;
         Ok(Backend::Store(Arc::new(store)))
@@ -261,7 +261,7 @@ impl Stores {
             let endpoint = b
                 .get_config_value(&AzureConfigKey::MsiEndpoint)
                 .unwrap_or_else(|| "http://169.254.169.254".into());
-            self.require_metadata(loc, "OBJGET_AZURE_IMDS_DISABLED", &endpoint, "Azure credentials (AZURE_STORAGE_ACCOUNT_KEY, a SAS token, a client secret or a federated token)").await?;
+            self.require_metadata(loc, None, &endpoint, "Azure credentials (AZURE_STORAGE_ACCOUNT_KEY, a SAS token, a client secret or a federated token)").await?;
         }
         let store = b.build().map_err(|e| build_error(e, loc))?;
         Ok(Backend::Store(Arc::new(store)))
@@ -273,11 +273,13 @@ impl Stores {
     async fn require_metadata(
         &self,
         loc: &Location,
-        disable_var: &str,
+        // The provider's own switch, where it has one (Azure has none); OBJGET_METADATA=off
+        // covers every provider.
+        disable_var: Option<&str>,
         endpoint: &str,
         wanted: &str,
     ) -> Result<()> {
-        let disabled = is_true(std::env::var(disable_var).ok())
+        let disabled = disable_var.is_some_and(|v| is_true(std::env::var(v).ok()))
             || std::env::var("OBJGET_METADATA").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
         let reachable = !disabled && self.probe(endpoint).await;
         if reachable {
@@ -425,12 +427,9 @@ fn query_client(opts: &StoreOptions) -> Result<reqwest::Client> {
 }
 
 fn build_error(e: object_store::Error, loc: &Location) -> Error {
-    let code = match e {
-        object_store::Error::UnknownConfigurationKey { .. } => ErrorCode::InvalidArgument,
-        _ => ErrorCode::InvalidArgument,
-    };
+    // A builder fails only on its configuration (missing bucket, bad endpoint, unknown key).
     Error::new(
-        code,
+        ErrorCode::InvalidArgument,
         format!(
             "cannot configure the {} store for {}: {e}",
             loc.scheme.as_str(),
