@@ -20,14 +20,15 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use crate::checksum::{check, choose, combine, Checksum, ChecksumMode, Dialect, Ordered, PartCrc};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
 use crate::progress::{ProgressFn, Tracker};
-use crate::sink::{blocking, send_body, TempFile};
+use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile};
 use crate::store::{Backend, StoreOptions, Stores};
 
 /// What is known about an object.
@@ -68,8 +69,13 @@ pub struct TransferResult {
     pub etag: Option<String>,
     /// Wall time of the transfer.
     pub elapsed_ms: f64,
-    /// How many ranged parts it took (1 for a single request).
+    /// How many parts this call fetched (1 for a single request; on a resume, only the
+    /// missing ones).
     pub parts: u32,
+    /// The checksum verified, if any.
+    pub checksum: Option<Checksum>,
+    /// Bytes kept from an interrupted earlier attempt (`resume`).
+    pub resumed_bytes: u64,
 }
 
 /// Per-call transfer settings.
@@ -82,6 +88,10 @@ pub struct TransferOptions {
     /// fdatasync the file and its directory before and after the rename, so a finished
     /// download survives a power loss. Off, the rename is still atomic for every process.
     pub durable: bool,
+    /// Which checksum to verify.
+    pub checksum: ChecksumMode,
+    /// Keep an interrupted download's part file and journal, and continue from them.
+    pub resume: bool,
 }
 
 /// Default part size: 8 MiB, as AWS's own transfer clients use.
@@ -97,6 +107,8 @@ impl Default for TransferOptions {
             part_size: DEFAULT_PART_SIZE,
             concurrency: DEFAULT_CONCURRENCY,
             durable: true,
+            checksum: ChecksumMode::Auto,
+            resume: false,
         }
     }
 }
@@ -158,7 +170,14 @@ impl Engine {
 
     async fn source(&self, loc: &Location, opts: &StoreOptions) -> Result<Source> {
         Ok(match self.stores.backend(loc, opts).await? {
-            Backend::Store(store) => Source::Store(store, loc.path.clone()),
+            Backend::Store(store) => {
+                let dialect = if loc.scheme == crate::locate::Scheme::S3 {
+                    Dialect::S3
+                } else {
+                    Dialect::Other
+                };
+                Source::Store(store, loc.path.clone(), dialect)
+            }
             Backend::Query(client, retry) => Source::Query(client, retry),
             Backend::File => Source::File(loc.file.clone().unwrap_or_default()),
         })
@@ -180,6 +199,11 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<Vec<u8>> {
         opts.transfer.validate()?;
+        if range.is_some() && opts.transfer.checksum == ChecksumMode::Required {
+            return Err(Error::invalid_argument(
+                "checksum 'required' verifies whole objects; a byte range cannot be verified",
+            ));
+        }
         if let Some(ByteRange::Bounded { length: 0, .. } | ByteRange::Suffix(0)) = range {
             return Ok(Vec::new());
         }
@@ -193,12 +217,13 @@ impl Engine {
                     let read = source.read(url, Some(r), None).await?;
                     tracker.plan(read.len, 1);
                     let mut out = vec![0u8; usize_of(read.len)?];
-                    fill(read.body, &mut out, &tracker, url).await?;
+                    fill(read.body, &mut out, &tracker, url, &mut PartCrc::None).await?;
                     out
                 }
                 None => {
                     self.get_whole(&source, url, opts.transfer, &tracker)
                         .await?
+                        .0
                 }
             };
             tracker.finish();
@@ -213,71 +238,153 @@ impl Engine {
         url: &str,
         t: TransferOptions,
         tracker: &Tracker,
-    ) -> Result<Vec<u8>> {
-        let permit = self.request_permit().await?;
-        let first = read_first(source, url, t.part_size).await?;
-        let size = first.size;
+    ) -> Result<(Vec<u8>, Option<Checksum>)> {
+        let opened = self.open(source, url, t).await?;
+        let size = opened.first.size;
+        let rest = opened.rest(t.part_size);
+        tracker.plan(size, 1 + rest.len() as u32);
         let mut out = vec![0u8; usize_of(size)?];
-        let Some(etag) = pin(&first) else {
-            tracker.plan(size, 1);
-            if first.len < size {
-                // No strong ETag to pin parts to: one whole read instead.
-                drop(first);
-                let whole = source.read(url, None, None).await?;
-                fill(whole.body, &mut out, tracker, url).await?;
-            } else {
-                fill(first.body, &mut out, tracker, url).await?;
+        // Every part's slice of the one buffer, handed to the part that fills it.
+        let slots = {
+            let mut slots = std::collections::HashMap::with_capacity(1 + rest.len());
+            let mut tail = out.as_mut_slice();
+            for (offset, len) in std::iter::once((0, opened.first.len)).chain(rest.iter().copied())
+            {
+                let (slice, next) = std::mem::take(&mut tail).split_at_mut(usize_of(len)?);
+                slots.insert(offset, slice);
+                tail = next;
             }
-            return Ok(out);
+            std::sync::Mutex::new(slots)
         };
-        let parts = plan(size, t.part_size);
-        tracker.plan(size, parts.len() as u32);
-        let first_len = usize_of(first.len)?;
-        let (head, mut tail) = out.split_at_mut(first_len);
-        let mut jobs: Vec<BoxFuture<'_, Result<()>>> = Vec::with_capacity(parts.len());
-        jobs.push(
+        let expected = opened.expected.clone();
+        let deliver = |offset: u64, len: u64, read: Read| {
+            let slot = slots.lock().ok().and_then(|mut s| s.remove(&offset));
+            let expected = expected.as_ref();
             async move {
-                fill(first.body, head, tracker, url).await?;
-                drop(permit);
-                tracker.part_done();
-                Ok(())
+                check_len(&read, len, url)?;
+                let slice =
+                    slot.ok_or_else(|| Error::new(ErrorCode::Generic, "part planned twice"))?;
+                let mut crc = PartCrc::new(expected);
+                fill(read.body, slice, tracker, url, &mut crc).await?;
+                Ok(crc.finish())
             }
-            .boxed(),
-        );
-        for &(offset, len) in parts.iter().skip(1) {
-            let (slice, rest) = std::mem::take(&mut tail).split_at_mut(usize_of(len)?);
-            tail = rest;
-            let etag = etag.as_str();
+            .boxed()
+        };
+        let etag = opened.etag.clone();
+        let (first, permit) = (opened.first, opened.permit);
+        let mut done = self
+            .run_parts(
+                source,
+                url,
+                etag.as_deref(),
+                Some((first, permit)),
+                &rest,
+                t.concurrency,
+                tracker,
+                &deliver,
+            )
+            .await?;
+        drop(slots);
+        let verified = match &expected {
+            None => None,
+            Some(e) if e.algorithm.is_crc() => {
+                Some(verify(e, combine(e.algorithm, &mut done), url)?)
+            }
+            Some(e) => {
+                let mut h = Ordered::new(e.algorithm);
+                h.update(&out);
+                Some(verify(e, h.finish(), url)?)
+            }
+        };
+        Ok((out, verified))
+    }
+
+    /// The first request: the first part (or the whole object), its pinned ETag, and the
+    /// checksum to verify.
+    async fn open<'a>(
+        &'a self,
+        source: &Source,
+        url: &str,
+        t: TransferOptions,
+    ) -> Result<Opened<'a>> {
+        let permit = self.request_permit().await?;
+        let mut first = read_first(source, url, t.part_size).await?;
+        let etag = pin(&first);
+        if etag.is_none() && first.len < first.size {
+            // No strong ETag to pin parts to: one whole read instead.
+            drop(first);
+            first = source.read(url, None, None).await?;
+        }
+        let mut offered = std::mem::take(&mut first.offered);
+        if let Some(e) = etag
+            .as_deref()
+            .filter(|_| offered.is_empty() && t.checksum != ChecksumMode::Off)
+        {
+            // S3 advertises its checksums on a whole read or a HEAD, not on a ranged read.
+            offered = source.head_pinned(url, e).await?.1;
+        }
+        let expected = choose(t.checksum, &offered, url)?;
+        Ok(Opened {
+            first,
+            permit,
+            etag,
+            expected,
+        })
+    }
+
+    /// Fetch parts: `first` (already open, with its request permit) and every part of `rest`,
+    /// pinned to `etag`, at most `concurrency` at once; `deliver` takes each part's open read
+    /// and returns its CRC. Returns `(offset, length, crc)` for every part.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_parts<'a>(
+        &'a self,
+        source: &'a Source,
+        url: &'a str,
+        etag: Option<&'a str>,
+        first: Option<(Read, SemaphorePermit<'a>)>,
+        rest: &[(u64, u64)],
+        concurrency: usize,
+        tracker: &'a Tracker,
+        deliver: &'a (dyn Fn(u64, u64, Read) -> BoxFuture<'a, Result<u64>> + Sync),
+    ) -> Result<Vec<DonePart>> {
+        let mut jobs: Vec<BoxFuture<'a, Result<DonePart>>> = Vec::with_capacity(1 + rest.len());
+        if let Some((read, permit)) = first {
+            jobs.push(
+                async move {
+                    let len = read.len;
+                    let crc = deliver(0, len, read).await?;
+                    drop(permit);
+                    tracker.part_done();
+                    Ok((0, len, crc))
+                }
+                .boxed(),
+            );
+        }
+        for &(offset, len) in rest {
             jobs.push(
                 async move {
                     let _req = self.request_permit().await?;
-                    let read = source
-                        .read(
-                            url,
-                            Some(ByteRange::Bounded {
-                                offset,
-                                length: len,
-                            }),
-                            Some(etag),
-                        )
-                        .await?;
-                    check_len(&read, len, url)?;
-                    fill(read.body, slice, tracker, url).await?;
+                    let range = ByteRange::Bounded {
+                        offset,
+                        length: len,
+                    };
+                    let read = source.read(url, Some(range), etag).await?;
+                    let crc = deliver(offset, len, read).await?;
                     tracker.part_done();
-                    Ok(())
+                    Ok((offset, len, crc))
                 }
                 .boxed(),
             );
         }
         futures::stream::iter(jobs)
-            .buffer_unordered(t.concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(out)
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await
     }
 
     /// Download an object to `dest` (parent directories are created). On failure `dest` is
-    /// untouched and nothing is left behind.
+    /// untouched and nothing is left behind (with `resume`, the part file and its journal stay
+    /// for the next attempt unless the object changed or failed its checksum).
     pub async fn download(
         &self,
         url: &str,
@@ -298,26 +405,45 @@ impl Engine {
     ) -> Result<TransferResult> {
         opts.transfer.validate()?;
         let started = Instant::now();
+        let t = opts.transfer;
         let work = async {
             let loc = Location::parse(url)?;
             let dest = absolute(dest)?;
             let source = self.source(&loc, &opts.store).await?;
             let tracker = Tracker::new(opts.progress.clone(), index);
-            let temp = TempFile::create(&dest, opts.transfer.durable).await?;
-            let (etag, parts) = match &source {
-                Source::File(src) => copy_local(src, &temp, &tracker).await?,
+            let (temp, previous) = if t.resume && !matches!(source, Source::File(_)) {
+                TempFile::resumable(&dest, t.durable).await?
+            } else {
+                (TempFile::create(&dest, t.durable).await?, None)
+            };
+            let fetched = match &source {
+                Source::File(src) => copy_local(src, &temp, &tracker, t.checksum, url).await,
                 _ => {
-                    self.fetch_to(&source, url, &temp, opts.transfer, &tracker)
-                        .await?
+                    self.fetch_to(&source, url, &temp, previous, t, &tracker)
+                        .await
+                }
+            };
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) => {
+                    // What a later attempt cannot use goes now.
+                    let stale = matches!(
+                        e.code(),
+                        ErrorCode::Precondition | ErrorCode::ChecksumMismatch | ErrorCode::NotFound
+                    );
+                    temp.keep_on_failure(t.resume && !stale);
+                    return Err(e);
                 }
             };
             temp.persist(&dest).await?;
             tracker.finish();
             Ok(TransferResult {
                 bytes: tracker.bytes(),
-                etag,
+                etag: fetched.etag,
                 elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-                parts,
+                parts: fetched.parts,
+                checksum: fetched.checksum,
+                resumed_bytes: fetched.resumed_bytes,
             })
         };
         cancellable(cancel, url, work).await
@@ -328,83 +454,195 @@ impl Engine {
         source: &Source,
         url: &str,
         temp: &TempFile,
+        previous: Option<Journal>,
         t: TransferOptions,
         tracker: &Tracker,
-    ) -> Result<(Option<String>, u32)> {
-        let permit = self.request_permit().await?;
-        let first = read_first(source, url, t.part_size).await?;
-        let size = first.size;
-        let writer = temp.writer();
-        let Some(etag) = pin(&first) else {
-            tracker.plan(size, 1);
-            let read = if first.len < size {
-                // No strong ETag to pin parts to: one whole read instead.
-                drop(first);
-                source.read(url, None, None).await?
-            } else {
-                first
-            };
-            let etag = read.etag.clone();
-            send_body(read.body, &writer.sender(), 0, tracker).await?;
-            drop(permit);
-            let written = writer.finish().await?;
-            if written != size {
-                return Err(cut_short(url, size, written));
+    ) -> Result<Fetched> {
+        let key = Journal::key_of(url);
+        if let Some(journal) = previous.filter(|j| j.key == key) {
+            if let Some(f) = self.resume(source, url, temp, journal, t, tracker).await? {
+                return Ok(f);
             }
-            tracker.part_done();
-            return Ok((etag, 1));
-        };
-        let parts = plan(size, t.part_size);
-        tracker.plan(size, parts.len() as u32);
-        temp.set_len(size).await?;
-        let mut jobs: Vec<BoxFuture<'_, Result<()>>> = Vec::with_capacity(parts.len());
-        let tx = writer.sender();
-        jobs.push(
-            async move {
-                let got = send_body(first.body, &tx, 0, tracker).await?;
-                drop(permit);
-                if got != first.len {
-                    return Err(cut_short(url, first.len, got));
-                }
-                tracker.part_done();
-                Ok(())
-            }
-            .boxed(),
-        );
-        for &(offset, len) in parts.iter().skip(1) {
-            let etag = etag.as_str();
-            let tx = writer.sender();
-            jobs.push(
-                async move {
-                    let _req = self.request_permit().await?;
-                    let range = ByteRange::Bounded {
-                        offset,
-                        length: len,
-                    };
-                    let read = source.read(url, Some(range), Some(etag)).await?;
-                    check_len(&read, len, url)?;
-                    let got = send_body(read.body, &tx, offset, tracker).await?;
-                    if got != len {
-                        return Err(cut_short(url, len, got));
-                    }
-                    tracker.part_done();
-                    Ok(())
-                }
-                .boxed(),
-            );
         }
-        let n = jobs.len() as u32;
-        let fetched = futures::stream::iter(jobs)
-            .buffer_unordered(t.concurrency)
-            .try_collect::<Vec<()>>()
-            .await;
-        // The writer's own failure (disk full, …) explains a closed queue better than the parts.
-        let written = writer.finish().await?;
-        fetched?;
+        if t.resume {
+            temp.reset().await?;
+        }
+        let opened = self.open(source, url, t).await?;
+        let size = opened.first.size;
+        let rest = opened.rest(t.part_size);
+        tracker.plan(size, 1 + rest.len() as u32);
+        temp.set_len(size).await?;
+        let journal = opened
+            .etag
+            .clone()
+            .filter(|_| t.resume)
+            .map(|etag| Journal {
+                key,
+                etag,
+                size,
+                part_size: t.part_size,
+                crc: crc_name(opened.expected.as_ref()),
+                done: Vec::new(),
+            });
+        let etag = opened.etag.clone();
+        let expected = opened.expected.clone();
+        let parts = self
+            .write_parts(
+                source,
+                url,
+                temp,
+                journal,
+                etag.as_deref(),
+                Some((opened.first, opened.permit)),
+                &rest,
+                expected.as_ref(),
+                t,
+                tracker,
+            )
+            .await?;
+        let (written, mut done) = parts;
         if written != size {
             return Err(cut_short(url, size, written));
         }
-        Ok((Some(etag), n))
+        let checksum = verify_file(temp, expected.as_ref(), &mut done, url).await?;
+        Ok(Fetched {
+            etag: opened.etag.or(etag),
+            parts: done.len() as u32,
+            checksum,
+            resumed_bytes: 0,
+        })
+    }
+
+    /// Continue from a journal, if the object is still the one it describes: fetch only the
+    /// parts it does not list. `None`: the object changed, start over.
+    async fn resume(
+        &self,
+        source: &Source,
+        url: &str,
+        temp: &TempFile,
+        journal: Journal,
+        t: TransferOptions,
+        tracker: &Tracker,
+    ) -> Result<Option<Fetched>> {
+        let (info, offered) = {
+            let _permit = self.request_permit().await?;
+            match source.head_pinned(url, &journal.etag).await {
+                Ok(found) => found,
+                Err(e) if e.code() == ErrorCode::Precondition => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        if info.size != journal.size || info.etag.as_deref() != Some(journal.etag.as_str()) {
+            return Ok(None);
+        }
+        let expected = choose(t.checksum, &offered, url)?;
+        let mut have = journal.done.clone();
+        if crc_name(expected.as_ref()) != journal.crc {
+            // The recorded CRCs are of another algorithm: verify by one pass over the file.
+            for p in &mut have {
+                p.2 = 0;
+            }
+        }
+        let done_at: std::collections::HashSet<u64> = have.iter().map(|p| p.0).collect();
+        let all = plan(journal.size, journal.part_size);
+        let missing: Vec<(u64, u64)> = all
+            .iter()
+            .copied()
+            .filter(|p| !done_at.contains(&p.0))
+            .collect();
+        let resumed: u64 = have.iter().map(|p| p.1).sum();
+        tracker.plan(journal.size, all.len() as u32);
+        tracker.add(resumed);
+        for _ in &have {
+            tracker.part_done();
+        }
+        let mut fresh = journal.clone();
+        fresh.crc = crc_name(expected.as_ref());
+        fresh.done = have.clone();
+        let (written, done) = self
+            .write_parts(
+                source,
+                url,
+                temp,
+                Some(fresh),
+                Some(&journal.etag),
+                None,
+                &missing,
+                expected.as_ref(),
+                t,
+                tracker,
+            )
+            .await?;
+        if written + resumed != journal.size {
+            return Err(cut_short(url, journal.size - resumed, written));
+        }
+        let mut every = have;
+        let fetched_parts = done.len() as u32;
+        every.extend(done);
+        let crcs_usable = crc_name(expected.as_ref()) == journal.crc;
+        let checksum = match &expected {
+            Some(e) if e.algorithm.is_crc() && !crcs_usable => {
+                Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?)
+            }
+            _ => verify_file(temp, expected.as_ref(), &mut every, url).await?,
+        };
+        Ok(Some(Fetched {
+            etag: Some(journal.etag),
+            parts: fetched_parts,
+            checksum,
+            resumed_bytes: resumed,
+        }))
+    }
+
+    /// Stream parts into the temporary file through its writer; returns the bytes written and
+    /// the parts' `(offset, length, crc)`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_parts(
+        &self,
+        source: &Source,
+        url: &str,
+        temp: &TempFile,
+        journal: Option<Journal>,
+        etag: Option<&str>,
+        first: Option<(Read, SemaphorePermit<'_>)>,
+        rest: &[(u64, u64)],
+        expected: Option<&Checksum>,
+        t: TransferOptions,
+        tracker: &Tracker,
+    ) -> Result<(u64, Vec<DonePart>)> {
+        let writer = temp.writer(journal);
+        let sender = writer.sender();
+        let deliver = move |offset: u64, len: u64, read: Read| {
+            let tx = sender.clone();
+            async move {
+                check_len(&read, len, url)?;
+                let mut crc = PartCrc::new(expected);
+                let got = send_body(read.body, &tx, offset, tracker, &mut crc).await?;
+                if got != len {
+                    return Err(cut_short(url, len, got));
+                }
+                let crc = crc.finish();
+                // After the part's last chunk, so the writer records it once it is written.
+                let _ = tx.send(Msg::PartDone((offset, len, crc))).await;
+                Ok(crc)
+            }
+            .boxed()
+        };
+        let fetched = self
+            .run_parts(
+                source,
+                url,
+                etag,
+                first,
+                rest,
+                t.concurrency,
+                tracker,
+                &deliver,
+            )
+            .await;
+        // The writer's own failure (disk full, …) explains a closed queue better than the parts.
+        let written = writer.finish().await?;
+        Ok((written, fetched?))
     }
 
     /// Download many objects with at most `concurrency` objects in flight (their parts share the
@@ -433,12 +671,68 @@ impl Engine {
         outcomes.into_iter().map(|(_, r)| r).collect()
     }
 
-    async fn request_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+    async fn request_permit(&self) -> Result<SemaphorePermit<'_>> {
         self.requests
             .acquire()
             .await
             .map_err(|_| Error::new(ErrorCode::Generic, "the request budget was closed"))
     }
+}
+
+/// The first reply of a transfer and what it decided.
+struct Opened<'a> {
+    first: Read,
+    permit: SemaphorePermit<'a>,
+    /// The strong ETag later parts are pinned to; `None`: `first` is the whole object.
+    etag: Option<String>,
+    /// The checksum to verify.
+    expected: Option<Checksum>,
+}
+
+impl Opened<'_> {
+    /// The parts after the first.
+    fn rest(&self, part_size: u64) -> Vec<(u64, u64)> {
+        if self.etag.is_none() {
+            return Vec::new();
+        }
+        plan(self.first.size, part_size)
+            .into_iter()
+            .filter(|p| p.0 >= self.first.len)
+            .collect()
+    }
+}
+
+/// What `fetch_to` reports.
+struct Fetched {
+    etag: Option<String>,
+    parts: u32,
+    checksum: Option<Checksum>,
+    resumed_bytes: u64,
+}
+
+fn crc_name(expected: Option<&Checksum>) -> Option<String> {
+    expected
+        .filter(|c| c.algorithm.is_crc())
+        .map(|c| c.algorithm.as_str().to_string())
+}
+
+fn verify(expected: &Checksum, actual: Checksum, url: &str) -> Result<Checksum> {
+    check(expected, &actual, url)?;
+    Ok(actual)
+}
+
+/// Verify a finished temporary file: CRCs from its parts, other hashes by one ordered pass.
+async fn verify_file(
+    temp: &TempFile,
+    expected: Option<&Checksum>,
+    done: &mut [DonePart],
+    url: &str,
+) -> Result<Option<Checksum>> {
+    Ok(match expected {
+        None => None,
+        Some(e) if e.algorithm.is_crc() => Some(verify(e, combine(e.algorithm, done), url)?),
+        Some(e) => Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?),
+    })
 }
 
 /// The first request: the first part if the object is large, the whole object if it is not.
@@ -513,6 +807,7 @@ async fn fill(
     out: &mut [u8],
     tracker: &Tracker,
     url: &str,
+    crc: &mut PartCrc,
 ) -> Result<()> {
     let mut at = 0usize;
     while let Some(c) = body.next().await {
@@ -522,6 +817,7 @@ async fn fill(
             return Err(cut_short(url, out.len() as u64, end as u64));
         }
         out[at..end].copy_from_slice(&c);
+        crc.update(&c);
         at = end;
         tracker.add(c.len() as u64);
     }
@@ -563,7 +859,11 @@ async fn copy_local(
     src: &Path,
     temp: &TempFile,
     tracker: &Tracker,
-) -> Result<(Option<String>, u32)> {
+    mode: ChecksumMode,
+    url: &str,
+) -> Result<Fetched> {
+    // A local file carries no checksum of its own.
+    choose(mode, &[], url)?;
     let src = src.to_path_buf();
     let dst = temp.path.clone();
     let (n, etag) = blocking(move || {
@@ -576,7 +876,12 @@ async fn copy_local(
     tracker.plan(n, 1);
     tracker.add(n);
     tracker.part_done();
-    Ok((etag, 1))
+    Ok(Fetched {
+        etag,
+        parts: 1,
+        checksum: None,
+        resumed_bytes: 0,
+    })
 }
 
 #[cfg(test)]
@@ -594,7 +899,7 @@ mod tests {
             transfer: TransferOptions {
                 part_size: 64 * 1024,
                 concurrency: 3,
-                durable: true,
+                ..Default::default()
             },
             ..Default::default()
         }
@@ -654,7 +959,7 @@ mod tests {
             transfer: TransferOptions {
                 part_size: 1,
                 concurrency: 1,
-                durable: true,
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     Io,
     /// The operation is not available for this store or engine.
     NotSupported,
+    /// The bytes received do not match the checksum the store advertised.
+    ChecksumMismatch,
+    /// `checksum: 'required'`, and the store offers no checksum to verify.
+    ChecksumUnavailable,
     /// Anything else (server errors after retries, protocol errors).
     Generic,
 }
@@ -51,6 +55,8 @@ impl ErrorCode {
             Self::Aborted => "Aborted",
             Self::Io => "Io",
             Self::NotSupported => "NotSupported",
+            Self::ChecksumMismatch => "ChecksumMismatch",
+            Self::ChecksumUnavailable => "ChecksumUnavailable",
             Self::Generic => "Generic",
         }
     }

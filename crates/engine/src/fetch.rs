@@ -11,6 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
+use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
 use crate::download::{ByteRange, ObjectInfo};
 use crate::error::{Error, ErrorCode, Result};
 use crate::sink::blocking;
@@ -18,7 +19,7 @@ use crate::sink::blocking;
 /// Where an object's bytes come from.
 #[derive(Clone)]
 pub(crate) enum Source {
-    Store(Arc<dyn ObjectStore>, Path),
+    Store(Arc<dyn ObjectStore>, Path, Dialect),
     Query(reqwest::Client, RetryConfig),
     File(PathBuf),
 }
@@ -30,13 +31,15 @@ pub(crate) struct Read {
     pub(crate) etag: Option<String>,
     /// Bytes this read will deliver.
     pub(crate) len: u64,
+    /// Whole-object checksums the reply advertised, best first.
+    pub(crate) offered: Vec<Checksum>,
     pub(crate) body: BoxStream<'static, Result<Bytes>>,
 }
 
 impl Source {
     pub(crate) async fn head(&self, url: &str) -> Result<ObjectInfo> {
         match self {
-            Self::Store(store, path) => {
+            Self::Store(store, path, _) => {
                 let meta = store
                     .head(path)
                     .await
@@ -65,12 +68,60 @@ impl Source {
         if_match: Option<&str>,
     ) -> Result<Read> {
         match self {
-            Self::Store(store, path) => {
-                store_read(store.as_ref(), path, url, range, if_match).await
+            Self::Store(store, path, dialect) => {
+                let seen = Seen::default();
+                let mut read = capture(
+                    seen.clone(),
+                    store_read(store.as_ref(), path, url, range, if_match),
+                )
+                .await?;
+                if let Some((headers, status)) = seen.take() {
+                    read.offered = advertised(&headers, status == 206, *dialect);
+                }
+                Ok(read)
             }
             Self::Query(client, retry) => query_read(client, retry, url, range, if_match).await,
             Self::File(path) => file_read(path.clone(), url, range, if_match).await,
         }
+    }
+
+    /// Size and ETag of the object if it still matches `etag` (else `Precondition`), with the
+    /// whole-object checksums the store advertises on a HEAD (S3 sends none on a ranged read).
+    /// Plain-HTTP sources, often signed for GET only, and local files offer no checksums.
+    pub(crate) async fn head_pinned(
+        &self,
+        url: &str,
+        etag: &str,
+    ) -> Result<(ObjectInfo, Vec<Checksum>)> {
+        let Self::Store(store, path, dialect) = self else {
+            let info = self.head(url).await?;
+            if info.etag.as_deref() != Some(etag) {
+                return Err(Error::new(ErrorCode::Precondition, "the object changed").with_url(url));
+            }
+            return Ok((info, Vec::new()));
+        };
+        let options = GetOptions {
+            head: true,
+            if_match: Some(etag.to_string()),
+            ..Default::default()
+        };
+        let seen = Seen::default();
+        let result = capture(seen.clone(), store.get_opts(path, options))
+            .await
+            .map_err(|e| Error::from_store(e, url))?;
+        let offered = seen
+            .take()
+            .map(|(h, _)| advertised(&h, false, *dialect))
+            .unwrap_or_default();
+        Ok((
+            ObjectInfo {
+                size: result.meta.size,
+                etag: result.meta.e_tag.clone(),
+                last_modified: Some(result.meta.last_modified),
+                version: result.meta.version.clone(),
+            },
+            offered,
+        ))
     }
 }
 
@@ -127,6 +178,7 @@ async fn store_read(
         size: result.meta.size,
         etag: result.meta.e_tag.clone(),
         len: result.range.end - result.range.start,
+        offered: Vec::new(),
         body: result
             .into_stream()
             .map(move |r| r.map_err(|e| Error::from_store(e, &owned)))
@@ -308,11 +360,13 @@ async fn query_read(
         len
     };
     let etag = header(&resp, reqwest::header::ETAG);
+    let offered = advertised(resp.headers(), status == 206, Dialect::Other);
     let owned = url.to_string();
     Ok(Read {
         size,
         etag,
         len,
+        offered,
         body: resp
             .bytes_stream()
             .map(move |r| r.map_err(|e| Error::from_reqwest(e, &owned)))
@@ -405,6 +459,7 @@ async fn file_read(
         size,
         etag: Some(etag),
         len,
+        offered: Vec::new(),
         body: futures::stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
     })
 }

@@ -3,6 +3,7 @@
 //! `locate` turns a URL into a store and a key, `store` builds and caches the stores,
 //! `download` plans and runs transfers (`fetch` reads, `sink` writes, `progress` reports), `error` and `redact` keep failures typed and free of secrets.
 
+pub mod checksum;
 pub mod download;
 pub mod error;
 mod fetch;
@@ -12,6 +13,7 @@ pub mod redact;
 mod sink;
 pub mod store;
 
+pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use download::{ByteRange, CallOptions, Engine, ObjectInfo, TransferOptions, TransferResult};
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};

@@ -8,25 +8,26 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
+use crate::checksum::PartCrc;
 use crate::error::{Error, ErrorCode, Result};
 use crate::progress::Tracker;
 
-/// A temporary file beside the destination, removed on drop unless persisted.
+/// A temporary file beside the destination, removed on drop unless persisted or kept for a
+/// later resume.
 pub(crate) struct TempFile {
     pub(crate) path: PathBuf,
     file: Arc<std::fs::File>,
     persisted: AtomicBool,
     durable: bool,
+    /// The resume journal beside it (resumable downloads only).
+    journal: Option<PathBuf>,
+    /// Leave the file and journal in place on failure, for `resume: true`.
+    keep: AtomicBool,
 }
 
 impl TempFile {
     pub(crate) async fn create(dest: &Path, durable: bool) -> Result<Self> {
-        let dir = dest
-            .parent()
-            .ok_or_else(|| {
-                Error::invalid_argument(format!("{}: no parent directory", dest.display()))
-            })?
-            .to_path_buf();
+        let dir = parent(dest)?;
         let dest = dest.to_path_buf();
         blocking(move || {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
@@ -55,7 +56,95 @@ impl TempFile {
                 file: Arc::new(file),
                 persisted: AtomicBool::new(false),
                 durable,
+                journal: None,
+                keep: AtomicBool::new(false),
             })
+        })
+        .await
+    }
+
+    /// The resumable temporary for `dest`: a fixed name, `.name.objget.part`, with its journal
+    /// `.name.objget.json`, locked against a second process resuming the same download. Returns
+    /// the journal left by an earlier attempt, if there is one whose part file is still there.
+    pub(crate) async fn resumable(dest: &Path, durable: bool) -> Result<(Self, Option<Journal>)> {
+        let dir = parent(dest)?;
+        let dest = dest.to_path_buf();
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
+            if std::fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{}: is a directory", dest.display()),
+                ));
+            }
+            let name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let path = dir.join(format!(".{name}.objget.part"));
+            let journal = dir.join(format!(".{name}.objget.json"));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| Error::io(&path, &e))?;
+            lock(&file, &path)?;
+            let previous = std::fs::read_to_string(&journal)
+                .ok()
+                .and_then(|j| Journal::parse(&j))
+                .filter(|j| file.metadata().is_ok_and(|m| m.len() == j.size));
+            Ok((
+                Self {
+                    path,
+                    file: Arc::new(file),
+                    persisted: AtomicBool::new(false),
+                    durable,
+                    journal: Some(journal),
+                    keep: AtomicBool::new(true),
+                },
+                previous,
+            ))
+        })
+        .await
+    }
+
+    /// Start over: empty the file and forget the journal.
+    pub(crate) async fn reset(&self) -> Result<()> {
+        let (file, path, journal) = (self.file.clone(), self.path.clone(), self.journal.clone());
+        blocking(move || {
+            if let Some(j) = journal {
+                let _ = std::fs::remove_file(j);
+            }
+            file.set_len(0).map_err(|e| Error::io(&path, &e))
+        })
+        .await
+    }
+
+    /// Whether a failure leaves this file for a later resume.
+    pub(crate) fn keep_on_failure(&self, keep: bool) {
+        self.keep.store(keep, Ordering::SeqCst);
+    }
+
+    /// Hash the finished file in byte order (for MD5 and SHA-256, which parts cannot combine).
+    pub(crate) async fn hash(
+        &self,
+        mut h: crate::checksum::Ordered,
+    ) -> Result<crate::checksum::Checksum> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0u64;
+            loop {
+                let n = read_at(&file, &mut buf, at).map_err(|e| Error::io(&path, &e))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+            Ok(h.finish())
         })
         .await
     }
@@ -66,26 +155,57 @@ impl TempFile {
         blocking(move || file.set_len(len).map_err(|e| Error::io(&path, &e))).await
     }
 
-    /// A writer for this file: one blocking thread that receives `(offset, chunk)` pairs from
-    /// every part and `pwrite`s them, so chunks go from the socket's buffers to the kernel with
-    /// no extra copy, network and disk overlap, and at most `WRITE_QUEUE` chunks wait in memory.
-    pub(crate) fn writer(&self) -> Writer {
+    /// A writer for this file: one blocking thread that receives chunks at offsets from every
+    /// part and `pwrite`s them, so chunks go from the socket's buffers to the kernel with no
+    /// extra copy, network and disk overlap, and at most `WRITE_QUEUE` chunks wait in memory.
+    /// With a journal, each part's completion is recorded once its bytes are written.
+    pub(crate) fn writer(&self, journal: Option<Journal>) -> Writer {
         let (file, path) = (self.file.clone(), self.path.clone());
         let durable = self.durable;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Bytes)>(WRITE_QUEUE);
+        let mut journal = journal.zip(self.journal.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(WRITE_QUEUE);
         let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
             let mut written = 0u64;
             let mut unsynced = 0u64;
-            while let Some((offset, chunk)) = rx.blocking_recv() {
-                write_all_at(&file, &chunk, offset).map_err(|e| Error::io(&path, &e))?;
-                written += chunk.len() as u64;
-                unsynced += chunk.len() as u64;
-                if durable && unsynced >= WRITEBACK_EVERY {
-                    start_writeback(&file);
-                    unsynced = 0;
+            let mut recorded = std::time::Instant::now();
+            let mut dirty = false;
+            let mut outcome = Ok(());
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    Msg::Chunk(offset, chunk) => {
+                        if let Err(e) = write_all_at(&file, &chunk, offset) {
+                            outcome = Err(Error::io(&path, &e));
+                            break;
+                        }
+                        written += chunk.len() as u64;
+                        unsynced += chunk.len() as u64;
+                        if durable && unsynced >= WRITEBACK_EVERY {
+                            start_writeback(&file);
+                            unsynced = 0;
+                        }
+                    }
+                    Msg::End => break,
+                    Msg::PartDone(part) => {
+                        let Some((j, _)) = journal.as_mut() else {
+                            continue;
+                        };
+                        j.done.push(part);
+                        dirty = true;
+                        // Durable: the journal never claims bytes the disk may not hold, and
+                        // the data is synced at most once a second for it.
+                        if !durable || recorded.elapsed() >= JOURNAL_EVERY {
+                            record(&file, journal.as_ref(), durable);
+                            recorded = std::time::Instant::now();
+                            dirty = false;
+                        }
+                    }
                 }
             }
-            Ok(written)
+            if dirty {
+                // The last completed parts, whatever ended the transfer.
+                record(&file, journal.as_ref(), durable);
+            }
+            outcome.map(|()| written)
         });
         Writer { tx, handle }
     }
@@ -93,13 +213,16 @@ impl TempFile {
     /// fsync, rename over `dest`, fsync the directory.
     pub(crate) async fn persist(&self, dest: &Path) -> Result<()> {
         let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
-        let durable = self.durable;
+        let (durable, journal) = (self.durable, self.journal.clone());
         blocking(move || {
             // fdatasync: the data and the size; the rename is made durable by the directory sync.
             if durable {
                 file.sync_data().map_err(|e| Error::io(&path, &e))?;
             }
             std::fs::rename(&path, &dest).map_err(|e| Error::io(&dest, &e))?;
+            if let Some(j) = &journal {
+                let _ = std::fs::remove_file(j);
+            }
             #[cfg(unix)]
             if let Some(dir) = dest.parent().filter(|_| durable) {
                 if let Ok(d) = std::fs::File::open(dir) {
@@ -116,10 +239,141 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.persisted.load(Ordering::SeqCst) {
+        if !self.persisted.load(Ordering::SeqCst) && !self.keep.load(Ordering::SeqCst) {
             let _ = std::fs::remove_file(&self.path);
+            if let Some(j) = &self.journal {
+                let _ = std::fs::remove_file(j);
+            }
         }
     }
+}
+
+fn parent(dest: &Path) -> Result<PathBuf> {
+    Ok(dest
+        .parent()
+        .ok_or_else(|| Error::invalid_argument(format!("{}: no parent directory", dest.display())))?
+        .to_path_buf())
+}
+
+/// A part whose bytes are all written: `(offset, length, crc)` (crc 0 when no CRC is verified).
+pub(crate) type DonePart = (u64, u64, u64);
+
+/// What a writer thread receives.
+pub(crate) enum Msg {
+    /// Bytes at an offset.
+    Chunk(u64, Bytes),
+    /// Every chunk of this part has been sent before this message.
+    PartDone(DonePart),
+    /// Nothing more will come (senders may still exist, unused).
+    End,
+}
+
+/// The record of a resumable download: which object (by URL without its query, and ETag) and
+/// which parts of the part file are complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Journal {
+    pub(crate) key: String,
+    pub(crate) etag: String,
+    pub(crate) size: u64,
+    pub(crate) part_size: u64,
+    /// The checksum algorithm the parts' CRCs were computed with, if any.
+    pub(crate) crc: Option<String>,
+    pub(crate) done: Vec<DonePart>,
+}
+
+impl Journal {
+    /// The key for a URL: SHA-256 of the URL without its query (which may carry a signature, and
+    /// changes when a URL is presigned again).
+    pub(crate) fn key_of(url: &str) -> String {
+        let bare = url.split(['?', '#']).next().unwrap_or(url);
+        ring::digest::digest(&ring::digest::SHA256, bare.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "objget": 1,
+            "key": self.key,
+            "etag": self.etag,
+            "size": self.size,
+            "partSize": self.part_size,
+            "crc": self.crc,
+            "done": self.done,
+        })
+        .to_string()
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        if v["objget"].as_u64()? != 1 {
+            return None;
+        }
+        let done = v["done"]
+            .as_array()?
+            .iter()
+            .map(|p| Some((p[0].as_u64()?, p[1].as_u64()?, p[2].as_u64()?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            key: v["key"].as_str()?.to_string(),
+            etag: v["etag"].as_str()?.to_string(),
+            size: v["size"].as_u64()?,
+            part_size: v["partSize"].as_u64()?,
+            crc: v["crc"].as_str().map(str::to_string),
+            done,
+        })
+    }
+}
+
+/// Write the journal beside the part file (atomically, by rename). A failure only costs a
+/// later resume some parts, so it is not an error.
+fn record(file: &std::fs::File, journal: Option<&(Journal, PathBuf)>, durable: bool) {
+    let Some((j, path)) = journal else {
+        return;
+    };
+    if durable && file.sync_data().is_err() {
+        return;
+    }
+    let tmp = path.with_extension("json.tmp");
+    if std::fs::write(&tmp, j.to_json()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Journal writes at most this often when durable (each costs an fdatasync of the data).
+const JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(target_os = "linux")]
+fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; the lock goes away with the descriptor (or the process).
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{}: another download is resuming into this destination",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock(_file: &std::fs::File, _path: &Path) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 /// Chunks waiting for the writer thread, per file (hyper's chunks are at most a few tens of KiB).
@@ -129,18 +383,20 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Sends chunks to a file's writer thread.
 pub(crate) struct Writer {
-    tx: tokio::sync::mpsc::Sender<(u64, Bytes)>,
+    tx: tokio::sync::mpsc::Sender<Msg>,
     handle: tokio::task::JoinHandle<Result<u64>>,
 }
 
 impl Writer {
     /// A sender for one part (cheap to clone).
-    pub(crate) fn sender(&self) -> tokio::sync::mpsc::Sender<(u64, Bytes)> {
+    pub(crate) fn sender(&self) -> tokio::sync::mpsc::Sender<Msg> {
         self.tx.clone()
     }
 
-    /// Close the queue and wait for every chunk to be written; returns the bytes written.
+    /// Wait for every chunk sent so far to be written; returns the bytes written.
     pub(crate) async fn finish(self) -> Result<u64> {
+        // A writer that already failed has stopped listening; its result says why.
+        let _ = self.tx.send(Msg::End).await;
         drop(self.tx);
         self.handle
             .await
@@ -148,19 +404,21 @@ impl Writer {
     }
 }
 
-/// Stream a body into the writer from `offset`; returns the bytes sent. A closed queue means the
-/// writer failed: stop, and let `finish` report why.
+/// Stream a body into the writer from `offset`, feeding `crc`; returns the bytes sent. A closed
+/// queue means the writer failed: stop, and let `finish` report why.
 pub(crate) async fn send_body(
     mut body: BoxStream<'static, Result<Bytes>>,
-    tx: &tokio::sync::mpsc::Sender<(u64, Bytes)>,
+    tx: &tokio::sync::mpsc::Sender<Msg>,
     offset: u64,
     tracker: &Tracker,
+    crc: &mut PartCrc,
 ) -> Result<u64> {
     let mut at = offset;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         let n = chunk.len() as u64;
-        if tx.send((at, chunk)).await.is_err() {
+        crc.update(&chunk);
+        if tx.send(Msg::Chunk(at, chunk)).await.is_err() {
             break;
         }
         tracker.add(n);

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::checksum::HeaderSpy;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -136,8 +137,15 @@ impl Stores {
     }
 
     async fn s3(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        // Ask S3 for its stored checksums on every read (signed, as a default header).
+        let mut checksum_mode = reqwest::header::HeaderMap::new();
+        checksum_mode.insert(
+            "x-amz-checksum-mode",
+            reqwest::header::HeaderValue::from_static("ENABLED"),
+        );
         let mut b = AmazonS3Builder::new()
-            .with_client_options(base_client_options(opts)?)
+            .with_http_connector(HeaderSpy)
+            .with_client_options(base_client_options(opts)?.with_default_headers(checksum_mode))
             .with_retry(opts.retry_config());
         b = configure(
             b,
@@ -176,6 +184,7 @@ impl Stores {
 
     async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
         let mut b = GoogleCloudStorageBuilder::new()
+            .with_http_connector(HeaderSpy)
             .with_client_options(base_client_options(opts)?)
             .with_retry(opts.retry_config());
         b = configure(
@@ -224,6 +233,7 @@ impl Stores {
 
     async fn azure(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
         let mut b = MicrosoftAzureBuilder::new()
+            .with_http_connector(HeaderSpy)
             .with_client_options(base_client_options(opts)?)
             .with_retry(opts.retry_config());
         b = configure(b, "AZURE_", &opts.config, loc, |b, k: AzureConfigKey, v| {
@@ -398,6 +408,7 @@ fn http_store(loc: &Location, opts: &StoreOptions) -> Result<Backend> {
     let client =
         base_client_options(opts)?.with_allow_http(allow_http(opts, "", &loc.store_url, None));
     let store = HttpBuilder::new()
+        .with_http_connector(HeaderSpy)
         .with_url(&loc.store_url)
         .with_client_options(client)
         .with_retry(opts.retry_config())
