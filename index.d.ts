@@ -68,6 +68,14 @@ export declare function get(url: string, range?: NativeRange | undefined | null,
  */
 export declare function head(url: string, store?: StoreConfig | undefined | null): Promise<NativeObjectInfo>
 
+/** A verified checksum. */
+export interface NativeChecksum {
+  /** 'crc64nvme', 'crc32c', 'crc32', 'sha256' or 'md5'. */
+  algorithm: string
+  /** The value, base64 (as S3 and GCS send it). */
+  value: string
+}
+
 /**
  * Versions of the native engine.
  *
@@ -147,8 +155,12 @@ export interface NativeTransferResult {
   etag?: string
   /** Wall time in milliseconds. */
   elapsedMs: number
-  /** Ranged parts it took (1 for a single request). */
+  /** Parts this call fetched (on a resume, only the missing ones). */
   parts: number
+  /** The checksum verified: its algorithm and base64 value. */
+  checksum?: NativeChecksum
+  /** Bytes kept from an interrupted earlier attempt. */
+  resumedBytes: number
 }
 
 /** Per-store settings: credentials, endpoint, TLS, timeouts, retries. */
@@ -181,4 +193,8 @@ export interface TransferConfig {
   concurrency?: number
   /** fdatasync before the rename (default true). */
   durable?: boolean
+  /** 'auto' (default), 'required' or 'off'. */
+  checksum?: string
+  /** Continue an interrupted download from its journal (default false). */
+  resume?: boolean
 }

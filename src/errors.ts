@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'Aborted'
   | 'Io'
   | 'NotSupported'
+  | 'ChecksumMismatch'
+  | 'ChecksumUnavailable'
   | 'Generic';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -29,6 +31,8 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'Aborted',
   'Io',
   'NotSupported',
+  'ChecksumMismatch',
+  'ChecksumUnavailable',
   'Generic',
 ]);
 

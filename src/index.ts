@@ -5,6 +5,8 @@ export type { ErrorCode, ItemOutcome } from './errors.js';
 export type {
   ByteRange,
   CallOptions,
+  ChecksumAlgorithm,
+  ChecksumMode,
   DownloadItem,
   DownloadManyOptions,
   DownloadOptions,
@@ -16,4 +18,5 @@ export type {
   Progress,
   StoreOptions,
   TransferResult,
+  VerifiedChecksum,
 } from './types.js';

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { fromNative, StorageError, type ItemOutcome } from './errors.js';
 import type {
   ByteRange,
+  ChecksumAlgorithm,
   DownloadItem,
   Engine,
   StoreOptions,
@@ -86,11 +87,26 @@ function nativeRange(range: ByteRange | undefined): Binding.NativeRange | undefi
 type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
 
 function done(r: Binding.NativeTransferResult): Done {
-  return { bytes: r.bytes, etag: r.etag ?? undefined, elapsedMs: r.elapsedMs, parts: r.parts };
+  return {
+    bytes: r.bytes,
+    etag: r.etag ?? undefined,
+    elapsedMs: r.elapsedMs,
+    parts: r.parts,
+    checksum: r.checksum
+      ? { algorithm: r.checksum.algorithm as ChecksumAlgorithm, value: r.checksum.value }
+      : undefined,
+    resumedBytes: r.resumedBytes,
+  };
 }
 
 function transfer(t: TransferSettings): Binding.TransferConfig {
-  return { partSize: t.partSize, concurrency: t.concurrency, durable: t.durable };
+  return {
+    partSize: t.partSize,
+    concurrency: t.concurrency,
+    durable: t.durable,
+    checksum: t.checksum,
+    resume: t.resume,
+  };
 }
 
 /** Adapt the user's callback; a throwing callback must not take the process down. */

@@ -66,6 +66,23 @@ export interface PartOptions {
    * every process, and many-file transfers are faster.
    */
   durable?: boolean;
+  /**
+   * Integrity. `'auto'` (default) verifies the best whole-object checksum the store advertises
+   * (S3 x-amz-checksum-* CRC64NVME/CRC32C/CRC32/SHA-256 or a single-part MD5 ETag, GCS
+   * x-goog-hash, Azure Content-MD5, RFC 9530 Repr-Digest) while the bytes stream;
+   * `'required'` also fails with `ChecksumUnavailable` when there is none; `'off'` verifies
+   * nothing. A mismatch fails with `ChecksumMismatch` and leaves no file.
+   */
+  checksum?: ChecksumMode;
+}
+
+export type ChecksumMode = 'auto' | 'required' | 'off';
+export type ChecksumAlgorithm = 'crc64nvme' | 'crc32c' | 'crc32' | 'sha256' | 'md5';
+
+/** A checksum objget verified: its algorithm and value (base64, as S3 and GCS send it). */
+export interface VerifiedChecksum {
+  algorithm: ChecksumAlgorithm;
+  value: string;
 }
 
 export interface GetOptions extends CallOptions, PartOptions {
@@ -77,6 +94,13 @@ export interface GetOptions extends CallOptions, PartOptions {
 export interface DownloadOptions extends CallOptions, PartOptions {
   /** Parts of the object in flight at once, 1 to 64; default 8. */
   concurrency?: number;
+  /**
+   * Keep an interrupted download (killed process, network failure, abort) in
+   * `.name.objget.part` with a journal `.name.objget.json` beside `dest`, and continue from
+   * them: the next call re-checks the ETag and fetches only the missing parts (an object that
+   * changed is fetched from scratch). Native engine only. Default false.
+   */
+  resume?: boolean;
 }
 
 export interface DownloadManyOptions extends CallOptions, PartOptions {
@@ -84,6 +108,8 @@ export interface DownloadManyOptions extends CallOptions, PartOptions {
   concurrency?: number;
   /** Parts of each object in flight at once, 1 to 64; default 8. */
   partConcurrency?: number;
+  /** As in `download`, per item. */
+  resume?: boolean;
 }
 
 /** The per-call transfer settings an engine receives. */
@@ -93,6 +119,8 @@ export interface TransferSettings {
   /** Parts per object in flight. */
   concurrency?: number;
   durable?: boolean;
+  checksum?: ChecksumMode;
+  resume?: boolean;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }
@@ -110,8 +138,12 @@ export interface TransferResult {
   bytes: number;
   etag?: string;
   elapsedMs: number;
-  /** Ranged parts it took (1 for a single request). */
+  /** Parts this call fetched (1 for a single request; on a resume, only the missing ones). */
   parts: number;
+  /** The checksum verified, when one was. */
+  checksum?: VerifiedChecksum;
+  /** Bytes kept from an interrupted earlier attempt (`resume`). */
+  resumedBytes: number;
   /** The engine that moved the bytes. */
   engine: EngineName;
 }

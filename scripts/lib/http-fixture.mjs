@@ -2,9 +2,11 @@
 //
 // Serves files under `root` with strong ETags, every single-range form (a-b, a-, -n), If-Match,
 // If-None-Match and If-Range, optional TLS, a presigned-URL check and switchable faults.
-// Control: POST /__fault {path, kind: 'reset'|'status'|'throttle'|'no-ranges'|'weak-etag',
-// afterBytes?, status?, bytesPerSec?, times?}, DELETE /__fault, GET /__stats.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// Control: POST /__fault {path, kind: 'reset'|'status'|'throttle'|'no-ranges'|'weak-etag'|
+// 'digest'|'corrupt', afterBytes?, status?, bytesPerSec?, times?, at?}, DELETE /__fault,
+// GET /__stats. 'digest' advertises the file's SHA-256 in an RFC 9530 Repr-Digest header;
+// 'corrupt' advertises it too but flips the byte at offset `at` in every body that covers it.
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -24,6 +26,26 @@ function checkSignature(path, query, key) {
   if (!expires || !sig || Number(expires) < Date.now()) return false;
   const want = createHmac('sha256', key).update(`${path}\n${expires}`).digest('hex');
   return sig.length === want.length && timingSafeEqual(Buffer.from(sig), Buffer.from(want));
+}
+
+const digests = new Map();
+
+/** SHA-256 of a file, cached per inode, mtime and size. */
+function sha256Of(file, st) {
+  const key = `${file}:${st.ino}:${st.mtimeMs}:${st.size}`;
+  if (!digests.has(key)) {
+    digests.set(
+      key,
+      new Promise((resolve, reject) => {
+        const h = createHash('sha256');
+        createReadStream(file)
+          .on('data', (c) => h.update(c))
+          .on('end', () => resolve(h.digest('base64')))
+          .on('error', reject);
+      }),
+    );
+  }
+  return digests.get(key);
 }
 
 function parseRange(header, size) {
@@ -111,6 +133,9 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
       'accept-ranges': 'bytes',
       'content-type': 'application/octet-stream',
     };
+    if (fault?.kind === 'digest' || fault?.kind === 'corrupt') {
+      headers['repr-digest'] = `sha-256=:${await sha256Of(file, st)}:`;
+    }
     const ifMatch = req.headers['if-match'];
     if (
       ifMatch &&
@@ -183,6 +208,13 @@ export async function startHttpFixture({ root, port = 0, tls, signingKey = 'objg
           setTimeout(() => req.socket.resetAndDestroy?.() ?? req.socket.destroy(), 20);
           stream.destroy();
           return;
+        }
+        if (active?.kind === 'corrupt') {
+          const at = (active.at ?? Math.floor(size / 2)) - (start + sent);
+          if (at >= 0 && at < chunk.length) {
+            chunk = Buffer.from(chunk);
+            chunk[at] ^= 0xff;
+          }
         }
         sent += chunk.length;
         stats.bytesSent += chunk.length;

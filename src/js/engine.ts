@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
 import { fromNodeError, StorageError, type ErrorCode, type ItemOutcome } from '../errors.js';
 import { displayUrl } from '../redact.js';
+import { advertised, unavailable, Verifier } from './checksum.js';
 import type {
   ByteRange,
   Engine,
@@ -15,6 +16,7 @@ import type {
   StoreOptions,
   TransferResult,
   TransferSettings,
+  VerifiedChecksum,
 } from '../types.js';
 import { locate } from '../urls.js';
 
@@ -105,7 +107,13 @@ function discard(body: Readable): void {
 
 /** Same limits as the native engine, so a call is valid or invalid whichever engine runs it. */
 function checkTransfer(t: TransferSettings): void {
-  const { partSize, concurrency } = t;
+  const { partSize, concurrency, checksum } = t;
+  if (checksum !== undefined && !['auto', 'required', 'off'].includes(checksum)) {
+    throw new StorageError(
+      'InvalidArgument',
+      `checksum is 'auto', 'required' or 'off', got ${JSON.stringify(checksum)}`,
+    );
+  }
   if (
     partSize !== undefined &&
     (!Number.isSafeInteger(partSize) || partSize < 64 * 1024 || partSize > 1024 ** 3)
@@ -265,7 +273,7 @@ async function httpOpen(
   range: ByteRange | undefined,
   store: StoreOptions | undefined,
   signal: AbortSignal | undefined,
-): Promise<{ body: Readable; length: number; etag?: string }> {
+): Promise<{ body: Readable; length: number; etag?: string; offered: VerifiedChecksum[] }> {
   const href = url.href;
   const res = await send(href, 'GET', range ? { range: rangeHeader(range) } : {}, store, signal);
   if (res.statusCode === 416) {
@@ -291,7 +299,12 @@ async function httpOpen(
       url: href,
     });
   }
-  return { body: res.body, length, etag: one(res.headers.etag) };
+  return {
+    body: res.body,
+    length,
+    etag: one(res.headers.etag),
+    offered: advertised(res.headers, res.statusCode === 206),
+  };
 }
 
 async function fileEtag(path: string): Promise<{ size: number; etag: string; mtime: Date }> {
@@ -312,10 +325,16 @@ function fileRange(size: number, range: ByteRange | undefined): [number, number]
   return [range.offset, end];
 }
 
-async function readAll(body: Readable, expected: number, report: Reporter): Promise<Buffer> {
+async function readAll(
+  body: Readable,
+  expected: number,
+  report: Reporter,
+  verifier: Verifier | undefined,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of body) {
     chunks.push(c as Buffer);
+    verifier?.update(c as Buffer);
     report.add((c as Buffer).length);
   }
   return Buffer.concat(chunks, expected);
@@ -383,6 +402,12 @@ export function jsEngine(): Engine {
       const { store, signal } = t;
       checkRange(range);
       checkTransfer(t);
+      if (range && t.checksum === 'required') {
+        throw new StorageError(
+          'InvalidArgument',
+          "checksum 'required' verifies whole objects; a byte range cannot be verified",
+        );
+      }
       const report = new Reporter(t.onProgress);
       if (signal?.aborted) throw abortedError(url);
       if (range && ('suffix' in range ? range.suffix === 0 : range.length === 0)) {
@@ -392,12 +417,21 @@ export function jsEngine(): Engine {
       if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
       try {
         if (loc.kind === 'http') {
-          const { body, length } = await httpOpen(loc.url, range, store, signal);
+          const { body, length, offered } = await httpOpen(loc.url, range, store, signal);
+          let verifier: Verifier | undefined;
+          try {
+            verifier = range ? undefined : Verifier.for(t.checksum, offered, url);
+          } catch (e) {
+            discard(body);
+            throw e;
+          }
           report.plan(length);
-          const buf = await readAll(body, length, report);
+          const buf = await readAll(body, length, report, verifier);
+          verifier?.finish();
           report.finish();
           return buf;
         }
+        if (!range && t.checksum === 'required') throw unavailable(url);
         const f = await fileEtag(loc.path);
         const [start, end] = fileRange(f.size, range);
         if (range && start >= f.size) {
@@ -473,10 +507,18 @@ async function downloadOne(
   if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
   const loc = locate(url);
   if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+  if (t.resume) {
+    throw new StorageError(
+      'NotSupported',
+      'resume is a native-engine feature; the JS engine downloads in one stream',
+      { url },
+    );
+  }
   const target = isAbsolute(dest) ? dest : resolve(dest);
   try {
     return await withTemp(target, t.durable ?? true, async (temp): Promise<Done> => {
       if (loc.kind === 'file') {
+        if (t.checksum === 'required') throw unavailable(url);
         const f = await fileEtag(loc.path).catch((e: unknown) => {
           throw fromNodeError(e, url, loc.path);
         });
@@ -485,13 +527,27 @@ async function downloadOne(
         report.plan(f.size);
         report.add(f.size);
         report.finish();
-        return { bytes: f.size, etag: f.etag, elapsedMs: performance.now() - started, parts: 1 };
+        return {
+          bytes: f.size,
+          etag: f.etag,
+          elapsedMs: performance.now() - started,
+          parts: 1,
+          resumedBytes: 0,
+        };
       }
-      const { body, length, etag } = await httpOpen(loc.url, undefined, store, signal);
+      const { body, length, etag, offered } = await httpOpen(loc.url, undefined, store, signal);
+      let verifier: Verifier | undefined;
+      try {
+        verifier = Verifier.for(t.checksum, offered, url);
+      } catch (e) {
+        discard(body);
+        throw e;
+      }
       report.plan(length);
       const out = createWriteStream(temp, { flags: 'wx' });
       const counted = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
         for await (const c of src) {
+          verifier?.update(c);
           report.add(c.length);
           yield c;
         }
@@ -504,8 +560,16 @@ async function downloadOne(
           { url },
         );
       }
+      const checksum = verifier?.finish();
       report.finish();
-      return { bytes: length, etag, elapsedMs: performance.now() - started, parts: 1 };
+      return {
+        bytes: length,
+        etag,
+        elapsedMs: performance.now() - started,
+        parts: 1,
+        checksum,
+        resumedBytes: 0,
+      };
     });
   } catch (e) {
     if (signal?.aborted) throw abortedError(url);

@@ -48,6 +48,14 @@ impl Algorithm {
         }
     }
 
+    /// Preference: lower is better.
+    pub(crate) fn rank(self) -> usize {
+        PREFERENCE
+            .iter()
+            .position(|a| *a == self)
+            .unwrap_or(PREFERENCE.len())
+    }
+
     /// A CRC, computed per part and combined.
     pub(crate) fn is_crc(self) -> bool {
         matches!(self, Self::Crc64Nvme | Self::Crc32c | Self::Crc32)
@@ -188,7 +196,7 @@ pub(crate) fn advertised(h: &HeaderMap, partial: bool, dialect: Dialect) -> Vec<
             });
         }
     }
-    found.sort_by_key(|c| PREFERENCE.iter().position(|a| *a == c.algorithm));
+    found.sort_by_key(|c| c.algorithm.rank());
     found.dedup_by_key(|c| c.algorithm);
     found
 }

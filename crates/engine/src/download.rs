@@ -316,12 +316,16 @@ impl Engine {
             first = source.read(url, None, None).await?;
         }
         let mut offered = std::mem::take(&mut first.offered);
+        let no_crc = !offered.iter().any(|c| c.algorithm.is_crc());
         if let Some(e) = etag
             .as_deref()
-            .filter(|_| offered.is_empty() && t.checksum != ChecksumMode::Off)
+            .filter(|_| no_crc && t.checksum != ChecksumMode::Off)
         {
-            // S3 advertises its checksums on a whole read or a HEAD, not on a ranged read.
-            offered = source.head_pinned(url, e).await?.1;
+            // S3 advertises its CRCs on a HEAD, not on a ranged read; a CRC is combined from
+            // the parts at no cost, where MD5 or SHA-256 needs a second pass over the bytes.
+            offered.extend(source.head_pinned(url, e).await?.1);
+            offered.sort_by_key(|c| c.algorithm.rank());
+            offered.dedup_by_key(|c| c.algorithm);
         }
         let expected = choose(t.checksum, &offered, url)?;
         Ok(Opened {

@@ -13,7 +13,8 @@ use napi::bindgen_prelude::Buffer;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use objget_engine::{
-    ByteRange, CallOptions, CancellationToken, Engine, Progress, StoreOptions, TransferOptions,
+    ByteRange, CallOptions, CancellationToken, ChecksumMode, Engine, Progress, StoreOptions,
+    TransferOptions,
 };
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
@@ -75,6 +76,10 @@ pub struct TransferConfig {
     pub concurrency: Option<u32>,
     /// fdatasync before the rename (default true).
     pub durable: Option<bool>,
+    /// 'auto' (default), 'required' or 'off'.
+    pub checksum: Option<String>,
+    /// Continue an interrupted download from its journal (default false).
+    pub resume: Option<bool>,
 }
 
 /// A progress report, throttled to about ten a second per transfer, plus a final one.
@@ -100,10 +105,20 @@ fn call_options(
     store: Option<StoreConfig>,
     transfer: Option<TransferConfig>,
     on_progress: Option<ProgressCallback>,
-) -> CallOptions {
+) -> napi::Result<CallOptions> {
     let t = transfer.unwrap_or_default();
     let defaults = TransferOptions::default();
-    CallOptions {
+    let checksum = match t.checksum.as_deref() {
+        None | Some("auto") => ChecksumMode::Auto,
+        Some("required") => ChecksumMode::Required,
+        Some("off") => ChecksumMode::Off,
+        Some(other) => {
+            return Err(to_napi(objget_engine::Error::invalid_argument(format!(
+                "checksum is 'auto', 'required' or 'off', got {other:?}"
+            ))))
+        }
+    };
+    Ok(CallOptions {
         store: StoreOptions::from(store.unwrap_or_default()),
         transfer: TransferOptions {
             part_size: t
@@ -115,6 +130,8 @@ fn call_options(
                 .map(|c| c as usize)
                 .unwrap_or(defaults.concurrency),
             durable: t.durable.unwrap_or(defaults.durable),
+            checksum,
+            resume: t.resume.unwrap_or(defaults.resume),
         },
         progress: on_progress.map(|f| {
             let f = std::sync::Arc::new(f);
@@ -131,7 +148,7 @@ fn call_options(
                 );
             }) as objget_engine::ProgressFn
         }),
-    }
+    })
 }
 
 /// A byte range: `{ offset, length }`, `{ offset }` (to the end) or `{ suffix }`.
@@ -167,8 +184,21 @@ pub struct NativeTransferResult {
     pub etag: Option<String>,
     /// Wall time in milliseconds.
     pub elapsed_ms: f64,
-    /// Ranged parts it took (1 for a single request).
+    /// Parts this call fetched (on a resume, only the missing ones).
     pub parts: u32,
+    /// The checksum verified: its algorithm and base64 value.
+    pub checksum: Option<NativeChecksum>,
+    /// Bytes kept from an interrupted earlier attempt.
+    pub resumed_bytes: f64,
+}
+
+/// A verified checksum.
+#[napi(object)]
+pub struct NativeChecksum {
+    /// 'crc64nvme', 'crc32c', 'crc32', 'sha256' or 'md5'.
+    pub algorithm: String,
+    /// The value, base64 (as S3 and GCS send it).
+    pub value: String,
 }
 
 /// One item of `downloadMany`.
@@ -307,6 +337,11 @@ fn result(r: objget_engine::TransferResult) -> NativeTransferResult {
         etag: r.etag,
         elapsed_ms: r.elapsed_ms,
         parts: r.parts,
+        checksum: r.checksum.map(|c| NativeChecksum {
+            algorithm: c.algorithm.as_str().to_string(),
+            value: c.base64(),
+        }),
+        resumed_bytes: r.resumed_bytes as f64,
     }
 }
 
@@ -358,7 +393,7 @@ pub async fn get(
     cancel_id: Option<u32>,
 ) -> napi::Result<Buffer> {
     let r = range(range_)?;
-    let opts = call_options(store, transfer, on_progress);
+    let opts = call_options(store, transfer, on_progress)?;
     let bytes = ENGINE
         .get(&url, r, &opts, &token(cancel_id))
         .await
@@ -382,7 +417,7 @@ pub async fn download(
     >,
     cancel_id: Option<u32>,
 ) -> napi::Result<NativeTransferResult> {
-    let opts = call_options(store, transfer, on_progress);
+    let opts = call_options(store, transfer, on_progress)?;
     ENGINE
         .download(&url, &PathBuf::from(dest), &opts, &token(cancel_id))
         .await
@@ -405,13 +440,13 @@ pub async fn download_many(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> Vec<NativeOutcome> {
-    let opts = call_options(store, transfer, on_progress);
+) -> napi::Result<Vec<NativeOutcome>> {
+    let opts = call_options(store, transfer, on_progress)?;
     let items: Vec<(String, PathBuf)> = items
         .into_iter()
         .map(|i| (i.url, PathBuf::from(i.dest)))
         .collect();
-    ENGINE
+    Ok(ENGINE
         .download_many(items, concurrency as usize, &opts, &token(cancel_id))
         .await
         .into_iter()
@@ -425,5 +460,5 @@ pub async fn download_many(
                 error: Some(encode(&e)),
             },
         })
-        .collect()
+        .collect())
 }
