@@ -489,6 +489,7 @@ impl Engine {
                 done: Vec::new(),
             });
         let etag = opened.etag.clone();
+        let seen_etag = opened.first.etag.clone();
         let expected = opened.expected.clone();
         let parts = self
             .write_parts(
@@ -510,7 +511,7 @@ impl Engine {
         }
         let checksum = verify_file(temp, expected.as_ref(), &mut done, url).await?;
         Ok(Fetched {
-            etag: opened.etag.or(etag),
+            etag: seen_etag,
             parts: done.len() as u32,
             checksum,
             resumed_bytes: 0,
