@@ -45,7 +45,7 @@ const scenarios = [
     kind: 'file',
     what: QUICK ? '1 × 256 MiB → file' : '1 × 1 GiB → file',
     sizes: [QUICK ? 256 * MiB : GiB],
-    clients: ['objget', 'objget-nosync', 'aws-sdk', 'opendal', 's5cmd'],
+    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 's5cmd'],
   },
   {
     id: 'large-memory',
@@ -59,14 +59,14 @@ const scenarios = [
     kind: 'many',
     what: QUICK ? '400 × 256 KiB → dir' : '2,000 × 256 KiB → dir',
     sizes: Array(QUICK ? 400 : 2000).fill(256 * 1024),
-    clients: ['objget', 'objget-nosync', 'aws-sdk', 'opendal', 's5cmd'],
+    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 's5cmd'],
   },
   {
     id: 'mixed',
     kind: 'many',
     what: QUICK ? '50 objects, 4 KiB–16 MiB → dir' : '200 objects, 4 KiB–64 MiB → dir',
     sizes: mixedSizes(QUICK ? 50 : 200, QUICK ? 16 * MiB : 64 * MiB),
-    clients: ['objget', 'objget-nosync', 'aws-sdk', 'opendal', 's5cmd'],
+    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 's5cmd'],
   },
   {
     id: 'http-large',
@@ -262,27 +262,32 @@ function runClient(client, sc, job) {
     AWS_SECRET_ACCESS_KEY: job.s3.secretAccessKey,
     AWS_REGION: job.s3.region,
   };
+  const tuned = (settings) =>
+    timed(
+      process.execPath,
+      [
+        join(ROOT, 'bench', 'clients', 'objget.mjs'),
+        JSON.stringify({
+          ...job,
+          root: ROOT,
+          kind: sc.kind,
+          concurrency: CONCURRENCY,
+          ...settings,
+        }),
+      ],
+      { OBJGET_ENGINE: 'native' },
+    );
   switch (client) {
     case 'objget':
       return node('objget.mjs', { OBJGET_ENGINE: 'native' });
     case 'objget-js':
       return node('objget.mjs', { OBJGET_ENGINE: 'js' });
     case 'objget-nosync':
-      // objget with durable: false, the same promise as the peers (none of them syncs).
-      return timed(
-        process.execPath,
-        [
-          join(ROOT, 'bench', 'clients', 'objget.mjs'),
-          JSON.stringify({
-            ...job,
-            root: ROOT,
-            kind: sc.kind,
-            concurrency: CONCURRENCY,
-            durable: false,
-          }),
-        ],
-        { OBJGET_ENGINE: 'native' },
-      );
+      // durable: false, the same promise as the peers (none of them syncs).
+      return tuned({ durable: false });
+    case 'objget-bare':
+      // durable: false and checksum: 'off': no sync and no verification, as s5cmd.
+      return tuned({ durable: false, checksum: 'off' });
     case 'aws-sdk':
       return node('aws-sdk.mjs');
     case 'opendal':

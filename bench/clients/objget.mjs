@@ -1,4 +1,5 @@
-// objget, native or JS engine (OBJGET_ENGINE), at default settings.
+// objget, native or JS engine (OBJGET_ENGINE), at default settings unless the job sets
+// `durable` or `checksum`.
 import { join } from 'node:path';
 import { job, report, sha256 } from './common.mjs';
 
@@ -18,18 +19,19 @@ switch (job.kind) {
     await objget.download(job.url ?? url(job.keys[0]), join(job.out, 'out.bin'), {
       store,
       durable: job.durable,
+      checksum: job.checksum,
     });
     report();
     break;
   case 'memory': {
-    const buf = await objget.get(url(job.keys[0]), { store });
+    const buf = await objget.get(url(job.keys[0]), { store, checksum: job.checksum });
     report({ sha256: sha256(buf) });
     break;
   }
   case 'many':
     await objget.downloadMany(
       job.keys.map((k) => ({ url: url(k), dest: join(job.out, k) })),
-      { store, concurrency: job.concurrency, durable: job.durable },
+      { store, concurrency: job.concurrency, durable: job.durable, checksum: job.checksum },
     );
     report();
     break;

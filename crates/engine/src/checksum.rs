@@ -219,11 +219,12 @@ pub(crate) fn choose(
     }
 }
 
-/// A CRC over one part's bytes.
+/// A CRC over one part's bytes; or, for an object read in one stream, any hash in order.
 pub(crate) enum PartCrc {
     Crc64(crc64fast_nvme::Digest),
     Crc32c(u32),
     Crc32(crc32fast::Hasher),
+    Whole(Box<Ordered>),
     None,
 }
 
@@ -237,8 +238,18 @@ impl PartCrc {
         }
     }
 
+    /// For a single read of the whole object: MD5 and SHA-256 are computed as the bytes stream,
+    /// with no second pass.
+    pub(crate) fn whole(expected: Option<&Checksum>) -> Self {
+        match expected {
+            Some(c) if !c.algorithm.is_crc() => Self::Whole(Box::new(Ordered::new(c.algorithm))),
+            other => Self::new(other),
+        }
+    }
+
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         match self {
+            Self::Whole(h) => h.update(bytes),
             Self::Crc64(d) => d.write(bytes),
             Self::Crc32c(c) => *c = crc32c::crc32c_append(*c, bytes),
             Self::Crc32(h) => h.update(bytes),
@@ -246,12 +257,14 @@ impl PartCrc {
         }
     }
 
-    pub(crate) fn finish(self) -> u64 {
+    /// The part's CRC (0 if none), and the whole object's hash for [`PartCrc::whole`].
+    pub(crate) fn finish(self) -> (u64, Option<Checksum>) {
         match self {
-            Self::Crc64(d) => d.sum64(),
-            Self::Crc32c(c) => u64::from(c),
-            Self::Crc32(h) => u64::from(h.finalize()),
-            Self::None => 0,
+            Self::Crc64(d) => (d.sum64(), None),
+            Self::Crc32c(c) => (u64::from(c), None),
+            Self::Crc32(h) => (u64::from(h.finalize()), None),
+            Self::Whole(h) => (0, Some(h.finish())),
+            Self::None => (0, None),
         }
     }
 }
@@ -317,7 +330,7 @@ impl Ordered {
                 algorithm: Algorithm::Sha256,
                 value: h.finish().as_ref().to_vec(),
             },
-            Self::Crc(alg, c) => Checksum::from_crc(alg, c.finish()),
+            Self::Crc(alg, c) => Checksum::from_crc(alg, c.finish().0),
         }
     }
 }
@@ -445,7 +458,7 @@ mod tests {
             value: vec![],
         }));
         c.update(data);
-        c.finish()
+        c.finish().0
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl Engine {
                     slot.ok_or_else(|| Error::new(ErrorCode::Generic, "part planned twice"))?;
                 let mut crc = PartCrc::new(expected);
                 fill(read.body, slice, tracker, url, &mut crc).await?;
-                Ok(crc.finish())
+                Ok(crc.finish().0)
             }
             .boxed()
         };
@@ -505,11 +505,11 @@ impl Engine {
                 tracker,
             )
             .await?;
-        let (written, mut done) = parts;
+        let (written, mut done, hashed) = parts;
         if written != size {
             return Err(cut_short(url, size, written));
         }
-        let checksum = verify_file(temp, expected.as_ref(), &mut done, url).await?;
+        let checksum = verify_file(temp, expected.as_ref(), &mut done, hashed, url).await?;
         Ok(Fetched {
             etag: seen_etag,
             parts: done.len() as u32,
@@ -564,7 +564,7 @@ impl Engine {
         let mut fresh = journal.clone();
         fresh.crc = crc_name(expected.as_ref());
         fresh.done = have.clone();
-        let (written, done) = self
+        let (written, done, _) = self
             .write_parts(
                 source,
                 url,
@@ -589,7 +589,7 @@ impl Engine {
             Some(e) if e.algorithm.is_crc() && !crcs_usable => {
                 Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?)
             }
-            _ => verify_file(temp, expected.as_ref(), &mut every, url).await?,
+            _ => verify_file(temp, expected.as_ref(), &mut every, None, url).await?,
         };
         Ok(Some(Fetched {
             etag: Some(journal.etag),
@@ -599,8 +599,8 @@ impl Engine {
         }))
     }
 
-    /// Stream parts into the temporary file through its writer; returns the bytes written and
-    /// the parts' `(offset, length, crc)`.
+    /// Stream parts into the temporary file through its writer; returns the bytes written, the
+    /// parts' `(offset, length, crc)`, and the whole object's hash when it came in one read.
     #[allow(clippy::too_many_arguments)]
     async fn write_parts(
         &self,
@@ -614,19 +614,29 @@ impl Engine {
         expected: Option<&Checksum>,
         t: TransferOptions,
         tracker: &Tracker,
-    ) -> Result<(u64, Vec<DonePart>)> {
+    ) -> Result<(u64, Vec<DonePart>, Option<Checksum>)> {
         let writer = temp.writer(journal);
         let sender = writer.sender();
+        let single = rest.is_empty() && first.is_some();
+        let whole = std::sync::Mutex::new(None);
+        let whole_ref = &whole;
         let deliver = move |offset: u64, len: u64, read: Read| {
             let tx = sender.clone();
             async move {
                 check_len(&read, len, url)?;
-                let mut crc = PartCrc::new(expected);
+                let mut crc = if single {
+                    PartCrc::whole(expected)
+                } else {
+                    PartCrc::new(expected)
+                };
                 let got = send_body(read.body, &tx, offset, tracker, &mut crc).await?;
                 if got != len {
                     return Err(cut_short(url, len, got));
                 }
-                let crc = crc.finish();
+                let (crc, hashed) = crc.finish();
+                if hashed.is_some() {
+                    *whole_ref.lock().unwrap_or_else(|p| p.into_inner()) = hashed;
+                }
                 // After the part's last chunk, so the writer records it once it is written.
                 let _ = tx.send(Msg::PartDone((offset, len, crc))).await;
                 Ok(crc)
@@ -647,7 +657,8 @@ impl Engine {
             .await;
         // The writer's own failure (disk full, …) explains a closed queue better than the parts.
         let written = writer.finish().await?;
-        Ok((written, fetched?))
+        let hashed = whole.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok((written, fetched?, hashed))
     }
 
     /// Download many objects with at most `concurrency` objects in flight (their parts share the
@@ -726,17 +737,20 @@ fn verify(expected: &Checksum, actual: Checksum, url: &str) -> Result<Checksum> 
     Ok(actual)
 }
 
-/// Verify a finished temporary file: CRCs from its parts, other hashes by one ordered pass.
+/// Verify a finished temporary file: CRCs from its parts, other hashes from the single read
+/// that computed them in stream (`hashed`) or by one ordered pass over the file.
 async fn verify_file(
     temp: &TempFile,
     expected: Option<&Checksum>,
     done: &mut [DonePart],
+    hashed: Option<Checksum>,
     url: &str,
 ) -> Result<Option<Checksum>> {
-    Ok(match expected {
-        None => None,
-        Some(e) if e.algorithm.is_crc() => Some(verify(e, combine(e.algorithm, done), url)?),
-        Some(e) => Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?),
+    Ok(match (expected, hashed) {
+        (None, _) => None,
+        (Some(e), _) if e.algorithm.is_crc() => Some(verify(e, combine(e.algorithm, done), url)?),
+        (Some(e), Some(h)) => Some(verify(e, h, url)?),
+        (Some(e), None) => Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?),
     })
 }
 

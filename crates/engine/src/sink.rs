@@ -316,14 +316,25 @@ impl Journal {
             .iter()
             .map(|p| Some((p[0].as_u64()?, p[1].as_u64()?, p[2].as_u64()?)))
             .collect::<Option<Vec<_>>>()?;
-        Some(Self {
+        let j = Self {
             key: v["key"].as_str()?.to_string(),
             etag: v["etag"].as_str()?.to_string(),
             size: v["size"].as_u64()?,
             part_size: v["partSize"].as_u64()?,
             crc: v["crc"].as_str().map(str::to_string),
             done,
-        })
+        };
+        // Only a journal whose parts are exactly parts of its own plan is trusted.
+        let planned = |&(offset, len, _): &DonePart| {
+            offset % j.part_size == 0 && offset < j.size && len == j.part_size.min(j.size - offset)
+        };
+        let mut offsets: Vec<u64> = j.done.iter().map(|p| p.0).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        ((64 * 1024..=1024 * 1024 * 1024).contains(&j.part_size)
+            && j.done.iter().all(planned)
+            && offsets.len() == j.done.len())
+        .then_some(j)
     }
 }
 
@@ -463,4 +474,58 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::new(ErrorCode::Generic, format!("file task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> Journal {
+        Journal {
+            key: Journal::key_of("http://h/o?sig=secret"),
+            etag: "\"e\"".into(),
+            size: 200_000,
+            part_size: 65_536,
+            crc: Some("crc32c".into()),
+            done: vec![(65_536, 65_536, 7), (196_608, 3_392, 9)],
+        }
+    }
+
+    #[test]
+    fn journals_round_trip_without_the_query() {
+        let j = journal();
+        assert_eq!(Journal::parse(&j.to_json()), Some(j.clone()));
+        assert_eq!(j.key, Journal::key_of("http://h/o?sig=other"));
+        assert!(!j.to_json().contains("secret"));
+    }
+
+    #[test]
+    fn journals_that_do_not_fit_their_plan_are_ignored() {
+        for bad in [
+            Journal {
+                part_size: 0,
+                ..journal()
+            },
+            Journal {
+                done: vec![(1, 65_536, 0)],
+                ..journal()
+            },
+            Journal {
+                done: vec![(196_608, 65_536, 0)],
+                ..journal()
+            },
+            Journal {
+                done: vec![(0, 65_536, 0), (0, 65_536, 0)],
+                ..journal()
+            },
+            Journal {
+                done: vec![(262_144, 1, 0)],
+                ..journal()
+            },
+        ] {
+            assert_eq!(Journal::parse(&bad.to_json()), None, "{bad:?}");
+        }
+        assert_eq!(Journal::parse("{}"), None);
+        assert_eq!(Journal::parse("not json"), None);
+    }
 }
