@@ -836,8 +836,14 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.CancelHandle = nativeBinding.CancelHandle
+module.exports.ListCursor = nativeBinding.ListCursor
+module.exports.copy = nativeBinding.copy
 module.exports.download = nativeBinding.download
 module.exports.downloadMany = nativeBinding.downloadMany
+module.exports.exists = nativeBinding.exists
 module.exports.get = nativeBinding.get
 module.exports.head = nativeBinding.head
+module.exports.list = nativeBinding.list
 module.exports.nativeInfo = nativeBinding.nativeInfo
+module.exports.remove = nativeBinding.remove
+module.exports.upload = nativeBinding.upload

@@ -32,6 +32,15 @@ export declare class CancelHandle {
   release(): void
 }
 
+/** A listing in progress: `next(n)` returns up to n more objects, an empty array at the end. */
+export declare class ListCursor {
+  /** Up to `max` more objects; an empty array when the listing is done. */
+  next(max: number): Promise<Array<NativeListed>>
+}
+
+/** Copy an object within one store. */
+export declare function copy(from: string, to: string, ifNotExists?: boolean | undefined | null, store?: StoreConfig | undefined | null): Promise<void>
+
 /**
  * Download an object to a file: temporary file, fsync, rename.
  *
@@ -50,6 +59,9 @@ export declare function download(url: string, dest: string, store?: StoreConfig 
  */
 export declare function downloadMany(items: Array<NativeItem>, concurrency: number, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<Array<NativeOutcome>>
 
+/** Whether an object exists (false only when the store says NotFound). */
+export declare function exists(url: string, store?: StoreConfig | undefined | null): Promise<boolean>
+
 /**
  * Read an object, or a range of it, into one Buffer (handed to JavaScript without a copy).
  *
@@ -67,6 +79,9 @@ export declare function get(url: string, range?: NativeRange | undefined | null,
  * ```
  */
 export declare function head(url: string, store?: StoreConfig | undefined | null): Promise<NativeObjectInfo>
+
+/** Start listing every object under a prefix URL. */
+export declare function list(prefixUrl: string, store?: StoreConfig | undefined | null): Promise<ListCursor>
 
 /** A verified checksum. */
 export interface NativeChecksum {
@@ -101,6 +116,22 @@ export interface NativeItem {
   url: string
   /** Destination path. */
   dest: string
+}
+
+/** One listed object. */
+export interface NativeListed {
+  /** Key relative to the store's root. */
+  key: string
+  /** Full URL. */
+  url: string
+  /** Size in bytes. */
+  size: number
+  /** Entity tag. */
+  etag?: string
+  /** Last modification, ms since the epoch. */
+  lastModifiedMs?: number
+  /** Version, where the store versions objects. */
+  version?: string
 }
 
 /** What a store knows about an object. */
@@ -163,6 +194,21 @@ export interface NativeTransferResult {
   resumedBytes: number
 }
 
+/** The outcome of an upload. */
+export interface NativeUploadResult {
+  /** The stored object's ETag. */
+  etag?: string
+  /** Its version, where the store versions objects. */
+  version?: string
+  /** Bytes sent. */
+  bytes: number
+  /** Parts (1 for a single PUT). */
+  parts: number
+}
+
+/** Remove objects (batched per store; a missing object is not an error). */
+export declare function remove(urls: Array<string>, store?: StoreConfig | undefined | null): Promise<void>
+
 /** Per-store settings: credentials, endpoint, TLS, timeouts, retries. */
 export interface StoreConfig {
   /** object_store configuration keys, e.g. `{ aws_endpoint: 'http://127.0.0.1:9000' }`. */
@@ -197,4 +243,31 @@ export interface TransferConfig {
   checksum?: string
   /** Continue an interrupted download from its journal (default false). */
   resume?: boolean
+}
+
+/**
+ * Upload a local file (a path) or a Buffer to `url`: one PUT up to one part, parallel
+ * multipart above it, aborted on any failure.
+ *
+ * ```js
+ * const r = await upload('/data/model.bin', 's3://bucket/model.bin', { ifNotExists: true })
+ * ```
+ */
+export declare function upload(source: string | Buffer, url: string, config?: UploadConfig | undefined | null, store?: StoreConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<NativeUploadResult>
+
+/** Upload settings. */
+export interface UploadConfig {
+  /** Fail with AlreadyExists rather than overwrite (atomic where the store allows). */
+  ifNotExists?: boolean
+  /**
+   * Bytes per multipart part (default 8 MiB, raised to the providers' minimum and to fit
+   * 10,000 parts).
+   */
+  partSize?: number
+  /** Parts in flight (default 8). */
+  concurrency?: number
+  /** Content-Type to store. */
+  contentType?: string
+  /** User metadata to store. */
+  metadata?: Record<string, string>
 }

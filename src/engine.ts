@@ -1,4 +1,4 @@
-import { JS_SCHEMES, jsEngine } from './js/engine.js';
+import { JS_CAPABILITIES, JS_SCHEMES, jsEngine } from './js/engine.js';
 import { loadNative, nativeEngine } from './native.js';
 import { StorageError } from './errors.js';
 import type { Engine, EngineInfo, EngineName } from './types.js';
@@ -48,6 +48,6 @@ export function engineInfo(): EngineInfo {
           tls: info?.tls,
         }
       : { loaded: false, reason: n.reason },
-    js: { schemes: JS_SCHEMES },
+    js: { schemes: JS_SCHEMES, capabilities: JS_CAPABILITIES },
   };
 }

@@ -1,5 +1,6 @@
 export { download, downloadMany, get, head } from './download.js';
 export { engineInfo } from './engine.js';
+export { copy, exists, list, remove, upload } from './ops.js';
 export { DownloadManyError, StorageError } from './errors.js';
 export type { ErrorCode, ItemOutcome } from './errors.js';
 export type {
@@ -13,10 +14,13 @@ export type {
   EngineInfo,
   EngineName,
   GetOptions,
+  ListedObject,
   ObjectInfo,
   PartOptions,
   Progress,
   StoreOptions,
   TransferResult,
+  UploadOptions,
+  UploadResult,
   VerifiedChecksum,
 } from './types.js';

@@ -7,6 +7,7 @@ import type {
   ChecksumAlgorithm,
   DownloadItem,
   Engine,
+  Progress,
   StoreOptions,
   TransferResult,
   TransferSettings,
@@ -110,7 +111,9 @@ function transfer(t: TransferSettings): Binding.TransferConfig {
 }
 
 /** Adapt the user's callback; a throwing callback must not take the process down. */
-function progress(t: TransferSettings): ((p: Binding.NativeProgress) => void) | undefined {
+function progress(t: {
+  onProgress?: (p: Progress) => void;
+}): ((p: Binding.NativeProgress) => void) | undefined {
   const cb = t.onProgress;
   if (!cb) return undefined;
   return (p) => {
@@ -183,6 +186,82 @@ export function nativeEngine(binding: NativeBinding): Engine {
           ? { status: 'fulfilled', value: done(o.result) }
           : { status: 'rejected', reason: fromNative(o.error ?? 'unknown error') },
       );
+    },
+    async upload(source, url, o) {
+      try {
+        const r = await withCancel(binding, url, o.signal, (id) =>
+          binding.upload(
+            source,
+            url,
+            {
+              ifNotExists: o.ifNotExists,
+              partSize: o.partSize,
+              concurrency: o.concurrency,
+              contentType: o.contentType,
+              metadata: o.metadata,
+            },
+            storeConfig(o.store),
+            progress(o),
+            id,
+          ),
+        );
+        return {
+          etag: r.etag ?? undefined,
+          version: r.version ?? undefined,
+          bytes: r.bytes,
+          parts: r.parts,
+        };
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async exists(url, store) {
+      try {
+        return await binding.exists(url, storeConfig(store));
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async remove(urls, store) {
+      try {
+        await binding.remove(urls, storeConfig(store));
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async copy(from, to, ifNotExists, store) {
+      try {
+        await binding.copy(from, to, ifNotExists, storeConfig(store));
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async *list(prefixUrl, store) {
+      let cursor;
+      try {
+        cursor = await binding.list(prefixUrl, storeConfig(store));
+      } catch (e) {
+        throw fromNative(e);
+      }
+      for (;;) {
+        let page;
+        try {
+          page = await cursor.next(1000);
+        } catch (e) {
+          throw fromNative(e);
+        }
+        if (page.length === 0) return;
+        for (const o of page) {
+          yield {
+            key: o.key,
+            url: o.url,
+            size: o.size,
+            etag: o.etag ?? undefined,
+            lastModified: o.lastModifiedMs == null ? undefined : new Date(o.lastModifiedMs),
+            version: o.version ?? undefined,
+          };
+        }
+      }
     },
   };
 }

@@ -148,6 +148,43 @@ export interface TransferResult {
   engine: EngineName;
 }
 
+export interface UploadOptions {
+  store?: StoreOptions;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  /**
+   * Fail with `AlreadyExists` instead of overwriting. Atomic: a single PUT is a conditional put
+   * (S3 If-None-Match, GCS generation 0, Azure If-None-Match, a hard link for files); a
+   * multipart upload is staged under a hidden key and published by a conditional server-side
+   * copy.
+   */
+  ifNotExists?: boolean;
+  /** Multipart part size (default 8 MiB; raised to 5 MiB minimum and to fit 10,000 parts). */
+  partSize?: number;
+  /** Parts in flight, default 8. */
+  concurrency?: number;
+  contentType?: string;
+  metadata?: Record<string, string>;
+}
+
+export interface UploadResult {
+  url: string;
+  etag?: string;
+  version?: string;
+  bytes: number;
+  /** Parts (1 for a single PUT). */
+  parts: number;
+  engine: EngineName;
+}
+
+/** One object of a listing. */
+export interface ListedObject extends ObjectInfo {
+  /** Key relative to the store's root. */
+  key: string;
+  /** The object's URL, usable with every other call. */
+  url: string;
+}
+
 export interface DownloadItem {
   url: string;
   dest: string;
@@ -164,7 +201,11 @@ export interface EngineInfo {
     objectStoreVersion?: string;
     tls?: string;
   };
-  js: { schemes: string[] };
+  js: {
+    schemes: string[];
+    /** The calls the JS engine performs; the rest answer `NotSupported` there. */
+    capabilities: string[];
+  };
 }
 
 /** What an engine implementation provides; `src/native.ts` and `src/js/engine.ts` implement it. */
@@ -182,4 +223,18 @@ export interface Engine {
     concurrency: number,
     t: TransferSettings,
   ): Promise<ItemOutcome<Omit<TransferResult, 'engine' | 'url' | 'dest'>>[]>;
+  upload(
+    source: string | Buffer,
+    url: string,
+    o: UploadOptions,
+  ): Promise<Omit<UploadResult, 'engine' | 'url'>>;
+  exists(url: string, store: StoreOptions | undefined): Promise<boolean>;
+  remove(urls: string[], store: StoreOptions | undefined): Promise<void>;
+  copy(
+    from: string,
+    to: string,
+    ifNotExists: boolean,
+    store: StoreOptions | undefined,
+  ): Promise<void>;
+  list(prefixUrl: string, store: StoreOptions | undefined): AsyncIterable<ListedObject>;
 }

@@ -24,6 +24,16 @@ type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
 
 /** Schemes the pure-JS engine reads. */
 export const JS_SCHEMES = ['http', 'https', 'file'];
+/** What the JS engine does; every other call answers `NotSupported` (see engineInfo()). */
+export const JS_CAPABILITIES = ['head', 'get', 'download', 'downloadMany', 'exists'];
+
+function nativeOnly(what: string, url: string): StorageError {
+  return new StorageError(
+    'NotSupported',
+    `${displayUrl(url)}: ${what} needs the native addon; the JS engine only reads (see engineInfo())`,
+    { url },
+  );
+}
 
 const agents = new Map<string, Agent>();
 
@@ -386,6 +396,28 @@ function abortedError(url: string): StorageError {
 export function jsEngine(): Engine {
   const engine: Engine = {
     name: 'js',
+    async exists(url, store) {
+      try {
+        await engine.head(url, store);
+        return true;
+      } catch (e) {
+        if ((e as StorageError).code === 'NotFound') return false;
+        throw e;
+      }
+    },
+    upload(_source, url) {
+      return Promise.reject(nativeOnly('upload', url));
+    },
+    remove(urls) {
+      return Promise.reject(nativeOnly('remove', urls[0] ?? ''));
+    },
+    copy(_from, to) {
+      return Promise.reject(nativeOnly('copy', to));
+    },
+    // eslint-disable-next-line require-yield
+    async *list(prefixUrl) {
+      throw nativeOnly('list', prefixUrl);
+    },
     async head(url, store) {
       const loc = locate(url);
       if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);

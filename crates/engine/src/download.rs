@@ -168,6 +168,10 @@ impl Engine {
         }
     }
 
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
     async fn source(&self, loc: &Location, opts: &StoreOptions) -> Result<Source> {
         Ok(match self.stores.backend(loc, opts).await? {
             Backend::Store(store) => {

@@ -11,7 +11,7 @@ pub const SUPPORTED_SCHEMES: &str =
     "s3://, s3a://, gs://, az://, azure://, abfs://, abfss://, http://, https://, file:// and local paths";
 
 /// The kind of store behind a URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
     /// Amazon S3 and S3-compatible stores (MinIO, R2, …).
     S3,

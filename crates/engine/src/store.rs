@@ -158,6 +158,13 @@ impl Stores {
         if opts.skip_signature {
             b = b.with_skip_signature(true);
         }
+        // `ifNotExists` for large uploads publishes with a copy completed by a conditional
+        // CompleteMultipartUpload (If-None-Match), which S3, R2 and MinIO honour.
+        if b.get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
+            .is_none()
+        {
+            b = b.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
+        }
         let endpoint = b
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_default();

@@ -17,7 +17,9 @@ use objget_engine::{
     TransferOptions,
 };
 
-static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
+pub mod ops;
+
+pub(crate) static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
 static CANCELS: LazyLock<Mutex<HashMap<u32, CancellationToken>>> = LazyLock::new(Default::default);
 static NEXT_CANCEL_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
@@ -101,6 +103,27 @@ pub struct NativeProgress {
 pub type ProgressCallback =
     ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>;
 
+/// The engine's progress callback from the JavaScript one.
+pub(crate) fn progress_fn(
+    on_progress: Option<ProgressCallback>,
+) -> Option<objget_engine::ProgressFn> {
+    on_progress.map(|f| {
+        let f = std::sync::Arc::new(f);
+        std::sync::Arc::new(move |p: Progress| {
+            f.call(
+                NativeProgress {
+                    index: p.index,
+                    bytes: p.bytes as f64,
+                    total: p.total.map(|t| t as f64),
+                    parts_done: p.parts_done,
+                    parts_total: p.parts_total,
+                },
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        }) as objget_engine::ProgressFn
+    })
+}
+
 fn call_options(
     store: Option<StoreConfig>,
     transfer: Option<TransferConfig>,
@@ -133,21 +156,7 @@ fn call_options(
             checksum,
             resume: t.resume.unwrap_or(defaults.resume),
         },
-        progress: on_progress.map(|f| {
-            let f = std::sync::Arc::new(f);
-            std::sync::Arc::new(move |p: Progress| {
-                f.call(
-                    NativeProgress {
-                        index: p.index,
-                        bytes: p.bytes as f64,
-                        total: p.total.map(|t| t as f64),
-                        parts_done: p.parts_done,
-                        parts_total: p.parts_total,
-                    },
-                    ThreadsafeFunctionCallMode::NonBlocking,
-                );
-            }) as objget_engine::ProgressFn
-        }),
+        progress: progress_fn(on_progress),
     })
 }
 
@@ -285,7 +294,7 @@ fn cancels() -> std::sync::MutexGuard<'static, HashMap<u32, CancellationToken>> 
     CANCELS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn token(cancel_id: Option<u32>) -> CancellationToken {
+pub(crate) fn token(cancel_id: Option<u32>) -> CancellationToken {
     cancel_id
         .and_then(|id| cancels().get(&id).cloned())
         .unwrap_or_default()
@@ -301,7 +310,7 @@ fn encode(e: &objget_engine::Error) -> String {
     format!("OBJGET_ERROR:{body}")
 }
 
-fn to_napi(e: objget_engine::Error) -> napi::Error {
+pub(crate) fn to_napi(e: objget_engine::Error) -> napi::Error {
     napi::Error::new(napi::Status::GenericFailure, encode(&e))
 }
 

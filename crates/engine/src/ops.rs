@@ -1,0 +1,480 @@
+//! Object operations besides reading: upload (single PUT or parallel multipart, optionally
+//! refusing to overwrite), exists, remove, list and copy.
+//!
+//! Every operation works on an object_store store: the cloud stores, and `LocalFileSystem` for
+//! local paths (atomic puts by rename, `ifNotExists` by hard link). A URL with a query string
+//! (presigned, SAS) is read-only here: `exists` works, the rest is `NotSupported`.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::download::{Engine, ObjectInfo};
+use crate::error::{Error, ErrorCode, Result};
+use crate::locate::{Location, Scheme};
+use crate::progress::{ProgressFn, Tracker};
+use crate::sink::blocking;
+use crate::store::{Backend, StoreOptions};
+
+/// Where upload bytes come from.
+#[derive(Debug, Clone)]
+pub enum UploadSource {
+    /// A local file, read part by part.
+    File(PathBuf),
+    /// Bytes already in memory.
+    Bytes(Bytes),
+}
+
+/// Upload settings.
+#[derive(Clone, Default)]
+pub struct UploadOptions {
+    /// Store settings.
+    pub store: StoreOptions,
+    /// Fail with `AlreadyExists` instead of overwriting, atomically where the store allows.
+    pub if_not_exists: bool,
+    /// Bytes per multipart part (default 8 MiB; grown to stay within 10,000 parts and above the
+    /// provider's minimum). Objects up to one part go in a single PUT.
+    pub part_size: Option<u64>,
+    /// Parts in flight (default 8).
+    pub concurrency: Option<usize>,
+    /// `Content-Type` to store.
+    pub content_type: Option<String>,
+    /// User metadata to store.
+    pub metadata: BTreeMap<String, String>,
+    /// Progress reports.
+    pub progress: Option<ProgressFn>,
+}
+
+/// The outcome of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadResult {
+    /// The stored object's ETag.
+    pub etag: Option<String>,
+    /// Its version, where the store versions objects.
+    pub version: Option<String>,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Parts (1 for a single PUT).
+    pub parts: u32,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key, relative to the store's root.
+    pub key: String,
+    /// Its full URL.
+    pub url: String,
+    /// Size, ETag, modification time, version.
+    pub info: ObjectInfo,
+}
+
+/// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
+/// smaller blocks, so one minimum serves every store.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+/// Default part size for uploads.
+pub const DEFAULT_UPLOAD_PART: u64 = 8 * 1024 * 1024;
+
+/// The part size an upload of `size` bytes uses: the requested one, raised to the providers'
+/// minimum and until the object fits in 10,000 parts.
+pub fn upload_part_size(size: u64, requested: Option<u64>) -> u64 {
+    let mut part = requested.unwrap_or(DEFAULT_UPLOAD_PART).max(MIN_PART);
+    while size.div_ceil(part) > MAX_PARTS {
+        part *= 2;
+    }
+    part
+}
+
+impl Engine {
+    /// The store and key that write operations use for `loc`.
+    async fn writable(
+        &self,
+        loc: &Location,
+        opts: &StoreOptions,
+    ) -> Result<(Arc<dyn ObjectStore>, Path)> {
+        match self.stores().backend(loc, opts).await? {
+            Backend::Store(store) => Ok((store, loc.path.clone())),
+            Backend::File => {
+                let file = loc.file.clone().unwrap_or_default();
+                let file = absolute(&file)?;
+                let path = Path::from_absolute_path(&file)
+                    .map_err(|e| Error::invalid_argument(format!("{}: {e}", file.display())))?;
+                Ok((Arc::new(LocalFileSystem::new()), path))
+            }
+            Backend::Query(..) => Err(Error::new(
+                ErrorCode::NotSupported,
+                "a URL with a query string (presigned, SAS) can only be read",
+            )
+            .with_url(&loc.url)),
+        }
+    }
+
+    /// Whether an object exists: `false` only for `NotFound`; any other failure is an error.
+    pub async fn exists(&self, url: &str, opts: &StoreOptions) -> Result<bool> {
+        match self.head(url, opts).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remove objects; one that does not exist is not an error (removal is idempotent). Objects
+    /// of one store go in batches where the store has a batch delete (S3 DeleteObjects).
+    pub async fn remove(&self, urls: &[String], opts: &StoreOptions) -> Result<()> {
+        /// One store's share of the URLs: the store, its keys, and a URL to name in errors.
+        type Group = (Arc<dyn ObjectStore>, Vec<Path>, String);
+        let mut groups: BTreeMap<(Scheme, String), Group> = BTreeMap::new();
+        for url in urls {
+            let loc = Location::parse(url)?;
+            let (store, path) = self.writable(&loc, opts).await?;
+            groups
+                .entry((loc.scheme, loc.store_url.clone()))
+                .or_insert_with(|| (store, Vec::new(), url.clone()))
+                .1
+                .push(path);
+        }
+        for (_, (store, paths, url)) in groups {
+            let paths = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+            let mut results = store.delete_stream(paths);
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::from_store(e, &url)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy an object to another key of the same store (server-side where the store can).
+    pub async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        if_not_exists: bool,
+        opts: &StoreOptions,
+    ) -> Result<()> {
+        let (a, b) = (Location::parse(from)?, Location::parse(to)?);
+        if a.scheme != b.scheme || a.store_url != b.store_url {
+            return Err(Error::invalid_argument(
+                "copy works within one store (same scheme and bucket/container/host); download and upload to move between stores",
+            ));
+        }
+        let (store, src) = self.writable(&a, opts).await?;
+        let (_, dst) = self.writable(&b, opts).await?;
+        let r = if if_not_exists {
+            store.copy_if_not_exists(&src, &dst).await
+        } else {
+            store.copy(&src, &dst).await
+        };
+        r.map_err(|e| Error::from_store(e, to))
+    }
+
+    /// Every object under a prefix URL (`s3://bucket/dir/`), recursively, as the store pages
+    /// them.
+    pub async fn list(
+        &self,
+        prefix_url: &str,
+        opts: &StoreOptions,
+    ) -> Result<BoxStream<'static, Result<Listed>>> {
+        let loc = Location::parse(prefix_url)?;
+        let (store, path) = self.writable(&loc, opts).await?;
+        let prefix = (!path.as_ref().is_empty()).then_some(path);
+        let base = loc.store_url.trim_end_matches('/').to_string();
+        let scheme = loc.scheme;
+        let url = prefix_url.to_string();
+        Ok(store
+            .list(prefix.as_ref())
+            .map_err(move |e| Error::from_store(e, &url))
+            .map_ok(move |meta| {
+                let key = meta.location.to_string();
+                let url = if scheme == Scheme::File {
+                    format!("/{key}")
+                } else {
+                    format!("{base}/{key}")
+                };
+                Listed {
+                    key,
+                    url,
+                    info: ObjectInfo {
+                        size: meta.size,
+                        etag: meta.e_tag,
+                        last_modified: Some(meta.last_modified),
+                        version: meta.version,
+                    },
+                }
+            })
+            .boxed())
+    }
+
+    /// Upload a file or bytes to `url`: one PUT up to one part, parallel multipart above. Any
+    /// failure aborts the multipart upload, so nothing is left behind.
+    pub async fn upload(
+        &self,
+        source: UploadSource,
+        url: &str,
+        opts: &UploadOptions,
+        cancel: &CancellationToken,
+    ) -> Result<UploadResult> {
+        let loc = Location::parse(url)?;
+        let (store, path) = self.writable(&loc, &opts.store).await?;
+        let size = match &source {
+            UploadSource::Bytes(b) => b.len() as u64,
+            UploadSource::File(p) => {
+                let p = p.clone();
+                blocking(move || {
+                    let m = std::fs::metadata(&p).map_err(|e| Error::io(&p, &e))?;
+                    if !m.is_file() {
+                        return Err(Error::invalid_argument(format!(
+                            "{}: not a file",
+                            p.display()
+                        )));
+                    }
+                    Ok(m.len())
+                })
+                .await?
+            }
+        };
+        let part = upload_part_size(size, opts.part_size);
+        if let Some(requested) = opts.part_size {
+            if !(64 * 1024..=5 * 1024 * 1024 * 1024).contains(&requested) {
+                return Err(Error::invalid_argument(format!(
+                    "partSize must be between 64 KiB and 5 GiB, got {requested}"
+                )));
+            }
+        }
+        let tracker = Tracker::new(opts.progress.clone(), None);
+        let attributes = attributes(opts);
+        if cancel.is_cancelled() {
+            return Err(Error::aborted(url));
+        }
+        let r = if size <= part {
+            tracker.plan(size, 1);
+            let put = async {
+                let payload = PutPayload::from_bytes(read_all(&source, size).await?);
+                let mode = if opts.if_not_exists {
+                    PutMode::Create
+                } else {
+                    PutMode::Overwrite
+                };
+                let options = PutOptions {
+                    mode,
+                    attributes,
+                    ..Default::default()
+                };
+                store
+                    .put_opts(&path, payload, options)
+                    .await
+                    .map_err(|e| Error::from_store(e, url))
+            };
+            // A single PUT dropped mid-body stores nothing.
+            let put = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(Error::aborted(url)),
+                r = put => r?,
+            };
+            tracker.add(size);
+            tracker.part_done();
+            UploadResult {
+                etag: put.e_tag,
+                version: put.version,
+                bytes: size,
+                parts: 1,
+            }
+        } else if opts.if_not_exists {
+            self.upload_new_multipart(
+                &store, &path, &source, size, part, opts, attributes, &tracker, url, cancel,
+            )
+            .await?
+        } else {
+            multipart(
+                &store, &path, &source, size, part, opts, attributes, &tracker, url, cancel,
+            )
+            .await?
+        };
+        tracker.finish();
+        Ok(r)
+    }
+
+    /// `ifNotExists` for an object too large for one PUT: object_store has no conditional
+    /// multipart completion, so the parts go to a hidden staging key beside the destination and
+    /// a conditional server-side copy publishes it (S3: a multipart copy completed with
+    /// If-None-Match; GCS: generation match 0; Azure: If-None-Match; files: a hard link). The
+    /// staging object is always removed.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_new_multipart(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
+        source: &UploadSource,
+        size: u64,
+        part: u64,
+        opts: &UploadOptions,
+        attributes: Attributes,
+        tracker: &Tracker,
+        url: &str,
+        cancel: &CancellationToken,
+    ) -> Result<UploadResult> {
+        let staging = staging_path(path);
+        let r = multipart(
+            store, &staging, source, size, part, opts, attributes, tracker, url, cancel,
+        )
+        .await;
+        let published = match r {
+            Ok(r) => store
+                .copy_if_not_exists(&staging, path)
+                .await
+                .map(|()| r)
+                .map_err(|e| Error::from_store(e, url)),
+            Err(e) => Err(e),
+        };
+        let _ = store.delete(&staging).await;
+        let mut r = published?;
+        // The copy's ETag is the destination's: read it back.
+        if let Ok(meta) = store.head(path).await {
+            r.etag = meta.e_tag;
+            r.version = meta.version;
+        }
+        Ok(r)
+    }
+}
+
+fn staging_path(path: &Path) -> Path {
+    let s = path.as_ref();
+    let (dir, name) = s.rsplit_once('/').map_or(("", s), |(d, n)| (d, n));
+    let staged = format!(".{name}.objget-upload-{:016x}", rand::random::<u64>());
+    if dir.is_empty() {
+        Path::from(staged)
+    } else {
+        Path::from(format!("{dir}/{staged}"))
+    }
+}
+
+fn attributes(opts: &UploadOptions) -> Attributes {
+    let mut a = Attributes::new();
+    if let Some(ct) = &opts.content_type {
+        a.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
+    }
+    for (k, v) in &opts.metadata {
+        a.insert(
+            Attribute::Metadata(k.clone().into()),
+            AttributeValue::from(v.clone()),
+        );
+    }
+    a
+}
+
+async fn read_all(source: &UploadSource, size: u64) -> Result<Bytes> {
+    match source {
+        UploadSource::Bytes(b) => Ok(b.clone()),
+        UploadSource::File(p) => read_range(p, 0, size).await,
+    }
+}
+
+async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
+    let p = p.to_path_buf();
+    blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, &e))?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::io(&p, &e))?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+}
+
+/// A parallel multipart upload; aborted on any failure or cancellation.
+#[allow(clippy::too_many_arguments)]
+async fn multipart(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    source: &UploadSource,
+    size: u64,
+    part: u64,
+    opts: &UploadOptions,
+    attributes: Attributes,
+    tracker: &Tracker,
+    url: &str,
+    cancel: &CancellationToken,
+) -> Result<UploadResult> {
+    let mut upload = store
+        .put_multipart_opts(
+            path,
+            PutMultipartOptions {
+                attributes,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::from_store(e, url))?;
+    let parts = size.div_ceil(part);
+    tracker.plan(size, parts as u32);
+    let concurrency = opts.concurrency.unwrap_or(8).max(1);
+    // Cancellation is checked here rather than by dropping this future, so that the upload is
+    // always aborted and no part is left on the server.
+    let outcome = async {
+        let mut inflight = futures::stream::FuturesOrdered::new();
+        for i in 0..parts {
+            let offset = i * part;
+            let len = part.min(size - offset);
+            let bytes = match source {
+                UploadSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
+                UploadSource::File(p) => read_range(p, offset, len).await?,
+            };
+            let fut = upload.put_part(PutPayload::from_bytes(bytes));
+            inflight.push_back(async move { fut.await.map(|()| len) });
+            while inflight.len() >= concurrency || (i + 1 == parts && !inflight.is_empty()) {
+                let next = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Error::aborted(url)),
+                    r = inflight.next() => r,
+                };
+                let Some(r) = next else { break };
+                let len = r.map_err(|e| Error::from_store(e, url))?;
+                tracker.add(len);
+                tracker.part_done();
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(Error::aborted(url)),
+            r = upload.complete() => r.map_err(|e| Error::from_store(e, url)),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(put) => Ok(UploadResult {
+            etag: put.e_tag,
+            version: put.version,
+            bytes: size,
+            parts: parts as u32,
+        }),
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+fn absolute(p: &FsPath) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .map_err(|e| Error::io(FsPath::new("."), &e))?
+            .join(p))
+    }
+}

@@ -1,0 +1,183 @@
+//! Object operations for JavaScript: upload, exists, remove, copy, list.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::stream::{BoxStream, StreamExt};
+use napi::bindgen_prelude::{Buffer, Either};
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi_derive::napi;
+use objget_engine::{Listed, StoreOptions, UploadOptions, UploadSource};
+use tokio::sync::Mutex;
+
+use crate::{progress_fn, to_napi, token, NativeProgress, StoreConfig, ENGINE};
+
+/// Upload settings.
+#[napi(object)]
+#[derive(Default)]
+pub struct UploadConfig {
+    /// Fail with AlreadyExists rather than overwrite (atomic where the store allows).
+    pub if_not_exists: Option<bool>,
+    /// Bytes per multipart part (default 8 MiB, raised to the providers' minimum and to fit
+    /// 10,000 parts).
+    pub part_size: Option<f64>,
+    /// Parts in flight (default 8).
+    pub concurrency: Option<u32>,
+    /// Content-Type to store.
+    pub content_type: Option<String>,
+    /// User metadata to store.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The outcome of an upload.
+#[napi(object)]
+pub struct NativeUploadResult {
+    /// The stored object's ETag.
+    pub etag: Option<String>,
+    /// Its version, where the store versions objects.
+    pub version: Option<String>,
+    /// Bytes sent.
+    pub bytes: f64,
+    /// Parts (1 for a single PUT).
+    pub parts: u32,
+}
+
+/// One listed object.
+#[napi(object)]
+pub struct NativeListed {
+    /// Key relative to the store's root.
+    pub key: String,
+    /// Full URL.
+    pub url: String,
+    /// Size in bytes.
+    pub size: f64,
+    /// Entity tag.
+    pub etag: Option<String>,
+    /// Last modification, ms since the epoch.
+    pub last_modified_ms: Option<f64>,
+    /// Version, where the store versions objects.
+    pub version: Option<String>,
+}
+
+/// Upload a local file (a path) or a Buffer to `url`: one PUT up to one part, parallel
+/// multipart above it, aborted on any failure.
+///
+/// ```js
+/// const r = await upload('/data/model.bin', 's3://bucket/model.bin', { ifNotExists: true })
+/// ```
+#[napi]
+pub async fn upload(
+    source: Either<String, Buffer>,
+    url: String,
+    config: Option<UploadConfig>,
+    store: Option<StoreConfig>,
+    on_progress: Option<
+        ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
+    >,
+    cancel_id: Option<u32>,
+) -> napi::Result<NativeUploadResult> {
+    let c = config.unwrap_or_default();
+    let source = match source {
+        Either::A(path) => UploadSource::File(PathBuf::from(path)),
+        Either::B(buf) => UploadSource::Bytes(bytes::Bytes::copy_from_slice(&buf)),
+    };
+    let opts = UploadOptions {
+        store: StoreOptions::from(store.unwrap_or_default()),
+        if_not_exists: c.if_not_exists.unwrap_or(false),
+        part_size: c.part_size.map(|v| v.max(0.0) as u64),
+        concurrency: c.concurrency.map(|v| v as usize),
+        content_type: c.content_type,
+        metadata: c.metadata.unwrap_or_default(),
+        progress: progress_fn(on_progress),
+    };
+    let r = ENGINE
+        .upload(source, &url, &opts, &token(cancel_id))
+        .await
+        .map_err(to_napi)?;
+    Ok(NativeUploadResult {
+        etag: r.etag,
+        version: r.version,
+        bytes: r.bytes as f64,
+        parts: r.parts,
+    })
+}
+
+/// Whether an object exists (false only when the store says NotFound).
+#[napi]
+pub async fn exists(url: String, store: Option<StoreConfig>) -> napi::Result<bool> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    ENGINE.exists(&url, &opts).await.map_err(to_napi)
+}
+
+/// Remove objects (batched per store; a missing object is not an error).
+#[napi]
+pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> napi::Result<()> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    ENGINE.remove(&urls, &opts).await.map_err(to_napi)
+}
+
+/// Copy an object within one store.
+#[napi]
+pub async fn copy(
+    from: String,
+    to: String,
+    if_not_exists: Option<bool>,
+    store: Option<StoreConfig>,
+) -> napi::Result<()> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    ENGINE
+        .copy(&from, &to, if_not_exists.unwrap_or(false), &opts)
+        .await
+        .map_err(to_napi)
+}
+
+/// A listing in progress: `next(n)` returns up to n more objects, an empty array at the end.
+#[napi]
+pub struct ListCursor {
+    stream: Arc<Mutex<Option<BoxStream<'static, objget_engine::Result<Listed>>>>>,
+}
+
+#[napi]
+impl ListCursor {
+    /// Up to `max` more objects; an empty array when the listing is done.
+    #[napi]
+    pub async fn next(&self, max: u32) -> napi::Result<Vec<NativeListed>> {
+        let mut guard = self.stream.lock().await;
+        let Some(stream) = guard.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        while out.len() < max.max(1) as usize {
+            match stream.next().await {
+                Some(Ok(l)) => out.push(NativeListed {
+                    key: l.key,
+                    url: l.url,
+                    size: l.info.size as f64,
+                    etag: l.info.etag,
+                    last_modified_ms: l.info.last_modified.map(|t| t.timestamp_millis() as f64),
+                    version: l.info.version,
+                }),
+                Some(Err(e)) => {
+                    *guard = None;
+                    return Err(to_napi(e));
+                }
+                None => {
+                    *guard = None;
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Start listing every object under a prefix URL.
+#[napi]
+pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> napi::Result<ListCursor> {
+    let opts = StoreOptions::from(store.unwrap_or_default());
+    let stream = ENGINE.list(&prefix_url, &opts).await.map_err(to_napi)?;
+    Ok(ListCursor {
+        stream: Arc::new(Mutex::new(Some(stream))),
+    })
+}

@@ -1,0 +1,89 @@
+import { Readable } from 'node:stream';
+import { selectEngine } from './engine.js';
+import { fromNative, StorageError } from './errors.js';
+import type { ListedObject, StoreOptions, UploadOptions, UploadResult } from './types.js';
+
+function asStorageError(e: unknown): StorageError {
+  return e instanceof StorageError ? e : fromNative(e);
+}
+
+/**
+ * Upload a local file (path), a Buffer or a Readable to `url`. Up to one part (8 MiB) goes in
+ * one PUT; larger objects as parallel multipart, aborted on any failure so nothing is left on
+ * the server. `ifNotExists` refuses to overwrite (`AlreadyExists`), atomically.
+ *
+ * @example
+ * await upload('./model.bin', 's3://bucket/model.bin', { ifNotExists: true });
+ */
+export async function upload(
+  source: string | Buffer | Readable,
+  url: string,
+  options: UploadOptions = {},
+): Promise<UploadResult> {
+  try {
+    const engine = selectEngine();
+    // A stream is gathered first: its size decides between a PUT and a multipart upload.
+    const body = source instanceof Readable ? Buffer.concat(await source.toArray()) : source;
+    if (typeof body !== 'string' && !Buffer.isBuffer(body)) {
+      throw new StorageError('InvalidArgument', 'source must be a path, a Buffer or a Readable');
+    }
+    const r = await engine.upload(body, url, options);
+    return { url, ...r, engine: engine.name };
+  } catch (e) {
+    throw asStorageError(e);
+  }
+}
+
+/** Whether an object exists: false only for `NotFound`; other failures (auth…) throw. */
+export async function exists(
+  url: string,
+  options: { store?: StoreOptions } = {},
+): Promise<boolean> {
+  try {
+    return await selectEngine().exists(url, options.store);
+  } catch (e) {
+    throw asStorageError(e);
+  }
+}
+
+/** Remove one object or many (batched per store). A missing object is not an error. */
+export async function remove(
+  urls: string | string[],
+  options: { store?: StoreOptions } = {},
+): Promise<void> {
+  try {
+    await selectEngine().remove(Array.isArray(urls) ? urls : [urls], options.store);
+  } catch (e) {
+    throw asStorageError(e);
+  }
+}
+
+/** Copy an object to another key of the same store, server-side. */
+export async function copy(
+  from: string,
+  to: string,
+  options: { store?: StoreOptions; ifNotExists?: boolean } = {},
+): Promise<void> {
+  try {
+    await selectEngine().copy(from, to, options.ifNotExists ?? false, options.store);
+  } catch (e) {
+    throw asStorageError(e);
+  }
+}
+
+/**
+ * Every object under a prefix URL, recursively, fetched page by page as you iterate.
+ *
+ * @example
+ * for await (const o of list('s3://bucket/logs/')) console.log(o.key, o.size);
+ */
+export async function* list(
+  prefixUrl: string,
+  options: { store?: StoreOptions } = {},
+): AsyncGenerator<ListedObject> {
+  try {
+    yield* selectEngine().list(prefixUrl, options.store);
+  } catch (e) {
+    throw asStorageError(e);
+  }
+}
