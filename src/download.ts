@@ -1,5 +1,13 @@
-import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from './errors.js';
+import {
+  DownloadManyError,
+  fromNative,
+  fromNodeError,
+  StorageError,
+  type ItemOutcome,
+} from './errors.js';
 import { selectEngine } from './engine.js';
+import { saveStream } from './js/engine.js';
+import { chunks, handlerFor, need, type SchemeHandler } from './schemes.js';
 import type {
   DownloadItem,
   DownloadManyOptions,
@@ -28,12 +36,39 @@ export async function download(
   options: DownloadOptions = {},
 ): Promise<TransferResult> {
   try {
+    const handler = handlerFor(url);
+    if (handler) return await viaHandler(handler, url, dest, options);
     const engine = selectEngine();
     const r = await engine.download(url, dest, options);
     return { url, dest, ...r, engine: engine.name };
   } catch (e) {
     throw asStorageError(e);
   }
+}
+
+/** A download through a registered scheme's handler, landing like every other download. */
+async function viaHandler(
+  handler: SchemeHandler,
+  url: string,
+  dest: string,
+  options: DownloadOptions,
+  index?: number,
+): Promise<TransferResult> {
+  if (options.resume) {
+    throw new StorageError('NotSupported', 'resume is not available for registered schemes', {
+      url,
+    });
+  }
+  if (options.checksum === 'required') {
+    throw new StorageError('ChecksumUnavailable', 'registered schemes offer no checksum', {
+      url,
+    });
+  }
+  const body = await handler.get(url, { signal: options.signal }).catch((e: unknown) => {
+    throw fromNodeError(e, url);
+  });
+  const r = await saveStream(url, chunks(body), dest, options, index);
+  return { url, dest, ...r, engine: 'js' };
 }
 
 /**
@@ -44,6 +79,21 @@ export async function download(
  */
 export async function get(url: string, options: GetOptions = {}): Promise<Buffer> {
   try {
+    const handler = handlerFor(url);
+    if (handler) {
+      if (options.range) {
+        throw new StorageError('NotSupported', 'registered schemes are read whole', { url });
+      }
+      const parts: Uint8Array[] = [];
+      try {
+        for await (const c of chunks(await handler.get(url, { signal: options.signal }))) {
+          parts.push(c);
+        }
+      } catch (e) {
+        throw fromNodeError(e, url);
+      }
+      return Buffer.concat(parts);
+    }
     return await selectEngine().get(url, options.range, options);
   } catch (e) {
     throw asStorageError(e);
@@ -56,6 +106,8 @@ export async function head(
   options: Omit<GetOptions, 'range' | 'signal'> = {},
 ): Promise<ObjectInfo> {
   try {
+    const handler = handlerFor(url);
+    if (handler) return await need(handler, 'head', url)(url);
     return await selectEngine().head(url, options.store);
   } catch (e) {
     throw asStorageError(e);
@@ -87,6 +139,7 @@ export async function downloadMany(
     }
   }
   if (items.length === 0) return [];
+  if (items.some((i) => handlerFor(i.url))) return mixedMany(items, concurrency, options);
   let engine;
   try {
     engine = selectEngine();
@@ -105,6 +158,43 @@ export async function downloadMany(
         }
       : o,
   );
+  if (outcomes.some((o) => o.status === 'rejected')) throw new DownloadManyError(outcomes);
+  return outcomes.map((o) => (o as { value: TransferResult }).value);
+}
+
+/**
+ * downloadMany over items some of which use registered schemes: each item is its own download
+ * (native ones still share the engine's request budget), at most `concurrency` at once.
+ */
+async function mixedMany(
+  items: DownloadItem[],
+  concurrency: number,
+  options: DownloadManyOptions,
+): Promise<TransferResult[]> {
+  const outcomes: ItemOutcome<TransferResult>[] = new Array(items.length);
+  const progress = options.onProgress;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      const { url, dest } = items[i]!;
+      const o: DownloadOptions = {
+        ...options,
+        concurrency: options.partConcurrency,
+        onProgress: progress && ((p) => progress({ ...p, index: i })),
+      };
+      try {
+        const handler = handlerFor(url);
+        const value = handler
+          ? await viaHandler(handler, url, dest, o, i)
+          : await download(url, dest, o);
+        outcomes[i] = { status: 'fulfilled', value };
+      } catch (e) {
+        outcomes[i] = { status: 'rejected', reason: asStorageError(e) };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
   if (outcomes.some((o) => o.status === 'rejected')) throw new DownloadManyError(outcomes);
   return outcomes.map((o) => (o as { value: TransferResult }).value);
 }

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'NotSupported'
   | 'ChecksumMismatch'
   | 'ChecksumUnavailable'
+  | 'UnsafeKey'
   | 'Generic';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -33,6 +34,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'NotSupported',
   'ChecksumMismatch',
   'ChecksumUnavailable',
+  'UnsafeKey',
   'Generic',
 ]);
 
@@ -65,14 +67,14 @@ export class DownloadManyError<T = unknown> extends StorageError {
   readonly outcomes: ItemOutcome<T>[];
   readonly failed: number;
 
-  constructor(outcomes: ItemOutcome<T>[]) {
+  constructor(outcomes: ItemOutcome<T>[], what = 'downloads') {
     const failures = outcomes.filter(
       (o): o is { status: 'rejected'; reason: StorageError } => o.status === 'rejected',
     );
     const first = failures[0]?.reason;
     super(
       first?.code ?? 'Generic',
-      `${failures.length} of ${outcomes.length} downloads failed; first: ${first?.message ?? 'unknown'}`,
+      `${failures.length} of ${outcomes.length} ${what} failed; first: ${first?.message ?? 'unknown'}`,
       { cause: first },
     );
     this.outcomes = outcomes;

@@ -1,6 +1,11 @@
 export { download, downloadMany, get, head } from './download.js';
 export { engineInfo } from './engine.js';
 export { copy, exists, list, remove, upload } from './ops.js';
+export { downloadPrefix, uploadDir } from './prefix.js';
+export type { DownloadPrefixOptions, DownloadPrefixResult, UploadDirOptions } from './prefix.js';
+export { registerScheme, registeredSchemes, unregisterScheme } from './schemes.js';
+export type { SchemeBody, SchemeHandler, SchemeListing } from './schemes.js';
+export { Store } from './store.js';
 export { DownloadManyError, StorageError } from './errors.js';
 export type { ErrorCode, ItemOutcome } from './errors.js';
 export type {

@@ -1,6 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { selectEngine } from './engine.js';
 import { fromNative, StorageError } from './errors.js';
+import { handlerFor, need } from './schemes.js';
 import type { ListedObject, StoreOptions, UploadOptions, UploadResult } from './types.js';
 
 function asStorageError(e: unknown): StorageError {
@@ -21,11 +23,17 @@ export async function upload(
   options: UploadOptions = {},
 ): Promise<UploadResult> {
   try {
+    const handler = handlerFor(url);
     const engine = selectEngine();
     // A stream is gathered first: its size decides between a PUT and a multipart upload.
     const body = source instanceof Readable ? Buffer.concat(await source.toArray()) : source;
     if (typeof body !== 'string' && !Buffer.isBuffer(body)) {
       throw new StorageError('InvalidArgument', 'source must be a path, a Buffer or a Readable');
+    }
+    if (handler) {
+      const data = typeof body === 'string' ? await readFile(body) : body;
+      const put = await need(handler, 'put', url)(url, data);
+      return { url, etag: put?.etag, bytes: data.length, parts: 1, engine: 'js' };
     }
     const r = await engine.upload(body, url, options);
     return { url, ...r, engine: engine.name };
@@ -40,6 +48,16 @@ export async function exists(
   options: { store?: StoreOptions } = {},
 ): Promise<boolean> {
   try {
+    const handler = handlerFor(url);
+    if (handler) {
+      try {
+        await need(handler, 'head', url)(url);
+        return true;
+      } catch (e) {
+        if (asStorageError(e).code === 'NotFound') return false;
+        throw e;
+      }
+    }
     return await selectEngine().exists(url, options.store);
   } catch (e) {
     throw asStorageError(e);
@@ -82,6 +100,13 @@ export async function* list(
   options: { store?: StoreOptions } = {},
 ): AsyncGenerator<ListedObject> {
   try {
+    const handler = handlerFor(prefixUrl);
+    if (handler) {
+      for await (const o of need(handler, 'list', prefixUrl)(prefixUrl)) {
+        yield { key: o.key, url: o.url, size: o.size ?? 0 };
+      }
+      return;
+    }
     yield* selectEngine().list(prefixUrl, options.store);
   } catch (e) {
     throw asStorageError(e);

@@ -350,6 +350,53 @@ async function readAll(
   return Buffer.concat(chunks, expected);
 }
 
+/** Stream a body into a new file, counting and hashing; returns the bytes written. */
+async function writeBody(
+  body: AsyncIterable<Uint8Array>,
+  path: string,
+  report: Reporter,
+  signal: AbortSignal | undefined,
+  verifier?: Verifier,
+): Promise<number> {
+  const out = createWriteStream(path, { flags: 'wx' });
+  const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const c of src) {
+      verifier?.update(c);
+      report.add(c.length);
+      yield c;
+    }
+  };
+  await pipeline(body, counted, out, { signal });
+  return out.bytesWritten;
+}
+
+/**
+ * Save a body from anywhere (a registered scheme's handler) the way every download lands: a
+ * temporary beside `dest`, fdatasync when durable, rename; nothing left on failure.
+ */
+export async function saveStream(
+  url: string,
+  body: AsyncIterable<Uint8Array>,
+  dest: string,
+  t: TransferSettings,
+  index?: number,
+): Promise<Done> {
+  const report = new Reporter(t.onProgress, index);
+  const started = performance.now();
+  const target = isAbsolute(dest) ? dest : resolve(dest);
+  try {
+    return await withTemp(target, t.durable ?? true, async (temp): Promise<Done> => {
+      const bytes = await writeBody(body, temp, report, t.signal);
+      report.plan(bytes);
+      report.finish();
+      return { bytes, elapsedMs: performance.now() - started, parts: 1, resumedBytes: 0 };
+    });
+  } catch (e) {
+    if (t.signal?.aborted) throw abortedError(url);
+    throw fromNodeError(e, url);
+  }
+}
+
 /** A uniquely named temporary file beside `dest`; removed unless committed. */
 async function withTemp<T>(
   dest: string,
@@ -576,19 +623,11 @@ async function downloadOne(
         throw e;
       }
       report.plan(length);
-      const out = createWriteStream(temp, { flags: 'wx' });
-      const counted = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-        for await (const c of src) {
-          verifier?.update(c);
-          report.add(c.length);
-          yield c;
-        }
-      };
-      await pipeline(body, counted, out, { signal });
-      if (out.bytesWritten !== length) {
+      const written = await writeBody(body, temp, report, signal, verifier);
+      if (written !== length) {
         throw new StorageError(
           'Generic',
-          `${displayUrl(url)}: expected ${length} bytes but the body had ${out.bytesWritten}`,
+          `${displayUrl(url)}: expected ${length} bytes but the body had ${written}`,
           { url },
         );
       }

@@ -1,0 +1,174 @@
+import { lstat, readdir } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { downloadMany } from './download.js';
+import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from './errors.js';
+import { list, upload } from './ops.js';
+import type {
+  DownloadManyOptions,
+  ListedObject,
+  TransferResult,
+  UploadOptions,
+  UploadResult,
+} from './types.js';
+
+export interface DownloadPrefixOptions extends DownloadManyOptions {
+  /** Download only the objects this returns true for. */
+  filter?: (o: ListedObject) => boolean;
+  /** Replace files that already exist (default true); false skips them. */
+  overwrite?: boolean;
+}
+
+export interface DownloadPrefixResult {
+  /** One result per object downloaded, in listing order. */
+  results: TransferResult[];
+  /** Objects not downloaded because their file existed (`overwrite: false`). */
+  skipped: string[];
+}
+
+export interface UploadDirOptions extends Omit<UploadOptions, 'onProgress'> {
+  /** Files uploaded at once, default 8 (each may run its own parts in parallel). */
+  fileConcurrency?: number;
+  /** Upload only the files this returns true for (paths relative to `dir`, `/`-separated). */
+  filter?: (relativePath: string) => boolean;
+  /** Progress per file, with its index in the returned list. */
+  onProgress?: (p: { index: number; bytes: number; total?: number }) => void;
+}
+
+/** The prefix URL as the start every listed URL shares. */
+function base(prefixUrl: string): string {
+  return prefixUrl.endsWith('/') ? prefixUrl : `${prefixUrl}/`;
+}
+
+/**
+ * Where a key lands under `root`, or why it may not: a key that would leave `root` (a `..`
+ * segment, an absolute path, a backslash, a NUL, a drive letter, an empty segment) is refused.
+ */
+export function safeTarget(root: string, rel: string): string | StorageError {
+  const unsafe = (why: string): StorageError =>
+    new StorageError('UnsafeKey', `key ${JSON.stringify(rel)} ${why}; nothing was written`);
+  if (rel.includes('\0')) return unsafe('contains a NUL');
+  if (rel.includes('\\')) return unsafe('contains a backslash');
+  if (rel.startsWith('/')) return unsafe('is an absolute path');
+  if (/^[a-zA-Z]:/.test(rel)) return unsafe('starts with a drive letter');
+  const segments = rel.split('/');
+  if (segments.some((s) => s === '..' || s === '.')) return unsafe('has a . or .. segment');
+  if (segments.some((s) => s === '')) return unsafe('has an empty segment');
+  const target = resolve(root, ...segments);
+  const back = relative(root, target);
+  if (!back || back.startsWith(`..${sep}`) || back === '..' || isAbsolute(back)) {
+    return unsafe('resolves outside the destination directory');
+  }
+  return target;
+}
+
+/**
+ * Download every object under a prefix URL into `destDir`, keeping the key structure below the
+ * prefix, through the same scheduler as `downloadMany` (at most `concurrency` objects at once).
+ * Directory markers (keys ending in `/`) are skipped. A key that would land outside `destDir` is
+ * refused with `UnsafeKey` and nothing is written for it. If any object fails the others still
+ * finish, then the call rejects with a `DownloadManyError` listing every outcome.
+ *
+ * @example
+ * await downloadPrefix('s3://bucket/datasets/v3/', './data', { concurrency: 64 });
+ */
+export async function downloadPrefix(
+  prefixUrl: string,
+  destDir: string,
+  options: DownloadPrefixOptions = {},
+): Promise<DownloadPrefixResult> {
+  if (typeof destDir !== 'string' || destDir === '') {
+    throw new StorageError('InvalidArgument', 'destDir must be a directory path');
+  }
+  const root = resolve(destDir);
+  const start = base(prefixUrl);
+  const items: { url: string; dest: string }[] = [];
+  const refused: ItemOutcome<TransferResult>[] = [];
+  const skipped: string[] = [];
+  for await (const o of list(prefixUrl, { store: options.store })) {
+    if (o.url.endsWith('/')) continue;
+    if (options.filter && !options.filter(o)) continue;
+    const target = o.url.startsWith(start)
+      ? safeTarget(root, o.url.slice(start.length))
+      : new StorageError('UnsafeKey', `${o.key} is not under ${prefixUrl}`);
+    if (target instanceof StorageError) {
+      refused.push({ status: 'rejected', reason: Object.assign(target, { url: o.url }) });
+      continue;
+    }
+    if (options.overwrite === false && (await lstat(target).catch(() => undefined))) {
+      skipped.push(o.url);
+      continue;
+    }
+    items.push({ url: o.url, dest: target });
+  }
+  let results: TransferResult[] = [];
+  let outcomes: ItemOutcome<TransferResult>[] = [];
+  try {
+    results = await downloadMany(items, options);
+    outcomes = results.map((value) => ({ status: 'fulfilled', value }));
+  } catch (e) {
+    if (!(e instanceof DownloadManyError)) throw e;
+    outcomes = e.outcomes as ItemOutcome<TransferResult>[];
+  }
+  if (refused.length || outcomes.some((o) => o.status === 'rejected')) {
+    throw new DownloadManyError([...outcomes, ...refused]);
+  }
+  return { results, skipped };
+}
+
+/** Every regular file under `dir`, as `/`-separated paths relative to it (symlinks skipped). */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const entries = await readdir(join(dir, rel), { withFileTypes: true });
+    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(r);
+      else if (e.isFile()) out.push(r);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/**
+ * Upload every regular file under `dir` to `prefixUrl` + its relative path (`/`-separated),
+ * at most `fileConcurrency` files at once. Symbolic links are not followed. If any file fails
+ * the others still finish, then the call rejects with a `DownloadManyError`-shaped error whose
+ * `outcomes` say what happened to each file.
+ */
+export async function uploadDir(
+  dir: string,
+  prefixUrl: string,
+  options: UploadDirOptions = {},
+): Promise<UploadResult[]> {
+  let files: string[];
+  try {
+    files = (await filesUnder(resolve(dir))).filter((f) => !options.filter || options.filter(f));
+  } catch (e) {
+    throw fromNative(e);
+  }
+  const start = base(prefixUrl);
+  const outcomes: ItemOutcome<UploadResult>[] = new Array(files.length);
+  const limit = Math.max(1, options.fileConcurrency ?? 8);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < files.length) {
+      const i = next++;
+      const rel = files[i]!;
+      try {
+        const value = await upload(join(resolve(dir), ...rel.split('/')), `${start}${rel}`, {
+          ...options,
+          onProgress: options.onProgress && ((p) => options.onProgress!({ ...p, index: i })),
+        });
+        outcomes[i] = { status: 'fulfilled', value };
+      } catch (e) {
+        outcomes[i] = { status: 'rejected', reason: e as StorageError };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, files.length) }, worker));
+  if (outcomes.some((o) => o.status === 'rejected')) {
+    throw new DownloadManyError(outcomes, 'uploads');
+  }
+  return outcomes.map((o) => (o as { value: UploadResult }).value);
+}
