@@ -75,6 +75,13 @@ const scenarios = [
     sizes: [QUICK ? 256 * MiB : GiB],
     clients: ['objget', 'objget-js', 'curl', 'aria2c'],
   },
+  {
+    id: 'upload-large',
+    kind: 'upload',
+    what: QUICK ? '1 × 256 MiB file → S3' : '1 × 1 GiB file → S3',
+    sizes: [QUICK ? 256 * MiB : GiB],
+    clients: ['objget', 'aws-sdk', 's5cmd'],
+  },
 ].filter((s) => !ONLY || ONLY.includes(s.id));
 
 function mixedSizes(n, max) {
@@ -172,6 +179,8 @@ async function main() {
           if (sc.kind === 'http') {
             mkdirSync(dirname(join(info.http.root, keys[i])), { recursive: true });
             writeFileSync(join(info.http.root, keys[i]), body);
+          } else if (sc.kind === 'upload') {
+            writeFileSync(join(work, `${sc.id}.src`), body);
           } else {
             await s3.send(
               new PutObjectCommand({ Bucket: info.s3.bucket, Key: keys[i], Body: body }),
@@ -185,8 +194,20 @@ async function main() {
         for (const client of sc.clients) {
           const out = join(work, 'out', `${client}-${round}`);
           mkdirSync(out, { recursive: true });
-          const run = await runClient(client, sc, { keys, out, url, s3: info.s3 });
-          verify(sc, run, out, keys, expected);
+          // Uploads go to a fresh key per run, read back and hashed, then removed.
+          const upKeys = [`${sc.id}/${client}-${round + 1}.bin`];
+          const run = await runClient(client, sc, {
+            keys: sc.kind === 'upload' ? upKeys : keys,
+            src: join(work, `${sc.id}.src`),
+            out,
+            url,
+            s3: info.s3,
+          });
+          if (sc.kind === 'upload') {
+            await verifyUpload(s3, info.s3.bucket, upKeys[0], expected.get(keys[0]));
+          } else {
+            verify(sc, run, out, keys, expected);
+          }
           rmSync(out, { recursive: true, force: true });
           if (round >= 0) {
             const r = {
@@ -293,6 +314,19 @@ function runClient(client, sc, job) {
     case 'opendal':
       return node('opendal.mjs');
     case 's5cmd':
+      if (sc.kind === 'upload') {
+        return timed(
+          S5CMD,
+          [
+            '--endpoint-url',
+            job.s3.endpoint,
+            'cp',
+            job.src,
+            `s3://${job.s3.bucket}/${job.keys[0]}`,
+          ],
+          s5env,
+        );
+      }
       return sc.kind === 'file'
         ? timed(
             S5CMD,
@@ -339,6 +373,20 @@ function runClient(client, sc, job) {
     default:
       throw new Error(client);
   }
+}
+
+async function verifyUpload(s3, bucket, key, want) {
+  const { GetObjectCommand, DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body) {
+    h.update(c);
+    size += c.length;
+  }
+  if (size !== want.size || h.digest('hex') !== want.sha) {
+    throw new Error(`upload: wrong bytes stored at ${key}`);
+  }
+  await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
 }
 
 function verify(sc, run, out, keys, expected) {

@@ -1,7 +1,8 @@
 // @aws-sdk/client-s3 used idiomatically: GetObject streamed to a file with pipeline, a
-// concurrency limit for many objects, transformToByteArray for memory.
+// concurrency limit for many objects, transformToByteArray for memory, and @aws-sdk/lib-storage's
+// Upload (its own multipart defaults) for uploads.
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { job, pool, report, sha256 } from './common.mjs';
@@ -33,6 +34,15 @@ switch (job.kind) {
     await pool(job.keys, job.concurrency, (k) => toFile(k, join(job.out, k)));
     report();
     break;
+  case 'upload': {
+    const { Upload } = await import('@aws-sdk/lib-storage');
+    await new Upload({
+      client: s3,
+      params: { Bucket: job.s3.bucket, Key: job.keys[0], Body: createReadStream(job.src) },
+    }).done();
+    report();
+    break;
+  }
   default:
     throw new Error(`unknown job ${job.kind}`);
 }

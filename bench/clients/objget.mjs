@@ -35,6 +35,10 @@ switch (job.kind) {
     );
     report();
     break;
+  case 'upload':
+    await objget.upload(job.src, url(job.keys[0]), { store });
+    report();
+    break;
   default:
     throw new Error(`unknown job ${job.kind}`);
 }

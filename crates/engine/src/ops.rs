@@ -332,8 +332,18 @@ impl Engine {
             store, &staging, source, size, part, opts, attributes, tracker, url, cancel,
         )
         .await;
+        let publisher = match Location::parse(url)? {
+            loc if loc.scheme == Scheme::S3 => {
+                let plain = StoreOptions {
+                    no_upload_checksum: true,
+                    ..opts.store.clone()
+                };
+                self.writable(&loc, &plain).await?.0
+            }
+            _ => store.clone(),
+        };
         let published = match r {
-            Ok(r) => store
+            Ok(r) => publisher
                 .copy_if_not_exists(&staging, path)
                 .await
                 .map(|()| r)

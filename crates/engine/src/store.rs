@@ -42,6 +42,10 @@ pub struct StoreOptions {
     pub retry_timeout_ms: Option<u64>,
     /// First retry backoff; default 100 ms, doubling with jitter up to 15 s.
     pub initial_backoff_ms: Option<u64>,
+    /// S3 only: no upload checksum. MinIO requires one on every part of an upload created
+    /// with a checksum algorithm, and object_store's UploadPartCopy sends none, so the
+    /// conditional copy that publishes a staged `ifNotExists` upload uses a store without it.
+    pub(crate) no_upload_checksum: bool,
 }
 
 impl StoreOptions {
@@ -165,6 +169,10 @@ impl Stores {
         {
             b = b.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
         }
+        // Uploads carry a CRC64NVME the server verifies (S3's own default checksum).
+        if !opts.no_upload_checksum && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none() {
+            b = b.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
+        }
         let endpoint = b
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_default();
@@ -172,6 +180,14 @@ impl Stores {
             object_store::ClientConfigKey::AllowHttp,
         ));
         b = b.with_allow_http(allow_http(opts, &endpoint, &loc.store_url, configured));
+        // Over TLS the body needs no SHA-256 in the signature: TLS protects it and the server
+        // verifies its CRC64NVME (what AWS's own SDKs do). Plain HTTP keeps the signed payload.
+        if (endpoint.is_empty() || endpoint.starts_with("https://"))
+            && b.get_config_value(&AmazonS3ConfigKey::UnsignedPayload)
+                .is_none()
+        {
+            b = b.with_config(AmazonS3ConfigKey::UnsignedPayload, "true");
+        }
         let has = |k: AmazonS3ConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
         let has_credentials = (has(AmazonS3ConfigKey::AccessKeyId)
             && has(AmazonS3ConfigKey::SecretAccessKey))

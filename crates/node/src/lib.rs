@@ -54,17 +54,17 @@ pub struct StoreConfig {
 
 impl From<StoreConfig> for StoreOptions {
     fn from(c: StoreConfig) -> Self {
-        StoreOptions {
-            config: c.config.unwrap_or_default().into_iter().collect(),
-            skip_signature: c.skip_signature.unwrap_or(false),
-            allow_http: c.allow_http,
-            ca_cert_pem: c.ca_cert,
-            connect_timeout_ms: c.connect_timeout_ms.map(u64::from),
-            read_timeout_ms: c.read_timeout_ms.map(u64::from),
-            max_retries: c.max_retries,
-            retry_timeout_ms: c.retry_timeout_ms.map(u64::from),
-            initial_backoff_ms: c.initial_backoff_ms.map(u64::from),
-        }
+        let mut o = StoreOptions::default();
+        o.config = c.config.unwrap_or_default().into_iter().collect();
+        o.skip_signature = c.skip_signature.unwrap_or(false);
+        o.allow_http = c.allow_http;
+        o.ca_cert_pem = c.ca_cert;
+        o.connect_timeout_ms = c.connect_timeout_ms.map(u64::from);
+        o.read_timeout_ms = c.read_timeout_ms.map(u64::from);
+        o.max_retries = c.max_retries;
+        o.retry_timeout_ms = c.retry_timeout_ms.map(u64::from);
+        o.initial_backoff_ms = c.initial_backoff_ms.map(u64::from);
+        o
     }
 }
 
