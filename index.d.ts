@@ -260,7 +260,7 @@ export interface UploadConfig {
   /** Fail with AlreadyExists rather than overwrite (atomic where the store allows). */
   ifNotExists?: boolean
   /**
-   * Bytes per multipart part (default 8 MiB, raised to the providers' minimum and to fit
+   * Bytes per multipart part (default 16 MiB, raised to the providers' minimum and to fit
    * 10,000 parts).
    */
   partSize?: number

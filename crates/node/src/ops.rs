@@ -19,7 +19,7 @@ use crate::{progress_fn, to_napi, token, NativeProgress, StoreConfig, ENGINE};
 pub struct UploadConfig {
     /// Fail with AlreadyExists rather than overwrite (atomic where the store allows).
     pub if_not_exists: Option<bool>,
-    /// Bytes per multipart part (default 8 MiB, raised to the providers' minimum and to fit
+    /// Bytes per multipart part (default 16 MiB, raised to the providers' minimum and to fit
     /// 10,000 parts).
     pub part_size: Option<f64>,
     /// Parts in flight (default 8).
