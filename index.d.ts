@@ -204,6 +204,8 @@ export interface NativeUploadResult {
   bytes: number
   /** Parts (1 for a single PUT). */
   parts: number
+  /** CRC64NVME of the bytes sent (S3 verified it). */
+  checksum: NativeChecksum
 }
 
 /** Remove objects (batched per store; a missing object is not an error). */

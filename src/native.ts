@@ -210,6 +210,10 @@ export function nativeEngine(binding: NativeBinding): Engine {
           version: r.version ?? undefined,
           bytes: r.bytes,
           parts: r.parts,
+          checksum: {
+            algorithm: r.checksum.algorithm as ChecksumAlgorithm,
+            value: r.checksum.value,
+          },
         };
       } catch (e) {
         throw fromNative(e);

@@ -174,6 +174,11 @@ export interface UploadResult {
   bytes: number;
   /** Parts (1 for a single PUT). */
   parts: number;
+  /**
+   * CRC64NVME of the bytes sent, computed as they were read. S3 (and MinIO, R2) verified it:
+   * every request carried it. Absent for registered schemes.
+   */
+  checksum?: VerifiedChecksum;
   engine: EngineName;
 }
 

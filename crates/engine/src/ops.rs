@@ -19,6 +19,7 @@ use object_store::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::checksum::{combine, Algorithm, Checksum, PartCrc};
 use crate::download::{Engine, ObjectInfo};
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::{Location, Scheme};
@@ -66,6 +67,9 @@ pub struct UploadResult {
     pub bytes: u64,
     /// Parts (1 for a single PUT).
     pub parts: u32,
+    /// CRC64NVME of the bytes sent, computed as they were read (S3 also verified it: every
+    /// request carried it).
+    pub checksum: Checksum,
 }
 
 /// One listed object.
@@ -263,8 +267,10 @@ impl Engine {
         }
         let r = if size <= part {
             tracker.plan(size, 1);
+            let bytes = read_all(&source, size).await?;
+            let sum = combine(Algorithm::Crc64Nvme, &mut [(0, size, crc64(&bytes))]);
             let put = async {
-                let payload = PutPayload::from_bytes(read_all(&source, size).await?);
+                let payload = PutPayload::from_bytes(bytes);
                 let mode = if opts.if_not_exists {
                     PutMode::Create
                 } else {
@@ -293,6 +299,7 @@ impl Engine {
                 version: put.version,
                 bytes: size,
                 parts: 1,
+                checksum: sum,
             }
         } else if opts.if_not_exists {
             self.upload_new_multipart(
@@ -360,6 +367,15 @@ impl Engine {
         }
         Ok(r)
     }
+}
+
+fn crc64(bytes: &[u8]) -> u64 {
+    let mut c = PartCrc::new(Some(&Checksum {
+        algorithm: Algorithm::Crc64Nvme,
+        value: Vec::new(),
+    }));
+    c.update(bytes);
+    c.finish().0
 }
 
 fn staging_path(path: &Path) -> Path {
@@ -436,6 +452,7 @@ async fn multipart(
     let concurrency = opts.concurrency.unwrap_or(8).max(1);
     // Cancellation is checked here rather than by dropping this future, so that the upload is
     // always aborted and no part is left on the server.
+    let mut crcs = Vec::with_capacity(parts as usize);
     let outcome = async {
         let mut inflight = futures::stream::FuturesOrdered::new();
         for i in 0..parts {
@@ -445,6 +462,7 @@ async fn multipart(
                 UploadSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
                 UploadSource::File(p) => read_range(p, offset, len).await?,
             };
+            crcs.push((offset, len, crc64(&bytes)));
             let fut = upload.put_part(PutPayload::from_bytes(bytes));
             inflight.push_back(async move { fut.await.map(|()| len) });
             while inflight.len() >= concurrency || (i + 1 == parts && !inflight.is_empty()) {
@@ -472,6 +490,7 @@ async fn multipart(
             version: put.version,
             bytes: size,
             parts: parts as u32,
+            checksum: combine(Algorithm::Crc64Nvme, &mut crcs),
         }),
         Err(e) => {
             let _ = upload.abort().await;

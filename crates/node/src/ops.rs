@@ -11,7 +11,7 @@ use napi_derive::napi;
 use objget_engine::{Listed, StoreOptions, UploadOptions, UploadSource};
 use tokio::sync::Mutex;
 
-use crate::{progress_fn, to_napi, token, NativeProgress, StoreConfig, ENGINE};
+use crate::{progress_fn, to_napi, token, NativeChecksum, NativeProgress, StoreConfig, ENGINE};
 
 /// Upload settings.
 #[napi(object)]
@@ -41,6 +41,8 @@ pub struct NativeUploadResult {
     pub bytes: f64,
     /// Parts (1 for a single PUT).
     pub parts: u32,
+    /// CRC64NVME of the bytes sent (S3 verified it).
+    pub checksum: NativeChecksum,
 }
 
 /// One listed object.
@@ -100,6 +102,10 @@ pub async fn upload(
         version: r.version,
         bytes: r.bytes as f64,
         parts: r.parts,
+        checksum: NativeChecksum {
+            algorithm: r.checksum.algorithm.as_str().to_string(),
+            value: r.checksum.base64(),
+        },
     })
 }
 
