@@ -38,6 +38,19 @@ export declare class ListCursor {
   next(max: number): Promise<Array<NativeListed>>
 }
 
+/**
+ * A streaming upload: `write(chunk)` as the stream produces (resolving when the engine has
+ * room: backpressure), then `finish()`; `abort()` gives up and removes any parts.
+ */
+export declare class UploadSink {
+  /** Hand one chunk to the engine. */
+  write(chunk: Buffer): Promise<void>
+  /** The stream ended: send what is left and complete the upload. */
+  finish(): Promise<NativeUploadResult>
+  /** Give up: the engine aborts any multipart upload and stores nothing. */
+  abort(): Promise<void>
+}
+
 /** Copy an object within one store. */
 export declare function copy(from: string, to: string, ifNotExists?: boolean | undefined | null, store?: StoreConfig | undefined | null): Promise<void>
 
@@ -273,3 +286,6 @@ export interface UploadConfig {
   /** User metadata to store. */
   metadata?: Record<string, string>
 }
+
+/** Start a streaming upload to `url` (size unknown: parts are cut as chunks arrive). */
+export declare function uploadStream(url: string, config?: UploadConfig | undefined | null, store?: StoreConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<UploadSink>

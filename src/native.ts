@@ -188,23 +188,37 @@ export function nativeEngine(binding: NativeBinding): Engine {
       );
     },
     async upload(source, url, o) {
+      const config = {
+        ifNotExists: o.ifNotExists,
+        partSize: o.partSize,
+        concurrency: o.concurrency,
+        contentType: o.contentType,
+        metadata: o.metadata,
+      };
       try {
-        const r = await withCancel(binding, url, o.signal, (id) =>
-          binding.upload(
-            source,
+        const r = await withCancel(binding, url, o.signal, async (id) => {
+          if (typeof source === 'string' || Buffer.isBuffer(source)) {
+            return binding.upload(source, url, config, storeConfig(o.store), progress(o), id);
+          }
+          // A stream: chunks go to the engine as they come, parts are cut there; the
+          // engine's backpressure paces the reads.
+          const sink = await binding.uploadStream(
             url,
-            {
-              ifNotExists: o.ifNotExists,
-              partSize: o.partSize,
-              concurrency: o.concurrency,
-              contentType: o.contentType,
-              metadata: o.metadata,
-            },
+            config,
             storeConfig(o.store),
             progress(o),
             id,
-          ),
-        );
+          );
+          try {
+            for await (const chunk of source) {
+              await sink.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+            }
+          } catch (e) {
+            await sink.abort();
+            throw e;
+          }
+          return sink.finish();
+        });
         return {
           etag: r.etag ?? undefined,
           version: r.version ?? undefined,

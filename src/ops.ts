@@ -12,7 +12,9 @@ function asStorageError(e: unknown): StorageError {
 /**
  * Upload a local file (path), a Buffer or a Readable to `url`. Up to one part (16 MiB) goes in
  * one PUT; larger objects as parallel multipart, aborted on any failure so nothing is left on
- * the server. `ifNotExists` refuses to overwrite (`AlreadyExists`), atomically.
+ * the server. A Readable is streamed: parts are cut as chunks arrive, so memory stays near
+ * `concurrency × partSize` whatever its length. `ifNotExists` refuses to overwrite
+ * (`AlreadyExists`), atomically.
  *
  * @example
  * await upload('./model.bin', 's3://bucket/model.bin', { ifNotExists: true });
@@ -25,17 +27,20 @@ export async function upload(
   try {
     const handler = handlerFor(url);
     const engine = selectEngine();
-    // A stream is gathered first: its size decides between a PUT and a multipart upload.
-    const body = source instanceof Readable ? Buffer.concat(await source.toArray()) : source;
-    if (typeof body !== 'string' && !Buffer.isBuffer(body)) {
+    if (typeof source !== 'string' && !Buffer.isBuffer(source) && !(source instanceof Readable)) {
       throw new StorageError('InvalidArgument', 'source must be a path, a Buffer or a Readable');
     }
     if (handler) {
-      const data = typeof body === 'string' ? await readFile(body) : body;
+      const data =
+        typeof source === 'string'
+          ? await readFile(source)
+          : Buffer.isBuffer(source)
+            ? source
+            : Buffer.concat(await source.toArray());
       const put = await need(handler, 'put', url)(url, data);
       return { url, etag: put?.etag, bytes: data.length, parts: 1, engine: 'js' };
     }
-    const r = await engine.upload(body, url, options);
+    const r = await engine.upload(source, url, options);
     return { url, ...r, engine: engine.name };
   } catch (e) {
     throw asStorageError(e);

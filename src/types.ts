@@ -229,7 +229,7 @@ export interface Engine {
     t: TransferSettings,
   ): Promise<ItemOutcome<Omit<TransferResult, 'engine' | 'url' | 'dest'>>[]>;
   upload(
-    source: string | Buffer,
+    source: string | Buffer | AsyncIterable<Uint8Array>,
     url: string,
     o: UploadOptions,
   ): Promise<Omit<UploadResult, 'engine' | 'url'>>;

@@ -3,6 +3,7 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { closeSync, createReadStream, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copy, download, exists, get, list, remove, upload } from '../src/index.js';
 import { rejection } from './helpers/expect.js';
@@ -150,6 +151,52 @@ describe('native engine: object operations', () => {
     for await (const c of createReadStream(back)) got.update(c as Buffer);
     expect(got.digest('hex')).toBe(want.digest('hex'));
     await remove(url, { store: s3.store });
+  });
+
+  it('s3: a Readable is streamed in parts; one that fails mid-way leaves no upload behind', async () => {
+    useEngine('native');
+    const s3 = backends().find((b) => b.name === 's3')!;
+    const data = bytes(21 * MiB + 3, 12);
+    // Chunks of 64 KiB, as a file or socket stream delivers them.
+    const chunked = (buf: Buffer, failAt?: number): Readable =>
+      Readable.from(
+        (async function* () {
+          for (let at = 0; at < buf.length; at += 64 * 1024) {
+            if (failAt !== undefined && at >= failAt) throw new Error('source broke');
+            yield buf.subarray(at, at + 64 * 1024);
+          }
+        })(),
+      );
+    const url = s3.url(`${uniqueKey('stream')}/s.bin`);
+    const r = await upload(chunked(data), url, { store: s3.store, partSize: 5 * MiB });
+    expect(r).toMatchObject({ bytes: data.length, parts: 5 });
+    expect((await get(url, { store: s3.store })).equals(data)).toBe(true);
+    const small = await upload(chunked(bytes(1000, 1)), `${url}.small`, { store: s3.store });
+    expect(small).toMatchObject({ bytes: 1000, parts: 1 });
+    const again = await rejection(
+      upload(chunked(data), url, { store: s3.store, partSize: 5 * MiB, ifNotExists: true }),
+    );
+    expect(again.code).toBe('AlreadyExists');
+    const broken = `${url}.broken`;
+    const err = await rejection(
+      upload(chunked(data, 12 * MiB), broken, { store: s3.store, partSize: 5 * MiB }),
+    );
+    expect(err.message).toMatch(/source broke/);
+    expect(await exists(broken, { store: s3.store })).toBe(false);
+    const s = servers();
+    const { S3Client, ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
+    const c = new S3Client({
+      endpoint: s.s3.endpoint,
+      region: s.s3.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: s.s3.accessKeyId, secretAccessKey: s.s3.secretAccessKey },
+    });
+    const key = broken.slice(`s3://${s.s3.bucket}/`.length);
+    const uploads = await c.send(
+      new ListMultipartUploadsCommand({ Bucket: s.s3.bucket, Prefix: key }),
+    );
+    c.destroy();
+    expect(uploads.Uploads ?? []).toEqual([]);
   });
 
   it('s3: a failure at part 3 aborts the multipart upload: no upload in progress, no object', async () => {

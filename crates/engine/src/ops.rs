@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -28,12 +28,15 @@ use crate::sink::blocking;
 use crate::store::{Backend, StoreOptions};
 
 /// Where upload bytes come from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum UploadSource {
     /// A local file, read part by part.
     File(PathBuf),
     /// Bytes already in memory.
     Bytes(Bytes),
+    /// Chunks of unknown total length (a Node stream), cut into parts as they arrive: memory
+    /// stays near `concurrency × partSize` whatever the length. The sender closing ends it.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 /// Upload settings.
@@ -224,8 +227,8 @@ impl Engine {
             .boxed())
     }
 
-    /// Upload a file or bytes to `url`: one PUT up to one part, parallel multipart above. Any
-    /// failure aborts the multipart upload, so nothing is left behind.
+    /// Upload a file, bytes or a stream to `url`: one PUT up to one part, parallel multipart
+    /// above. Any failure or cancellation aborts the multipart upload, so nothing is left behind.
     pub async fn upload(
         &self,
         source: UploadSource,
@@ -233,26 +236,6 @@ impl Engine {
         opts: &UploadOptions,
         cancel: &CancellationToken,
     ) -> Result<UploadResult> {
-        let loc = Location::parse(url)?;
-        let (store, path) = self.writable(&loc, &opts.store).await?;
-        let size = match &source {
-            UploadSource::Bytes(b) => b.len() as u64,
-            UploadSource::File(p) => {
-                let p = p.clone();
-                blocking(move || {
-                    let m = std::fs::metadata(&p).map_err(|e| Error::io(&p, &e))?;
-                    if !m.is_file() {
-                        return Err(Error::invalid_argument(format!(
-                            "{}: not a file",
-                            p.display()
-                        )));
-                    }
-                    Ok(m.len())
-                })
-                .await?
-            }
-        };
-        let part = upload_part_size(size, opts.part_size);
         if let Some(requested) = opts.part_size {
             if !(64 * 1024..=5 * 1024 * 1024 * 1024).contains(&requested) {
                 return Err(Error::invalid_argument(format!(
@@ -260,17 +243,63 @@ impl Engine {
                 )));
             }
         }
+        let loc = Location::parse(url)?;
+        let (store, path) = self.writable(&loc, &opts.store).await?;
         let tracker = Tracker::new(opts.progress.clone(), None);
         let attributes = attributes(opts);
         if cancel.is_cancelled() {
             return Err(Error::aborted(url));
         }
-        let r = if size <= part {
-            tracker.plan(size, 1);
-            let bytes = read_all(&source, size).await?;
-            let sum = combine(Algorithm::Crc64Nvme, &mut [(0, size, crc64(&bytes))]);
-            let put = async {
-                let payload = PutPayload::from_bytes(bytes);
+        // Either the whole object fits one PUT, or its parts come from `Parts`.
+        let body = match source {
+            UploadSource::Bytes(b) => {
+                let part = upload_part_size(b.len() as u64, opts.part_size);
+                if b.len() as u64 <= part {
+                    Body::One(b)
+                } else {
+                    let size = b.len() as u64;
+                    Body::Many(Parts::sized(UploadSource::Bytes(b), size, part))
+                }
+            }
+            UploadSource::File(p) => {
+                let size = file_size(&p).await?;
+                let part = upload_part_size(size, opts.part_size);
+                if size <= part {
+                    Body::One(read_range(&p, 0, size).await?)
+                } else {
+                    Body::Many(Parts::sized(UploadSource::File(p), size, part))
+                }
+            }
+            UploadSource::Stream(mut rx) => {
+                let part = upload_part_size(0, opts.part_size);
+                let mut first = BytesMut::new();
+                let mut ended = false;
+                while first.len() as u64 <= part {
+                    let next = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Err(Error::aborted(url)),
+                        c = rx.recv() => c,
+                    };
+                    match next {
+                        Some(c) => first.extend_from_slice(&c),
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                if ended {
+                    Body::One(first.freeze())
+                } else {
+                    Body::Many(Parts::stream(rx, first, part))
+                }
+            }
+        };
+        let r = match body {
+            Body::One(bytes) => {
+                let size = bytes.len() as u64;
+                tracker.plan(size, 1);
+                let sum = combine(Algorithm::Crc64Nvme, &mut [(0, size, crc64(&bytes))]);
                 let mode = if opts.if_not_exists {
                     PutMode::Create
                 } else {
@@ -281,36 +310,36 @@ impl Engine {
                     attributes,
                     ..Default::default()
                 };
-                store
-                    .put_opts(&path, payload, options)
-                    .await
-                    .map_err(|e| Error::from_store(e, url))
-            };
-            // A single PUT dropped mid-body stores nothing.
-            let put = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(Error::aborted(url)),
-                r = put => r?,
-            };
-            tracker.add(size);
-            tracker.part_done();
-            UploadResult {
-                etag: put.e_tag,
-                version: put.version,
-                bytes: size,
-                parts: 1,
-                checksum: sum,
+                // A single PUT dropped mid-body stores nothing.
+                let put = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Error::aborted(url)),
+                    r = store.put_opts(&path, PutPayload::from_bytes(bytes), options) => {
+                        r.map_err(|e| Error::from_store(e, url))?
+                    }
+                };
+                tracker.add(size);
+                tracker.part_done();
+                UploadResult {
+                    etag: put.e_tag,
+                    version: put.version,
+                    bytes: size,
+                    parts: 1,
+                    checksum: sum,
+                }
             }
-        } else if opts.if_not_exists {
-            self.upload_new_multipart(
-                &store, &path, &source, size, part, opts, attributes, &tracker, url, cancel,
-            )
-            .await?
-        } else {
-            multipart(
-                &store, &path, &source, size, part, opts, attributes, &tracker, url, cancel,
-            )
-            .await?
+            Body::Many(mut parts) if opts.if_not_exists => {
+                self.upload_new_multipart(
+                    &store, &path, &mut parts, opts, attributes, &tracker, url, cancel,
+                )
+                .await?
+            }
+            Body::Many(mut parts) => {
+                multipart(
+                    &store, &path, &mut parts, opts, attributes, &tracker, url, cancel,
+                )
+                .await?
+            }
         };
         tracker.finish();
         Ok(r)
@@ -326,9 +355,7 @@ impl Engine {
         &self,
         store: &Arc<dyn ObjectStore>,
         path: &Path,
-        source: &UploadSource,
-        size: u64,
-        part: u64,
+        parts: &mut Parts,
         opts: &UploadOptions,
         attributes: Attributes,
         tracker: &Tracker,
@@ -337,7 +364,7 @@ impl Engine {
     ) -> Result<UploadResult> {
         let staging = staging_path(path);
         let r = multipart(
-            store, &staging, source, size, part, opts, attributes, tracker, url, cancel,
+            store, &staging, parts, opts, attributes, tracker, url, cancel,
         )
         .await;
         let publisher = match Location::parse(url)? {
@@ -367,6 +394,139 @@ impl Engine {
         }
         Ok(r)
     }
+}
+
+/// What an upload sends: one PUT, or parts.
+enum Body {
+    One(Bytes),
+    Many(Parts),
+}
+
+/// The parts of a multipart upload, in order.
+enum Parts {
+    /// A file or bytes of known size.
+    Sized {
+        source: UploadSource,
+        size: u64,
+        part: u64,
+        offset: u64,
+    },
+    /// A stream of unknown length, cut into parts of `part` bytes (the last may be shorter).
+    /// The size doubles every 1,000 parts, so that 10,000 parts reach past S3's 5 TiB limit
+    /// while a short stream keeps small parts (R2, which wants equal parts, then takes
+    /// streams up to 1,000 parts).
+    Stream {
+        rx: tokio::sync::mpsc::Receiver<Bytes>,
+        pending: BytesMut,
+        part: u64,
+        offset: u64,
+        ended: bool,
+        index: u64,
+    },
+}
+
+impl Parts {
+    fn sized(source: UploadSource, size: u64, part: u64) -> Self {
+        Self::Sized {
+            source,
+            size,
+            part,
+            offset: 0,
+        }
+    }
+
+    fn stream(rx: tokio::sync::mpsc::Receiver<Bytes>, first: BytesMut, part: u64) -> Self {
+        Self::Stream {
+            rx,
+            pending: first,
+            part,
+            offset: 0,
+            ended: false,
+            index: 0,
+        }
+    }
+
+    /// Total size and part count, when known in advance.
+    fn plan(&self) -> Option<(u64, u64)> {
+        match self {
+            Self::Sized { size, part, .. } => Some((*size, size.div_ceil(*part))),
+            Self::Stream { .. } => None,
+        }
+    }
+
+    /// The next part and its offset; `None` at the end.
+    async fn next(
+        &mut self,
+        cancel: &CancellationToken,
+        url: &str,
+    ) -> Result<Option<(u64, Bytes)>> {
+        match self {
+            Self::Sized {
+                source,
+                size,
+                part,
+                offset,
+            } => {
+                if *offset >= *size {
+                    return Ok(None);
+                }
+                let at = *offset;
+                let len = (*part).min(*size - at);
+                let bytes = match source {
+                    UploadSource::Bytes(b) => b.slice(at as usize..(at + len) as usize),
+                    UploadSource::File(p) => read_range(p, at, len).await?,
+                    UploadSource::Stream(_) => unreachable!("streams are Parts::Stream"),
+                };
+                *offset += len;
+                Ok(Some((at, bytes)))
+            }
+            Self::Stream {
+                rx,
+                pending,
+                part,
+                offset,
+                ended,
+                index,
+            } => {
+                let size = (*part << (*index / 1000).min(10)).min(5 << 30);
+                while (pending.len() as u64) < size && !*ended {
+                    let next = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Err(Error::aborted(url)),
+                        c = rx.recv() => c,
+                    };
+                    match next {
+                        Some(c) => pending.extend_from_slice(&c),
+                        None => *ended = true,
+                    }
+                }
+                if pending.is_empty() {
+                    return Ok(None);
+                }
+                let take = (size as usize).min(pending.len());
+                let bytes = pending.split_to(take).freeze();
+                let at = *offset;
+                *offset += take as u64;
+                *index += 1;
+                Ok(Some((at, bytes)))
+            }
+        }
+    }
+}
+
+async fn file_size(p: &FsPath) -> Result<u64> {
+    let p = p.to_path_buf();
+    blocking(move || {
+        let m = std::fs::metadata(&p).map_err(|e| Error::io(&p, &e))?;
+        if !m.is_file() {
+            return Err(Error::invalid_argument(format!(
+                "{}: not a file",
+                p.display()
+            )));
+        }
+        Ok(m.len())
+    })
+    .await
 }
 
 fn crc64(bytes: &[u8]) -> u64 {
@@ -403,13 +563,6 @@ fn attributes(opts: &UploadOptions) -> Attributes {
     a
 }
 
-async fn read_all(source: &UploadSource, size: u64) -> Result<Bytes> {
-    match source {
-        UploadSource::Bytes(b) => Ok(b.clone()),
-        UploadSource::File(p) => read_range(p, 0, size).await,
-    }
-}
-
 async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
     let p = p.to_path_buf();
     blocking(move || {
@@ -428,9 +581,7 @@ async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
 async fn multipart(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
-    source: &UploadSource,
-    size: u64,
-    part: u64,
+    parts: &mut Parts,
     opts: &UploadOptions,
     attributes: Attributes,
     tracker: &Tracker,
@@ -447,31 +598,35 @@ async fn multipart(
         )
         .await
         .map_err(|e| Error::from_store(e, url))?;
-    let parts = size.div_ceil(part);
-    tracker.plan(size, parts as u32);
+    if let Some((size, count)) = parts.plan() {
+        tracker.plan(size, count as u32);
+    }
     let concurrency = opts.concurrency.unwrap_or(8).max(1);
+    let mut crcs = Vec::new();
     // Cancellation is checked here rather than by dropping this future, so that the upload is
     // always aborted and no part is left on the server.
-    let mut crcs = Vec::with_capacity(parts as usize);
     let outcome = async {
         let mut inflight = futures::stream::FuturesOrdered::new();
-        for i in 0..parts {
-            let offset = i * part;
-            let len = part.min(size - offset);
-            let bytes = match source {
-                UploadSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
-                UploadSource::File(p) => read_range(p, offset, len).await?,
+        let mut more = true;
+        while more || !inflight.is_empty() {
+            if more && inflight.len() < concurrency {
+                match parts.next(cancel, url).await? {
+                    Some((offset, bytes)) => {
+                        let len = bytes.len() as u64;
+                        crcs.push((offset, len, crc64(&bytes)));
+                        let fut = upload.put_part(PutPayload::from_bytes(bytes));
+                        inflight.push_back(async move { fut.await.map(|()| len) });
+                        continue;
+                    }
+                    None => more = false,
+                }
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(Error::aborted(url)),
+                r = inflight.next() => r,
             };
-            crcs.push((offset, len, crc64(&bytes)));
-            let fut = upload.put_part(PutPayload::from_bytes(bytes));
-            inflight.push_back(async move { fut.await.map(|()| len) });
-            while inflight.len() >= concurrency || (i + 1 == parts && !inflight.is_empty()) {
-                let next = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(Error::aborted(url)),
-                    r = inflight.next() => r,
-                };
-                let Some(r) = next else { break };
+            if let Some(r) = next {
                 let len = r.map_err(|e| Error::from_store(e, url))?;
                 tracker.add(len);
                 tracker.part_done();
@@ -485,13 +640,16 @@ async fn multipart(
     }
     .await;
     match outcome {
-        Ok(put) => Ok(UploadResult {
-            etag: put.e_tag,
-            version: put.version,
-            bytes: size,
-            parts: parts as u32,
-            checksum: combine(Algorithm::Crc64Nvme, &mut crcs),
-        }),
+        Ok(put) => {
+            let bytes = crcs.iter().map(|p| p.1).sum();
+            Ok(UploadResult {
+                etag: put.e_tag,
+                version: put.version,
+                bytes,
+                parts: crcs.len() as u32,
+                checksum: combine(Algorithm::Crc64Nvme, &mut crcs),
+            })
+        }
         Err(e) => {
             let _ = upload.abort().await;
             Err(e)

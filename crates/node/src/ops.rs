@@ -79,12 +79,25 @@ pub async fn upload(
     >,
     cancel_id: Option<u32>,
 ) -> napi::Result<NativeUploadResult> {
-    let c = config.unwrap_or_default();
     let source = match source {
         Either::A(path) => UploadSource::File(PathBuf::from(path)),
         Either::B(buf) => UploadSource::Bytes(bytes::Bytes::copy_from_slice(&buf)),
     };
-    let opts = UploadOptions {
+    let opts = upload_options(config, store, on_progress);
+    let r = ENGINE
+        .upload(source, &url, &opts, &token(cancel_id))
+        .await
+        .map_err(to_napi)?;
+    Ok(native_result(r))
+}
+
+fn upload_options(
+    config: Option<UploadConfig>,
+    store: Option<StoreConfig>,
+    on_progress: Option<crate::ProgressCallback>,
+) -> UploadOptions {
+    let c = config.unwrap_or_default();
+    UploadOptions {
         store: StoreOptions::from(store.unwrap_or_default()),
         if_not_exists: c.if_not_exists.unwrap_or(false),
         part_size: c.part_size.map(|v| v.max(0.0) as u64),
@@ -92,12 +105,11 @@ pub async fn upload(
         content_type: c.content_type,
         metadata: c.metadata.unwrap_or_default(),
         progress: progress_fn(on_progress),
-    };
-    let r = ENGINE
-        .upload(source, &url, &opts, &token(cancel_id))
-        .await
-        .map_err(to_napi)?;
-    Ok(NativeUploadResult {
+    }
+}
+
+fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
+    NativeUploadResult {
         etag: r.etag,
         version: r.version,
         bytes: r.bytes as f64,
@@ -106,7 +118,7 @@ pub async fn upload(
             algorithm: r.checksum.algorithm.as_str().to_string(),
             value: r.checksum.base64(),
         },
-    })
+    }
 }
 
 /// Whether an object exists (false only when the store says NotFound).
@@ -186,4 +198,112 @@ pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> napi::Resul
     Ok(ListCursor {
         stream: Arc::new(Mutex::new(Some(stream))),
     })
+}
+
+/// A streaming upload: `write(chunk)` as the stream produces (resolving when the engine has
+/// room: backpressure), then `finish()`; `abort()` gives up and removes any parts.
+#[napi]
+pub struct UploadSink {
+    tx: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>,
+    task:
+        Mutex<Option<tokio::task::JoinHandle<objget_engine::Result<objget_engine::UploadResult>>>>,
+    cancel: objget_engine::CancellationToken,
+}
+
+/// Start a streaming upload to `url` (size unknown: parts are cut as chunks arrive).
+#[napi]
+pub async fn upload_stream(
+    url: String,
+    config: Option<UploadConfig>,
+    store: Option<StoreConfig>,
+    on_progress: Option<
+        ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
+    >,
+    cancel_id: Option<u32>,
+) -> napi::Result<UploadSink> {
+    let opts = upload_options(config, store, on_progress);
+    let cancel = token(cancel_id).child_token();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let engine_cancel = cancel.clone();
+    let task = tokio::spawn(async move {
+        ENGINE
+            .upload(UploadSource::Stream(rx), &url, &opts, &engine_cancel)
+            .await
+    });
+    Ok(UploadSink {
+        tx: std::sync::Mutex::new(Some(tx)),
+        task: Mutex::new(Some(task)),
+        cancel,
+    })
+}
+
+#[napi]
+impl UploadSink {
+    /// Hand one chunk to the engine.
+    #[napi]
+    pub async fn write(&self, chunk: Buffer) -> napi::Result<()> {
+        let tx = self.tx.lock().ok().and_then(|t| t.clone());
+        let Some(tx) = tx else {
+            return Err(to_napi(objget_engine::Error::invalid_argument(
+                "write after finish or abort",
+            )));
+        };
+        if tx
+            .send(bytes::Bytes::copy_from_slice(&chunk))
+            .await
+            .is_err()
+        {
+            // The engine stopped early: its error says why.
+            drop(tx);
+            return Err(match self.outcome().await {
+                Err(e) => e,
+                Ok(_) => to_napi(objget_engine::Error::new(
+                    objget_engine::ErrorCode::Generic,
+                    "the upload ended before the stream did",
+                )),
+            });
+        }
+        Ok(())
+    }
+
+    /// The stream ended: send what is left and complete the upload.
+    #[napi]
+    pub async fn finish(&self) -> napi::Result<NativeUploadResult> {
+        self.close();
+        self.outcome().await.map(native_result)
+    }
+
+    /// Give up: the engine aborts any multipart upload and stores nothing.
+    #[napi]
+    pub async fn abort(&self) -> napi::Result<()> {
+        self.cancel.cancel();
+        self.close();
+        let _ = self.outcome().await;
+        Ok(())
+    }
+}
+
+impl UploadSink {
+    fn close(&self) {
+        if let Ok(mut t) = self.tx.lock() {
+            t.take();
+        }
+    }
+
+    async fn outcome(&self) -> napi::Result<objget_engine::UploadResult> {
+        let task = self.task.lock().await.take();
+        let Some(task) = task else {
+            return Err(to_napi(objget_engine::Error::invalid_argument(
+                "the upload already ended",
+            )));
+        };
+        task.await
+            .map_err(|e| {
+                to_napi(objget_engine::Error::new(
+                    objget_engine::ErrorCode::Generic,
+                    format!("upload task failed: {e}"),
+                ))
+            })?
+            .map_err(to_napi)
+    }
 }
