@@ -135,6 +135,8 @@ export interface NativeItem {
 export interface NativeListed {
   /** Key relative to the store's root. */
   key: string
+  /** Key below the listed prefix. */
+  relative: string
   /** Full URL. */
   url: string
   /** Size in bytes. */

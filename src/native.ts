@@ -272,6 +272,7 @@ export function nativeEngine(binding: NativeBinding): Engine {
         for (const o of page) {
           yield {
             key: o.key,
+            relative: o.relative,
             url: o.url,
             size: o.size,
             etag: o.etag ?? undefined,

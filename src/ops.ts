@@ -107,13 +107,27 @@ export async function* list(
   try {
     const handler = handlerFor(prefixUrl);
     if (handler) {
+      const start = prefixUrl.endsWith('/') ? prefixUrl : `${prefixUrl}/`;
       for await (const o of need(handler, 'list', prefixUrl)(prefixUrl)) {
-        yield { key: o.key, url: o.url, size: o.size ?? 0 };
+        // A handler's URL that does not start with the prefix has no place below it.
+        const relative = o.url.startsWith(start)
+          ? decodeKey(o.url.slice(start.length))
+          : `/${o.url}`;
+        yield { key: o.key, relative, url: o.url, size: o.size ?? 0 };
       }
       return;
     }
     yield* selectEngine().list(prefixUrl, options.store);
   } catch (e) {
     throw asStorageError(e);
+  }
+}
+
+/** A URL path's key, percent-decoded where it can be. */
+function decodeKey(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
   }
 }

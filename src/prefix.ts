@@ -3,6 +3,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { downloadMany } from './download.js';
 import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from './errors.js';
 import { list, upload } from './ops.js';
+import { joinKey } from './urls.js';
 import type {
   DownloadManyOptions,
   ListedObject,
@@ -32,11 +33,6 @@ export interface UploadDirOptions extends Omit<UploadOptions, 'onProgress'> {
   filter?: (relativePath: string) => boolean;
   /** Progress per file, with its index in the returned list. */
   onProgress?: (p: { index: number; bytes: number; total?: number }) => void;
-}
-
-/** The prefix URL as the start every listed URL shares. */
-function base(prefixUrl: string): string {
-  return prefixUrl.endsWith('/') ? prefixUrl : `${prefixUrl}/`;
 }
 
 /**
@@ -80,16 +76,13 @@ export async function downloadPrefix(
     throw new StorageError('InvalidArgument', 'destDir must be a directory path');
   }
   const root = resolve(destDir);
-  const start = base(prefixUrl);
   const items: { url: string; dest: string }[] = [];
   const refused: ItemOutcome<TransferResult>[] = [];
   const skipped: string[] = [];
   for await (const o of list(prefixUrl, { store: options.store })) {
     if (o.url.endsWith('/')) continue;
     if (options.filter && !options.filter(o)) continue;
-    const target = o.url.startsWith(start)
-      ? safeTarget(root, o.url.slice(start.length))
-      : new StorageError('UnsafeKey', `${o.key} is not under ${prefixUrl}`);
+    const target = safeTarget(root, o.relative);
     if (target instanceof StorageError) {
       refused.push({ status: 'rejected', reason: Object.assign(target, { url: o.url }) });
       continue;
@@ -147,7 +140,6 @@ export async function uploadDir(
   } catch (e) {
     throw fromNative(e);
   }
-  const start = base(prefixUrl);
   const outcomes: ItemOutcome<UploadResult>[] = new Array(files.length);
   const limit = Math.max(1, options.fileConcurrency ?? 8);
   let next = 0;
@@ -156,7 +148,7 @@ export async function uploadDir(
       const i = next++;
       const rel = files[i]!;
       try {
-        const value = await upload(join(resolve(dir), ...rel.split('/')), `${start}${rel}`, {
+        const value = await upload(join(resolve(dir), ...rel.split('/')), joinKey(prefixUrl, rel), {
           ...options,
           onProgress: options.onProgress && ((p) => options.onProgress!({ ...p, index: i })),
         });

@@ -1,5 +1,6 @@
 import { download, downloadMany, get, head } from './download.js';
 import { StorageError } from './errors.js';
+import { joinKey } from './urls.js';
 import { copy, exists, list, remove, upload } from './ops.js';
 import {
   downloadPrefix,
@@ -52,7 +53,7 @@ export class Store {
         `key ${JSON.stringify(key)} is not relative to the store`,
       );
     }
-    return key ? `${this.baseUrl}/${key}` : `${this.baseUrl}/`;
+    return key ? joinKey(this.baseUrl, key) : `${this.baseUrl}/`;
   }
 
   private with<T extends object>(o: T | undefined): T & { store: StoreOptions } {

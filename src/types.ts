@@ -186,6 +186,8 @@ export interface UploadResult {
 export interface ListedObject extends ObjectInfo {
   /** Key relative to the store's root. */
   key: string;
+  /** Key below the listed prefix (what `downloadPrefix` makes a file path of). */
+  relative: string;
   /** The object's URL, usable with every other call. */
   url: string;
 }

@@ -54,3 +54,14 @@ export function locate(input: string): Located {
     { url: input },
   );
 }
+
+/**
+ * `base` + `/` + a key, the key percent-encoded segment by segment when `base` is a URL (a key's
+ * `?`, `#`, `%` or space would otherwise read as query, fragment or escape); joined as it is
+ * to a plain local path.
+ */
+export function joinKey(base: string, key: string): string {
+  const sep = base.endsWith('/') ? '' : '/';
+  if (!/^[a-zA-Z][a-zA-Z0-9+.-]+:\/\//.test(base)) return `${base}${sep}${key}`;
+  return `${base}${sep}${key.split('/').map(encodeURIComponent).join('/')}`;
+}

@@ -26,6 +26,7 @@ import {
   uploadDir,
   type StorageError,
 } from '../src/index.js';
+import { joinKey } from '../src/urls.js';
 import { rejection } from './helpers/expect.js';
 import { backends, bytes, servers, tempDir, uniqueKey, useEngine } from './helpers/servers.js';
 
@@ -42,6 +43,8 @@ const tree: Record<string, Buffer> = {
   'a.bin': bytes(1000, 1),
   'sub/b.bin': bytes(70_000, 2),
   'sub/deeper/c.bin': bytes(0, 3),
+  // Characters a URL would read as query, fragment or escape must stay part of the key.
+  'odd/q?v=1 #%41.bin': bytes(10, 4),
 };
 
 describe('native engine: downloadPrefix and uploadDir', () => {
@@ -58,15 +61,15 @@ describe('native engine: downloadPrefix and uploadDir', () => {
         concurrency: 2,
         onProgress: (p) => seen.add(p.index!),
       });
-      expect(r.results.length).toBe(3);
-      expect(seen.size).toBe(3);
+      expect(r.results.length).toBe(4);
+      expect(seen.size).toBe(4);
       for (const [k, v] of Object.entries(tree)) {
         expect(readFileSync(join(dir, ...k.split('/'))).equals(v), k).toBe(true);
       }
       expect(existsSync(join(dir, 'x.bin'))).toBe(false);
       const again = await downloadPrefix(b.url(prefix), dir, { store: b.store, overwrite: false });
       expect(again.results).toEqual([]);
-      expect(again.skipped.length).toBe(3);
+      expect(again.skipped.length).toBe(4);
       const some = await downloadPrefix(b.url(`${prefix}/`), tempDir(), {
         store: b.store,
         filter: (o) => o.key.endsWith('b.bin'),
@@ -86,14 +89,22 @@ describe('native engine: downloadPrefix and uploadDir', () => {
       symlinkSync('/etc/hostname', join(src, 'link'));
       const prefix = uniqueKey(`up-${b.name}`);
       const r = await uploadDir(src, b.url(`${prefix}/`), { store: b.store });
-      expect(r.map((x) => x.url.slice(x.url.indexOf(prefix) + prefix.length + 1)).sort()).toEqual(
-        Object.keys(tree).sort(),
-      );
+      const rel = (u: string): string => u.slice(u.indexOf(prefix) + prefix.length + 1);
+      expect(
+        r
+          .map((x) =>
+            b.name === 'file'
+              ? rel(x.url)
+              : rel(x.url).split('/').map(decodeURIComponent).join('/'),
+          )
+          .sort(),
+      ).toEqual(Object.keys(tree).sort());
       const keys: string[] = [];
       for await (const o of list(b.url(`${prefix}/`), { store: b.store })) keys.push(o.key);
-      expect(keys.length).toBe(3);
+      expect(keys.length).toBe(4);
       for (const [k, v] of Object.entries(tree)) {
-        expect((await get(b.url(`${prefix}/${k}`), { store: b.store })).equals(v)).toBe(true);
+        const url = joinKey(b.url(prefix), k);
+        expect((await get(url, { store: b.store })).equals(v), k).toBe(true);
       }
     });
   }
@@ -154,7 +165,9 @@ describe('registered schemes', () => {
         return { size: Number(r.headers.get('content-length')), etag: r.headers.get('etag')! };
       },
       async *list(prefixUrl) {
-        for (const k of Object.keys(tree)) yield { key: `${prefix}/${k}`, url: `${prefixUrl}${k}` };
+        for (const k of Object.keys(tree)) {
+          yield { key: `${prefix}/${k}`, url: joinKey(prefixUrl, k) };
+        }
       },
       async put(url, body) {
         stored.set(url, body);
@@ -172,7 +185,7 @@ describe('registered schemes', () => {
     ]);
     expect(many.map((m) => m.bytes)).toEqual([70_000, 1000]);
     const p = await downloadPrefix(`grpc://cache:9090/${prefix}/`, join(dir, 'tree'));
-    expect(p.results.length).toBe(3);
+    expect(p.results.length).toBe(4);
     expect(readFileSync(join(dir, 'tree', 'a.bin')).equals(tree['a.bin']!)).toBe(true);
     expect((await get(url)).equals(tree['sub/b.bin']!)).toBe(true);
     expect((await head(url)).size).toBe(70_000);

@@ -129,6 +129,21 @@ describe('native engine: resume', () => {
     expect(readdirSync(dir)).toEqual(['a.bin']);
   });
 
+  it('a failed single-read download (nothing to resume from) leaves nothing behind', async () => {
+    useEngine('native');
+    const o = seedHttp(100_000, 'resume-small');
+    await fault({ path: o.path, kind: 'reset', afterBytes: 50_000 });
+    const dir = tempDir();
+    const err = await rejection(
+      download(o.url, join(dir, 's.bin'), {
+        resume: true,
+        store: { maxRetries: 0, initialBackoffMs: 1 },
+      }),
+    );
+    expect(err.code).not.toBe('Aborted');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('the JS engine answers resume with NotSupported', async () => {
     useEngine('js');
     const o = seedHttp(1000, 'resume-js');

@@ -439,7 +439,9 @@ impl Engine {
                         e.code(),
                         ErrorCode::Precondition | ErrorCode::ChecksumMismatch | ErrorCode::NotFound
                     );
-                    temp.keep_on_failure(t.resume && !stale);
+                    if stale {
+                        temp.keep_on_failure(false);
+                    }
                     return Err(e);
                 }
             };
@@ -492,6 +494,10 @@ impl Engine {
                 crc: crc_name(opened.expected.as_ref()),
                 done: Vec::new(),
             });
+        if journal.is_none() {
+            // One read, nothing to resume from: a failure leaves nothing behind.
+            temp.keep_on_failure(false);
+        }
         let etag = opened.etag.clone();
         let seen_etag = opened.first.etag.clone();
         let expected = opened.expected.clone();
@@ -566,7 +572,13 @@ impl Engine {
             tracker.part_done();
         }
         let mut fresh = journal.clone();
-        fresh.crc = crc_name(expected.as_ref());
+        // Parts of one journal carry CRCs of one algorithm; after a change of algorithm the
+        // whole file is verified in one pass, and so is every later resume.
+        fresh.crc = if crc_name(expected.as_ref()) == journal.crc {
+            journal.crc.clone()
+        } else {
+            None
+        };
         fresh.done = have.clone();
         let (written, done, _) = self
             .write_parts(
@@ -588,7 +600,7 @@ impl Engine {
         let mut every = have;
         let fetched_parts = done.len() as u32;
         every.extend(done);
-        let crcs_usable = crc_name(expected.as_ref()) == journal.crc;
+        let crcs_usable = journal.crc.is_some() && crc_name(expected.as_ref()) == journal.crc;
         let checksum = match &expected {
             Some(e) if e.algorithm.is_crc() && !crcs_usable => {
                 Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?)

@@ -51,7 +51,7 @@ impl Source {
                     version: meta.version,
                 })
             }
-            Self::Query(client, retry) => query_head(client, retry, url).await,
+            Self::Query(client, retry) => query_head(client, retry, url).await.map(|(i, _)| i),
             Self::File(path) => {
                 let path = path.clone();
                 blocking(move || file_info(&path).map(|(info, _)| info)).await
@@ -94,11 +94,14 @@ impl Source {
         etag: &str,
     ) -> Result<(ObjectInfo, Vec<Checksum>)> {
         let Self::Store(store, path, dialect) = self else {
-            let info = self.head(url).await?;
+            let (info, offered) = match self {
+                Self::Query(client, retry) => query_head(client, retry, url).await?,
+                _ => (self.head(url).await?, Vec::new()),
+            };
             if info.etag.as_deref() != Some(etag) {
                 return Err(Error::new(ErrorCode::Precondition, "the object changed").with_url(url));
             }
-            return Ok((info, Vec::new()));
+            return Ok((info, offered));
         };
         let options = GetOptions {
             head: true,
@@ -283,11 +286,12 @@ fn range_header(range: ByteRange) -> String {
     }
 }
 
+/// Size, ETag, … and the whole-object checksums the one-byte reply advertises.
 async fn query_head(
     client: &reqwest::Client,
     retry: &RetryConfig,
     url: &str,
-) -> Result<ObjectInfo> {
+) -> Result<(ObjectInfo, Vec<Checksum>)> {
     // A presigned URL is signed for one method, almost always GET: ask for one byte instead of
     // sending HEAD, and read the size from Content-Range.
     let resp = query_send(
@@ -311,16 +315,24 @@ async fn query_head(
     let last_modified = header(&resp, reqwest::header::LAST_MODIFIED)
         .and_then(|v| DateTime::parse_from_rfc2822(&v).ok())
         .map(|d| d.with_timezone(&Utc));
-    Ok(ObjectInfo {
-        size,
-        etag: header(&resp, reqwest::header::ETAG),
-        last_modified,
-        version: resp
-            .headers()
-            .get("x-amz-version-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-    })
+    let offered = advertised(
+        resp.headers(),
+        resp.status().as_u16() == 206,
+        Dialect::Other,
+    );
+    Ok((
+        ObjectInfo {
+            size,
+            etag: header(&resp, reqwest::header::ETAG),
+            last_modified,
+            version: resp
+                .headers()
+                .get("x-amz-version-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        },
+        offered,
+    ))
 }
 
 async fn query_read(

@@ -80,11 +80,31 @@ pub struct UploadResult {
 pub struct Listed {
     /// Its key, relative to the store's root.
     pub key: String,
+    /// Its key below the listed prefix (what `downloadPrefix` turns into a file path).
+    pub relative: String,
     /// Its full URL.
     pub url: String,
     /// Size, ETag, modification time, version.
     pub info: ObjectInfo,
 }
+
+/// What a key must have percent-encoded to travel in a URL path (`/` stays: it separates).
+const URL_KEY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|')
+    .add(b'[')
+    .add(b']');
 
 /// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
 /// smaller blocks, so one minimum serves every store.
@@ -200,20 +220,48 @@ impl Engine {
         let loc = Location::parse(prefix_url)?;
         let (store, path) = self.writable(&loc, opts).await?;
         let prefix = (!path.as_ref().is_empty()).then_some(path);
+        let below = prefix
+            .as_ref()
+            .map(|p| format!("{}/", p.as_ref()))
+            .unwrap_or_default();
         let base = loc.store_url.trim_end_matches('/').to_string();
         let scheme = loc.scheme;
         let url = prefix_url.to_string();
+        let local = LocalFileSystem::new();
+        let dir = loc
+            .file
+            .clone()
+            .map(|f| absolute(&f))
+            .transpose()?
+            .unwrap_or_default();
         Ok(store
             .list(prefix.as_ref())
             .map_err(move |e| Error::from_store(e, &url))
             .map_ok(move |meta| {
-                let key = meta.location.to_string();
-                let url = if scheme == Scheme::File {
-                    format!("/{key}")
+                let raw = meta.location.as_ref();
+                let rel = raw.strip_prefix(below.as_str()).unwrap_or(raw);
+                // Cloud keys come as they are; local names come percent-encoded by object_store
+                // where they hold characters it reserves. A URL carries a key's `?`, `#`, `%`,
+                // space… percent-encoded, which Location::parse decodes back.
+                let (key, relative, url) = if scheme == Scheme::File {
+                    // A local name's own characters, from the filesystem path itself.
+                    let file = local.path_to_filesystem(&meta.location).unwrap_or_default();
+                    let relative = file
+                        .strip_prefix(&dir)
+                        .map(|r| r.to_string_lossy().replace('\\', "/"))
+                        .unwrap_or_default();
+                    let file = file.to_string_lossy().into_owned();
+                    (file.trim_start_matches('/').to_string(), relative, file)
                 } else {
-                    format!("{base}/{key}")
+                    let encoded = percent_encoding::utf8_percent_encode(raw, URL_KEY).to_string();
+                    (
+                        raw.to_string(),
+                        rel.to_string(),
+                        format!("{base}/{encoded}"),
+                    )
                 };
                 Listed {
+                    relative,
                     key,
                     url,
                     info: ObjectInfo {
@@ -328,6 +376,21 @@ impl Engine {
                     checksum: sum,
                 }
             }
+            Body::Many(parts)
+                if opts.if_not_exists
+                    && loc.scheme == Scheme::S3
+                    && (!attributes.is_empty()
+                        || parts.plan().is_some_and(|(size, _)| size > 5 << 30)) =>
+            {
+                // object_store's conditional copy on S3 is one UploadPartCopy without attributes.
+                drop(parts);
+                return Err(Error::new(
+                    ErrorCode::NotSupported,
+                    "ifNotExists above one part on S3 is published by a conditional copy, which \
+                     keeps no contentType or metadata and copies at most 5 GiB",
+                )
+                .with_url(url));
+            }
             Body::Many(mut parts) if opts.if_not_exists => {
                 self.upload_new_multipart(
                     &store, &path, &mut parts, opts, attributes, &tracker, url, cancel,
@@ -343,6 +406,26 @@ impl Engine {
         };
         tracker.finish();
         Ok(r)
+    }
+
+    /// The store that publishes a staged upload: on S3 one without upload checksums (MinIO
+    /// wants a checksum on every part of such an upload, object_store's UploadPartCopy sends
+    /// none).
+    async fn publisher(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        url: &str,
+        opts: &StoreOptions,
+    ) -> Result<Arc<dyn ObjectStore>> {
+        let loc = Location::parse(url)?;
+        if loc.scheme != Scheme::S3 {
+            return Ok(store.clone());
+        }
+        let plain = StoreOptions {
+            no_upload_checksum: true,
+            ..opts.clone()
+        };
+        Ok(self.writable(&loc, &plain).await?.0)
     }
 
     /// `ifNotExists` for an object too large for one PUT: object_store has no conditional
@@ -367,22 +450,15 @@ impl Engine {
             store, &staging, parts, opts, attributes, tracker, url, cancel,
         )
         .await;
-        let publisher = match Location::parse(url)? {
-            loc if loc.scheme == Scheme::S3 => {
-                let plain = StoreOptions {
-                    no_upload_checksum: true,
-                    ..opts.store.clone()
-                };
-                self.writable(&loc, &plain).await?.0
-            }
-            _ => store.clone(),
-        };
         let published = match r {
-            Ok(r) => publisher
-                .copy_if_not_exists(&staging, path)
-                .await
-                .map(|()| r)
-                .map_err(|e| Error::from_store(e, url)),
+            Ok(r) => match self.publisher(store, url, &opts.store).await {
+                Ok(publisher) => publisher
+                    .copy_if_not_exists(&staging, path)
+                    .await
+                    .map(|()| r)
+                    .map_err(|e| Error::from_store(e, url)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let _ = store.delete(&staging).await;
@@ -566,14 +642,32 @@ fn attributes(opts: &UploadOptions) -> Attributes {
 async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
     let p = p.to_path_buf();
     blocking(move || {
-        use std::os::unix::fs::FileExt;
         let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, &e))?;
         let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, offset)
-            .map_err(|e| Error::io(&p, &e))?;
+        read_exact_at(&f, &mut buf, offset).map_err(|e| Error::io(&p, &e))?;
         Ok(Bytes::from(buf))
     })
     .await
+}
+
+#[cfg(unix)]
+fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(f: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match f.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A parallel multipart upload; aborted on any failure or cancellation.

@@ -356,23 +356,31 @@ fn record(file: &std::fs::File, journal: Option<&(Journal, PathBuf)>, durable: b
 /// Journal writes at most this often when durable (each costs an fdatasync of the data).
 const JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: a valid open descriptor; the lock goes away with the descriptor (or the process).
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{}: another download is resuming into this destination",
-                path.display()
-            ),
-        ));
+    // An aborted attempt's writer thread may still hold the file for a moment while it drains;
+    // wait for it rather than fail an immediate retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        // SAFETY: a valid open descriptor; the lock goes with the descriptor (or the process).
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{}: another download is resuming into this destination",
+                    path.display()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(())
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(unix))]
 fn lock(_file: &std::fs::File, _path: &Path) -> Result<()> {
     Ok(())
 }

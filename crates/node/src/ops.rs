@@ -50,6 +50,8 @@ pub struct NativeUploadResult {
 pub struct NativeListed {
     /// Key relative to the store's root.
     pub key: String,
+    /// Key below the listed prefix.
+    pub relative: String,
     /// Full URL.
     pub url: String,
     /// Size in bytes.
@@ -170,6 +172,7 @@ impl ListCursor {
             match stream.next().await {
                 Some(Ok(l)) => out.push(NativeListed {
                     key: l.key,
+                    relative: l.relative,
                     url: l.url,
                     size: l.info.size as f64,
                     etag: l.info.etag,
