@@ -21,6 +21,8 @@ describe('engineInfo', () => {
     expect(info.native.objectStoreVersion).toMatch(/^0\.14\./);
     expect(info.native.tls).toBe('rustls+ring');
     expect(info.js.schemes).toEqual(['http', 'https', 'file']);
+    // What the JS engine does; everything else answers NotSupported there (test/ops.test.ts).
+    expect(info.js.capabilities).toEqual(['head', 'get', 'download', 'downloadMany', 'exists']);
   });
 
   it('OBJGET_ENGINE=js forces the JS engine', () => {
