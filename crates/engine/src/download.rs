@@ -400,7 +400,8 @@ impl Engine {
         opts: &CallOptions,
         cancel: &CancellationToken,
     ) -> Result<TransferResult> {
-        self.download_item(url, dest, opts, cancel, None).await
+        self.download_item(url, dest, opts, cancel, None, None)
+            .await
     }
 
     async fn download_item(
@@ -410,6 +411,7 @@ impl Engine {
         opts: &CallOptions,
         cancel: &CancellationToken,
         index: Option<u32>,
+        dirs: Option<&std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
     ) -> Result<TransferResult> {
         opts.transfer.validate()?;
         let started = Instant::now();
@@ -445,7 +447,12 @@ impl Engine {
                     return Err(e);
                 }
             };
-            temp.persist(&dest).await?;
+            temp.persist(&dest, dirs.is_none()).await?;
+            if let (Some(dirs), Some(dir)) = (dirs, dest.parent()) {
+                dirs.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(dir.to_path_buf());
+            }
             tracker.finish();
             Ok(TransferResult {
                 bytes: tracker.bytes(),
@@ -688,17 +695,29 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Vec<Result<TransferResult>> {
         let concurrency = concurrency.max(1);
+        // Each file is fdatasynced before its rename; the directories holding the renames are
+        // fsynced once each at the end, not once per file. Durable when the call returns.
+        let dirs = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let dirs = &dirs;
         let mut outcomes: Vec<(usize, Result<TransferResult>)> =
             futures::stream::iter(items.into_iter().enumerate())
                 .map(|(i, (url, dest))| async move {
                     let r = self
-                        .download_item(&url, &dest, opts, cancel, Some(i as u32))
+                        .download_item(&url, &dest, opts, cancel, Some(i as u32), Some(dirs))
                         .await;
                     (i, r)
                 })
                 .buffer_unordered(concurrency)
                 .collect()
                 .await;
+        let dirs = std::mem::take(&mut *dirs.lock().unwrap_or_else(|p| p.into_inner()));
+        if opts.transfer.durable && !dirs.is_empty() {
+            let _ = blocking(move || {
+                dirs.iter().for_each(|d| crate::sink::sync_dir_of(d));
+                Ok(())
+            })
+            .await;
+        }
         outcomes.sort_by_key(|(i, _)| *i);
         outcomes.into_iter().map(|(_, r)| r).collect()
     }

@@ -726,11 +726,12 @@ async fn multipart(
                 tracker.part_done();
             }
         }
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Err(Error::aborted(url)),
-            r = upload.complete() => r.map_err(|e| Error::from_store(e, url)),
-        }
+        // Completion is not cancelled: once it is sent the object may exist, and an `Aborted`
+        // would then be a lie.
+        upload
+            .complete()
+            .await
+            .map_err(|e| Error::from_store(e, url))
     }
     .await;
     match outcome {

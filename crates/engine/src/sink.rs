@@ -211,7 +211,9 @@ impl TempFile {
     }
 
     /// fsync, rename over `dest`, fsync the directory.
-    pub(crate) async fn persist(&self, dest: &Path) -> Result<()> {
+    /// `sync_dir: false` leaves the directory's fsync to the caller (downloadMany syncs each
+    /// directory once, after all its files).
+    pub(crate) async fn persist(&self, dest: &Path, sync_dir: bool) -> Result<()> {
         let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
         let (durable, journal) = (self.durable, self.journal.clone());
         blocking(move || {
@@ -224,10 +226,8 @@ impl TempFile {
                 let _ = std::fs::remove_file(j);
             }
             #[cfg(unix)]
-            if let Some(dir) = dest.parent().filter(|_| durable) {
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
+            if let Some(dir) = dest.parent().filter(|_| durable && sync_dir) {
+                sync_dir_of(dir);
             }
             Ok(())
         })
@@ -235,6 +235,16 @@ impl TempFile {
         self.persisted.store(true, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// fsync a directory, making the renames in it durable. Best effort: some filesystems refuse.
+pub(crate) fn sync_dir_of(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 impl Drop for TempFile {
