@@ -27,20 +27,9 @@ pub(crate) struct TempFile {
 
 impl TempFile {
     pub(crate) async fn create(dest: &Path, durable: bool) -> Result<Self> {
-        let dir = parent(dest)?;
         let dest = dest.to_path_buf();
         blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
-            if std::fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgument,
-                    format!("{}: is a directory", dest.display()),
-                ));
-            }
-            let name = dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let (dir, name) = prepare(&dest)?;
             let path = dir.join(format!(
                 ".{name}.objget-{:016x}.part",
                 rand::random::<u64>()
@@ -67,20 +56,9 @@ impl TempFile {
     /// `.name.objget.json`, locked against a second process resuming the same download. Returns
     /// the journal left by an earlier attempt, if there is one whose part file is still there.
     pub(crate) async fn resumable(dest: &Path, durable: bool) -> Result<(Self, Option<Journal>)> {
-        let dir = parent(dest)?;
         let dest = dest.to_path_buf();
         blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
-            if std::fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                return Err(Error::new(
-                    ErrorCode::InvalidArgument,
-                    format!("{}: is a directory", dest.display()),
-                ));
-            }
-            let name = dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let (dir, name) = prepare(&dest)?;
             let path = dir.join(format!(".{name}.objget.part"));
             let journal = dir.join(format!(".{name}.objget.json"));
             let file = std::fs::OpenOptions::new()
@@ -256,6 +234,24 @@ impl Drop for TempFile {
             }
         }
     }
+}
+
+/// Create `dest`'s directory and refuse a `dest` that is a directory; returns the directory and
+/// `dest`'s file name, from which the temporary's name is made.
+fn prepare(dest: &Path) -> Result<(PathBuf, String)> {
+    let dir = parent(dest)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
+    if std::fs::metadata(dest).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{}: is a directory", dest.display()),
+        ));
+    }
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((dir, name))
 }
 
 fn parent(dest: &Path) -> Result<PathBuf> {
