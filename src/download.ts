@@ -1,12 +1,7 @@
-import {
-  DownloadManyError,
-  fromNative,
-  fromNodeError,
-  StorageError,
-  type ItemOutcome,
-} from './errors.js';
+import { fromNative, fromNodeError, StorageError, type ItemOutcome } from './errors.js';
 import { selectEngine } from './engine.js';
 import { saveStream } from './js/engine.js';
+import { settleAll, valuesOrThrow } from './pool.js';
 import { chunks, handlerFor, need, type SchemeHandler } from './schemes.js';
 import type {
   DownloadItem,
@@ -158,8 +153,7 @@ export async function downloadMany(
         }
       : o,
   );
-  if (outcomes.some((o) => o.status === 'rejected')) throw new DownloadManyError(outcomes);
-  return outcomes.map((o) => (o as { value: TransferResult }).value);
+  return valuesOrThrow(outcomes);
 }
 
 /**
@@ -171,30 +165,20 @@ async function mixedMany(
   concurrency: number,
   options: DownloadManyOptions,
 ): Promise<TransferResult[]> {
-  const outcomes: ItemOutcome<TransferResult>[] = new Array(items.length);
   const progress = options.onProgress;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      const { url, dest } = items[i]!;
+  const outcomes = await settleAll(
+    items,
+    concurrency,
+    ({ url, dest }, i) => {
       const o: DownloadOptions = {
         ...options,
         concurrency: options.partConcurrency,
         onProgress: progress && ((p) => progress({ ...p, index: i })),
       };
-      try {
-        const handler = handlerFor(url);
-        const value = handler
-          ? await viaHandler(handler, url, dest, o, i)
-          : await download(url, dest, o);
-        outcomes[i] = { status: 'fulfilled', value };
-      } catch (e) {
-        outcomes[i] = { status: 'rejected', reason: asStorageError(e) };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  if (outcomes.some((o) => o.status === 'rejected')) throw new DownloadManyError(outcomes);
-  return outcomes.map((o) => (o as { value: TransferResult }).value);
+      const handler = handlerFor(url);
+      return handler ? viaHandler(handler, url, dest, o, i) : download(url, dest, o);
+    },
+    (e) => asStorageError(e),
+  );
+  return valuesOrThrow(outcomes);
 }

@@ -3,6 +3,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { downloadMany } from './download.js';
 import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from './errors.js';
 import { list, upload } from './ops.js';
+import { settleAll, valuesOrThrow } from './pool.js';
 import { joinKey } from './urls.js';
 import type {
   DownloadManyOptions,
@@ -102,9 +103,7 @@ export async function downloadPrefix(
     if (!(e instanceof DownloadManyError)) throw e;
     outcomes = e.outcomes as ItemOutcome<TransferResult>[];
   }
-  if (refused.length || outcomes.some((o) => o.status === 'rejected')) {
-    throw new DownloadManyError([...outcomes, ...refused]);
-  }
+  valuesOrThrow([...outcomes, ...refused]);
   return { results, skipped };
 }
 
@@ -140,27 +139,16 @@ export async function uploadDir(
   } catch (e) {
     throw fromNative(e);
   }
-  const outcomes: ItemOutcome<UploadResult>[] = new Array(files.length);
-  const limit = Math.max(1, options.fileConcurrency ?? 8);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < files.length) {
-      const i = next++;
-      const rel = files[i]!;
-      try {
-        const value = await upload(join(resolve(dir), ...rel.split('/')), joinKey(prefixUrl, rel), {
-          ...options,
-          onProgress: options.onProgress && ((p) => options.onProgress!({ ...p, index: i })),
-        });
-        outcomes[i] = { status: 'fulfilled', value };
-      } catch (e) {
-        outcomes[i] = { status: 'rejected', reason: e as StorageError };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, files.length) }, worker));
-  if (outcomes.some((o) => o.status === 'rejected')) {
-    throw new DownloadManyError(outcomes, 'uploads');
-  }
-  return outcomes.map((o) => (o as { value: UploadResult }).value);
+  const root = resolve(dir);
+  const outcomes = await settleAll(
+    files,
+    options.fileConcurrency ?? 8,
+    (rel, i) =>
+      upload(join(root, ...rel.split('/')), joinKey(prefixUrl, rel), {
+        ...options,
+        onProgress: options.onProgress && ((p) => options.onProgress!({ ...p, index: i })),
+      }),
+    (e) => e as StorageError,
+  );
+  return valuesOrThrow(outcomes, 'uploads');
 }

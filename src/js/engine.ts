@@ -5,8 +5,9 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
-import { fromNodeError, StorageError, type ErrorCode, type ItemOutcome } from '../errors.js';
+import { fromNodeError, StorageError, type ErrorCode } from '../errors.js';
 import { displayUrl } from '../redact.js';
+import { settleAll } from '../pool.js';
 import { advertised, unavailable, Verifier } from './checksum.js';
 import type {
   ByteRange,
@@ -547,26 +548,12 @@ export function jsEngine(): Engine {
     },
 
     async downloadMany(items, concurrency, t) {
-      const outcomes: ItemOutcome<Done>[] = new Array(items.length);
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < items.length) {
-          const i = next++;
-          const item = items[i]!;
-          try {
-            outcomes[i] = {
-              status: 'fulfilled',
-              value: await downloadOne(item.url, item.dest, t, i),
-            };
-          } catch (e) {
-            outcomes[i] = { status: 'rejected', reason: fromNodeError(e, item.url) };
-          }
-        }
-      };
-      await Promise.all(
-        Array.from({ length: Math.min(Math.max(1, concurrency), items.length) }, worker),
+      return settleAll(
+        items,
+        concurrency,
+        (item, i) => downloadOne(item.url, item.dest, t, i),
+        (e, item) => fromNodeError(e, item.url),
       );
-      return outcomes;
     },
   };
   return engine;
