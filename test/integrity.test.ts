@@ -6,7 +6,15 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { download, get } from '../src/index.js';
 import { rejection } from './helpers/expect.js';
 import { clearFaults, fault, seedHttp } from './helpers/fixture.js';
-import { backends, bytes, servers, tempDir, uniqueKey, useEngine } from './helpers/servers.js';
+import {
+  backends,
+  bytes,
+  s3Client,
+  servers,
+  tempDir,
+  uniqueKey,
+  useEngine,
+} from './helpers/servers.js';
 
 const PART = 1024 * 1024;
 const previous = process.env.OBJGET_ENGINE;
@@ -61,13 +69,8 @@ describe('native engine: each store’s own checksum is verified across parts', 
       const s = servers();
       const key = `${uniqueKey('sum-alg')}/${algorithm}`;
       const data = bytes(3 * PART + 7, 77);
-      const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-      const c = new S3Client({
-        endpoint: s.s3.endpoint,
-        region: s.s3.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: s.s3.accessKeyId, secretAccessKey: s.s3.secretAccessKey },
-      });
+      const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+      const c = await s3Client();
       const put = await c.send(
         new PutObjectCommand({
           Bucket: s.s3.bucket,

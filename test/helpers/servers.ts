@@ -62,6 +62,18 @@ export function s3Store(s: ServersInfo, secret = s.s3.secretAccessKey): StoreOpt
 
 const localRoot = mkdtempSync(join(tmpdir(), 'objget-files-'));
 
+/** An @aws-sdk S3 client for the test MinIO (the caller destroys it). */
+export async function s3Client(): Promise<import('@aws-sdk/client-s3').S3Client> {
+  const s = servers();
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  return new S3Client({
+    endpoint: s.s3.endpoint,
+    region: s.s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s.s3.accessKeyId, secretAccessKey: s.s3.secretAccessKey },
+  });
+}
+
 export function backends(): Backend[] {
   const s = servers();
   const azureStore = (key: string): StoreOptions => ({
@@ -81,13 +93,8 @@ export function backends(): Backend[] {
       wrongSecret: s3Store(s, SENTINEL_SECRET),
       js: false,
       async put(key, data) {
-        const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-        const c = new S3Client({
-          endpoint: s.s3.endpoint,
-          region: s.s3.region,
-          forcePathStyle: true,
-          credentials: { accessKeyId: s.s3.accessKeyId, secretAccessKey: s.s3.secretAccessKey },
-        });
+        const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+        const c = await s3Client();
         await c.send(new PutObjectCommand({ Bucket: s.s3.bucket, Key: key, Body: data }));
         c.destroy();
       },
