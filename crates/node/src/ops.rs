@@ -83,7 +83,7 @@ pub async fn upload(
 ) -> napi::Result<NativeUploadResult> {
     let source = match source {
         Either::A(path) => UploadSource::File(PathBuf::from(path)),
-        Either::B(buf) => UploadSource::Bytes(bytes::Bytes::copy_from_slice(&buf)),
+        Either::B(buf) => UploadSource::Bytes(bytes::Bytes::from_owner(buf)),
     };
     let opts = upload_options(config, store, on_progress);
     let r = ENGINE
@@ -251,11 +251,7 @@ impl UploadSink {
                 "write after finish or abort",
             )));
         };
-        if tx
-            .send(bytes::Bytes::copy_from_slice(&chunk))
-            .await
-            .is_err()
-        {
+        if tx.send(bytes::Bytes::from_owner(chunk)).await.is_err() {
             // The engine stopped early: its error says why.
             drop(tx);
             return Err(match self.outcome().await {
