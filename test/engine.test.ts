@@ -1,11 +1,10 @@
 // Loading never throws; engine choice is visible and can be forced.
-import { cpSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { engineInfo } from '../src/index.js';
 import { distEntry, ROOT, runModule } from './helpers/child.js';
-import { servers } from './helpers/servers.js';
+import { servers, tempDir } from './helpers/servers.js';
 
 const previous = process.env.OBJGET_ENGINE;
 afterAll(() => {
@@ -35,7 +34,7 @@ describe('without the addon', () => {
   // A copy of the built package with no .node file: what a user on an unbuilt platform has.
   function packageWithoutAddon(): string {
     distEntry();
-    const dir = mkdtempSync(join(tmpdir(), 'objget-noaddon-'));
+    const dir = tempDir();
     cpSync(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true });
     cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
     cpSync(join(ROOT, 'index.cjs'), join(dir, 'index.cjs'));

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { inject } from 'vitest';
+import { afterAll, inject } from 'vitest';
 import type { StoreOptions } from '../../src/index.js';
 
 export interface ServersInfo {
@@ -60,7 +60,19 @@ export function s3Store(s: ServersInfo, secret = s.s3.secretAccessKey): StoreOpt
   };
 }
 
-const localRoot = mkdtempSync(join(tmpdir(), 'objget-files-'));
+// Every directory a test file makes under the system temp dir is removed when the file ends.
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function madeDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+const localRoot = madeDir('objget-files-');
 
 /** An @aws-sdk S3 client for the test MinIO (the caller destroys it). */
 export async function s3Client(): Promise<import('@aws-sdk/client-s3').S3Client> {
@@ -184,7 +196,7 @@ export function uniqueKey(prefix: string): string {
 }
 
 export function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'objget-dest-'));
+  return madeDir('objget-dest-');
 }
 
 /** Force the engine for the calls that follow, through OBJGET_ENGINE. */
