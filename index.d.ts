@@ -51,6 +51,16 @@ export declare class UploadSink {
   abort(): Promise<void>
 }
 
+/**
+ * Page-aligned host memory registered with cuObject, as a Buffer: RDMA reads land in it with
+ * no copy. Deregistered and freed when the Buffer is garbage-collected.
+ *
+ * ```js
+ * const buf = allocRdmaBuffer(64 << 20)
+ * ```
+ */
+export declare function allocRdmaBuffer(size: number): Buffer
+
 /** Copy an object within one store. */
 export declare function copy(from: string, to: string, ifNotExists?: boolean | undefined | null, store?: StoreConfig | undefined | null): Promise<void>
 
@@ -85,6 +95,17 @@ export declare function exists(url: string, store?: StoreConfig | undefined | nu
 export declare function get(url: string, range?: NativeRange | undefined | null, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<Buffer>
 
 /**
+ * Read a whole object with its TransferResult. With `into` (a buffer from `allocRdmaBuffer`),
+ * an S3 object lands in it: by RDMA with no copy on the client, or over HTTP into the same
+ * memory when RDMA is off, unavailable under `rdma: true`, or declined.
+ *
+ * ```js
+ * const { data, result } = await getDetailed('s3://b/k', buf, { rdma: true })
+ * ```
+ */
+export declare function getDetailed(url: string, into?: Buffer | undefined | null, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<NativeGetResult>
+
+/**
  * Size, ETag, modification time and version of an object.
  *
  * ```js
@@ -102,6 +123,14 @@ export interface NativeChecksum {
   algorithm: string
   /** The value, base64 (as S3 and GCS send it). */
   value: string
+}
+
+/** The bytes of a `getDetailed` and what the transfer did. */
+export interface NativeGetResult {
+  /** The bytes: a view of `into`, or a new Buffer. */
+  data: Buffer
+  /** What the transfer did. */
+  result: NativeTransferResult
 }
 
 /**
@@ -193,6 +222,22 @@ export interface NativeRange {
   suffix?: number
 }
 
+/** Whether S3 over RDMA can be used in this process, and if not, why. */
+export interface NativeRdmaStatus {
+  /** The shim is loaded and the cuObject client connected. */
+  available: boolean
+  /** Why not, when not. */
+  reason?: string
+  /** 'sdk' (NVIDIA's library) or 'simulator' (tests). */
+  backend?: string
+  /** Where the shim was loaded from. */
+  shim?: string
+  /** Live registrations. */
+  registrations: number
+  /** Tokens minted and not yet released. */
+  tokens: number
+}
+
 /** The outcome of one download. */
 export interface NativeTransferResult {
   /** Bytes written. */
@@ -207,6 +252,8 @@ export interface NativeTransferResult {
   checksum?: NativeChecksum
   /** Bytes kept from an interrupted earlier attempt. */
   resumedBytes: number
+  /** 'rdma' or 'http': which data path moved the bytes. */
+  path: string
 }
 
 /** The outcome of an upload. */
@@ -221,7 +268,24 @@ export interface NativeUploadResult {
   parts: number
   /** CRC64NVME of the bytes sent (S3 verified it). */
   checksum: NativeChecksum
+  /** 'rdma' or 'http': which data path moved the bytes. */
+  path: string
 }
+
+/**
+ * Directories to look for libobjget_rdma.so in (OBJGET_RDMA_SHIM overrides them). Set by the
+ * TypeScript layer when it loads the addon; the shim itself is loaded on first use.
+ */
+export declare function rdmaSearchPath(dirs: Array<string>): void
+
+/**
+ * Load the RDMA shim if that was not tried yet, and say whether RDMA is available.
+ *
+ * ```js
+ * rdmaStatus() // { available: false, reason: 'shim not built: …', … }
+ * ```
+ */
+export declare function rdmaStatus(): NativeRdmaStatus
 
 /** Remove objects (batched per store; a missing object is not an error). */
 export declare function remove(urls: Array<string>, store?: StoreConfig | undefined | null): Promise<void>
@@ -246,6 +310,12 @@ export interface StoreConfig {
   retryTimeoutMs?: number
   /** First retry backoff in milliseconds (default 100). */
   initialBackoffMs?: number
+  /** S3 over RDMA: `false` (default), `true` (when available and accepted) or `'require'`. */
+  rdma?: boolean | string
+  /** Bytes per RDMA request and registered buffer (5 MiB to 1 GiB; default 64 MiB). */
+  rdmaPartSize?: number
+  /** Registered buffers in the pool, also the RDMA parts in flight (default 4). */
+  rdmaBuffers?: number
 }
 
 /** Part size and parts in flight per object. */

@@ -1,6 +1,7 @@
 import { fromNative, fromNodeError, StorageError, type ItemOutcome } from './errors.js';
 import { selectEngine } from './engine.js';
 import { saveStream } from './js/engine.js';
+import { checkRdma } from './rdma.js';
 import { settleAll, valuesOrThrow } from './pool.js';
 import { chunks, handlerFor, need, type SchemeHandler } from './schemes.js';
 import type {
@@ -34,8 +35,9 @@ export async function download(
     const handler = handlerFor(url);
     if (handler) return await viaHandler(handler, url, dest, options);
     const engine = selectEngine();
+    checkRdma(engine.name, url, options.store);
     const r = await engine.download(url, dest, options);
-    return { url, dest, ...r, engine: engine.name };
+    return { url, dest, path: 'http', ...r, engine: engine.name };
   } catch (e) {
     throw asStorageError(e);
   }
@@ -63,7 +65,7 @@ async function viaHandler(
     throw fromNodeError(e, url);
   });
   const r = await saveStream(url, chunks(body), dest, options, index);
-  return { url, dest, ...r, engine: 'js' };
+  return { url, dest, path: 'http', ...r, engine: 'js' };
 }
 
 /**
@@ -89,7 +91,38 @@ export async function get(url: string, options: GetOptions = {}): Promise<Buffer
       }
       return Buffer.concat(parts);
     }
-    return await selectEngine().get(url, options.range, options);
+    if (options.into) return (await getDetailed(url, options)).data;
+    const engine = selectEngine();
+    checkRdma(engine.name, url, options.store);
+    return await engine.get(url, options.range, options);
+  } catch (e) {
+    throw asStorageError(e);
+  }
+}
+
+/**
+ * Read a whole object into memory, with its TransferResult (`path` says whether RDMA moved
+ * it; `dest` is empty). With `into` (a buffer from `allocRdmaBuffer`), the object lands there
+ * and `data` is the filled view of it.
+ *
+ * @example
+ * const { data, result } = await getDetailed('s3://bucket/k', { store: { rdma: true } });
+ */
+export async function getDetailed(
+  url: string,
+  options: Omit<GetOptions, 'range'> = {},
+): Promise<{ data: Buffer; result: TransferResult }> {
+  try {
+    if ((options as GetOptions).range) {
+      throw new StorageError('InvalidArgument', 'getDetailed reads whole objects', { url });
+    }
+    if (handlerFor(url)) {
+      throw new StorageError('NotSupported', 'registered schemes are read with get()', { url });
+    }
+    const engine = selectEngine();
+    checkRdma(engine.name, url, options.store);
+    const { data, result } = await engine.getDetailed(url, options.into, options);
+    return { data, result: { url, dest: '', path: 'http', ...result, engine: engine.name } };
   } catch (e) {
     throw asStorageError(e);
   }
@@ -149,7 +182,13 @@ export async function downloadMany(
     o.status === 'fulfilled'
       ? {
           status: 'fulfilled',
-          value: { url: items[i]!.url, dest: items[i]!.dest, ...o.value, engine: engine.name },
+          value: {
+            url: items[i]!.url,
+            dest: items[i]!.dest,
+            path: 'http',
+            ...o.value,
+            engine: engine.name,
+          },
         }
       : o,
   );

@@ -1,5 +1,6 @@
 import { JS_CAPABILITIES, JS_SCHEMES, jsEngine } from './js/engine.js';
 import { loadNative, nativeEngine } from './native.js';
+import { rdmaInfo } from './rdma.js';
 import { StorageError } from './errors.js';
 import type { Engine, EngineInfo, EngineName } from './types.js';
 
@@ -49,5 +50,6 @@ export function engineInfo(): EngineInfo {
         }
       : { loaded: false, reason: n.reason },
     js: { schemes: JS_SCHEMES, capabilities: JS_CAPABILITIES },
+    rdma: rdmaInfo(),
   };
 }

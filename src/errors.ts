@@ -17,6 +17,10 @@ export type ErrorCode =
   | 'ChecksumMismatch'
   | 'ChecksumUnavailable'
   | 'UnsafeKey'
+  | 'RdmaUnavailable'
+  | 'RdmaDeclined'
+  | 'RdmaInvalidToken'
+  | 'RdmaTransferFailed'
   | 'Generic';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -35,6 +39,10 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ChecksumMismatch',
   'ChecksumUnavailable',
   'UnsafeKey',
+  'RdmaUnavailable',
+  'RdmaDeclined',
+  'RdmaInvalidToken',
+  'RdmaTransferFailed',
   'Generic',
 ]);
 

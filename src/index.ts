@@ -1,4 +1,5 @@
-export { download, downloadMany, get, head } from './download.js';
+export { download, downloadMany, get, getDetailed, head } from './download.js';
+export { allocRdmaBuffer } from './rdma.js';
 export { engineInfo } from './engine.js';
 export { copy, exists, list, remove, upload } from './ops.js';
 export { downloadPrefix, uploadDir } from './prefix.js';
@@ -13,6 +14,7 @@ export type {
   CallOptions,
   ChecksumAlgorithm,
   ChecksumMode,
+  DataPath,
   DownloadItem,
   DownloadManyOptions,
   DownloadOptions,
@@ -23,6 +25,7 @@ export type {
   ObjectInfo,
   PartOptions,
   Progress,
+  RdmaInfo,
   StoreOptions,
   TransferResult,
   UploadOptions,

@@ -5,11 +5,12 @@ import { fromNative, StorageError, type ItemOutcome } from './errors.js';
 import type {
   ByteRange,
   ChecksumAlgorithm,
+  DataPath,
   DownloadItem,
   Engine,
+  EngineTransfer,
   Progress,
   StoreOptions,
-  TransferResult,
   TransferSettings,
 } from './types.js';
 import type * as Binding from '../index.js';
@@ -31,7 +32,11 @@ export function loadNative(): Loaded {
   if (loaded) return loaded;
   try {
     const require = createRequire(join(packageRoot(), 'package.json'));
-    loaded = { binding: require('./index.cjs') as NativeBinding };
+    const binding = require('./index.cjs') as NativeBinding;
+    // The RDMA shim is looked for here (OBJGET_RDMA_SHIM overrides); it is loaded only when
+    // RDMA is first asked for, so a machine without it loads objget as usual.
+    binding.rdmaSearchPath([join(packageRoot(), 'native', 'build', 'lib')]);
+    loaded = { binding };
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     loaded = {
@@ -53,6 +58,9 @@ function storeConfig(store: StoreOptions | undefined): Binding.StoreConfig | und
     maxRetries: store.maxRetries,
     retryTimeoutMs: store.retryTimeoutMs,
     initialBackoffMs: store.initialBackoffMs,
+    rdma: store.rdma,
+    rdmaPartSize: store.rdmaPartSize,
+    rdmaBuffers: store.rdmaBuffers,
   };
 }
 
@@ -85,7 +93,7 @@ function nativeRange(range: ByteRange | undefined): Binding.NativeRange | undefi
   return { offset: range.offset, length: range.length };
 }
 
-type Done = Omit<TransferResult, 'engine' | 'url' | 'dest'>;
+type Done = EngineTransfer;
 
 function done(r: Binding.NativeTransferResult): Done {
   return {
@@ -97,6 +105,7 @@ function done(r: Binding.NativeTransferResult): Done {
       ? { algorithm: r.checksum.algorithm as ChecksumAlgorithm, value: r.checksum.value }
       : undefined,
     resumedBytes: r.resumedBytes,
+    path: r.path as DataPath,
   };
 }
 
@@ -153,6 +162,18 @@ export function nativeEngine(binding: NativeBinding): Engine {
         return await withCancel(binding, url, t.signal, (id) =>
           binding.get(url, nativeRange(range), storeConfig(t.store), transfer(t), progress(t), id),
         );
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    async getDetailed(url, into, t) {
+      try {
+        const r = await withCancel(binding, url, t.signal, (id) =>
+          binding.getDetailed(url, into, storeConfig(t.store), transfer(t), progress(t), id),
+        );
+        // With `into`, the filled view of it.
+        const data = into ? r.data.subarray(0, r.result.bytes) : r.data;
+        return { data, result: done(r.result) };
       } catch (e) {
         throw fromNative(e);
       }
@@ -228,6 +249,7 @@ export function nativeEngine(binding: NativeBinding): Engine {
             algorithm: r.checksum.algorithm as ChecksumAlgorithm,
             value: r.checksum.value,
           },
+          path: r.path as DataPath,
         };
       } catch (e) {
         throw fromNative(e);

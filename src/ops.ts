@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { selectEngine } from './engine.js';
 import { fromNative, StorageError } from './errors.js';
+import { checkRdma } from './rdma.js';
 import { handlerFor, need } from './schemes.js';
 import type { ListedObject, StoreOptions, UploadOptions, UploadResult } from './types.js';
 
@@ -38,10 +39,11 @@ export async function upload(
             ? source
             : Buffer.concat(await source.toArray());
       const put = await need(handler, 'put', url)(url, data);
-      return { url, etag: put?.etag, bytes: data.length, parts: 1, engine: 'js' };
+      return { url, etag: put?.etag, bytes: data.length, parts: 1, engine: 'js', path: 'http' };
     }
+    checkRdma(engine.name, url, options.store);
     const r = await engine.upload(source, url, options);
-    return { url, ...r, engine: engine.name };
+    return { url, path: 'http', ...r, engine: engine.name };
   } catch (e) {
     throw asStorageError(e);
   }

@@ -30,7 +30,21 @@ export interface StoreOptions {
   retryTimeoutMs?: number;
   /** First retry backoff, default 100 ms (doubling, with jitter, up to 15 s). */
   initialBackoffMs?: number;
+  /**
+   * S3 only: move object bytes by RDMA (NVIDIA cuObject) into and out of registered memory,
+   * while HTTP carries only a signed token. `true`: when the shim is loaded, the client
+   * connected and the server accepts; HTTP bodies otherwise (`result.path` says which ran).
+   * `'require'`: fail with `RdmaUnavailable` or `RdmaDeclined` instead. Default `false`.
+   */
+  rdma?: boolean | 'require';
+  /** Bytes per RDMA request and registered buffer: 5 MiB to 1 GiB, default 64 MiB. */
+  rdmaPartSize?: number;
+  /** Registered buffers in the pool (also RDMA parts in flight), 1 to 64, default 4. */
+  rdmaBuffers?: number;
 }
+
+/** Which data path moved an object's bytes. */
+export type DataPath = 'rdma' | 'http';
 
 /** A byte range: `{ offset, length }`, `{ offset }` (to the end) or `{ suffix }` (last bytes). */
 export type ByteRange = { offset: number; length?: number } | { suffix: number };
@@ -87,6 +101,11 @@ export interface VerifiedChecksum {
 
 export interface GetOptions extends CallOptions, PartOptions {
   range?: ByteRange;
+  /**
+   * A buffer from `allocRdmaBuffer`: a whole S3 object lands in it (by RDMA with no copy on the
+   * client, or over HTTP when RDMA is not used) and `get` returns the filled view of it.
+   */
+  into?: Buffer;
   /** Parts of the object in flight at once, 1 to 64; default 8. */
   concurrency?: number;
 }
@@ -146,7 +165,14 @@ export interface TransferResult {
   resumedBytes: number;
   /** The engine that moved the bytes. */
   engine: EngineName;
+  /** The data path: `'rdma'` when every part moved by RDMA, `'http'` otherwise. */
+  path: DataPath;
 }
+
+/** What an engine returns for one transfer; the caller adds url, dest and engine. */
+export type EngineTransfer = Omit<TransferResult, 'engine' | 'url' | 'dest' | 'path'> & {
+  path?: DataPath;
+};
 
 export interface UploadOptions {
   store?: StoreOptions;
@@ -180,6 +206,8 @@ export interface UploadResult {
    */
   checksum?: VerifiedChecksum;
   engine: EngineName;
+  /** The data path: `'rdma'` when every part moved by RDMA, `'http'` otherwise. */
+  path: DataPath;
 }
 
 /** One object of a listing. */
@@ -213,6 +241,22 @@ export interface EngineInfo {
     /** The calls the JS engine performs; the rest answer `NotSupported` there. */
     capabilities: string[];
   };
+  /** S3 over RDMA: whether it can be used here, and if not, exactly why. */
+  rdma: RdmaInfo;
+}
+
+export interface RdmaInfo {
+  available: boolean;
+  /** Why not: shim not built, library not found, client not connected (CUFILE_ENV_PATH_JSON). */
+  reason?: string;
+  /** `'sdk'` (NVIDIA's libcuobjclient) or `'simulator'` (the project's test double). */
+  backend?: string;
+  /** Where the shim was loaded from. */
+  shim?: string;
+  /** Live registrations of host memory. */
+  registrations: number;
+  /** Tokens minted and not yet released (0 between transfers). */
+  tokens: number;
 }
 
 /** What an engine implementation provides; `src/native.ts` and `src/js/engine.ts` implement it. */
@@ -220,21 +264,23 @@ export interface Engine {
   readonly name: EngineName;
   head(url: string, store: StoreOptions | undefined): Promise<ObjectInfo>;
   get(url: string, range: ByteRange | undefined, t: TransferSettings): Promise<Buffer>;
-  download(
-    url: string,
-    dest: string,
-    t: TransferSettings,
-  ): Promise<Omit<TransferResult, 'engine' | 'url' | 'dest'>>;
+  download(url: string, dest: string, t: TransferSettings): Promise<EngineTransfer>;
   downloadMany(
     items: DownloadItem[],
     concurrency: number,
     t: TransferSettings,
-  ): Promise<ItemOutcome<Omit<TransferResult, 'engine' | 'url' | 'dest'>>[]>;
+  ): Promise<ItemOutcome<EngineTransfer>[]>;
   upload(
     source: string | Buffer | AsyncIterable<Uint8Array>,
     url: string,
     o: UploadOptions,
-  ): Promise<Omit<UploadResult, 'engine' | 'url'>>;
+  ): Promise<Omit<UploadResult, 'engine' | 'url' | 'path'> & { path?: DataPath }>;
+  /** A whole object into memory (or into `into`), with the transfer's result. */
+  getDetailed(
+    url: string,
+    into: Buffer | undefined,
+    t: TransferSettings,
+  ): Promise<{ data: Buffer; result: EngineTransfer }>;
   exists(url: string, store: StoreOptions | undefined): Promise<boolean>;
   remove(urls: string[], store: StoreOptions | undefined): Promise<void>;
   copy(

@@ -417,7 +417,18 @@ pub(crate) async fn capture<F: std::future::Future>(seen: Seen, fut: F) -> F::Ou
 /// object_store's reqwest client, with reply headers recorded for [`capture`] (object_store
 /// keeps only size, ETag and version of a reply; the checksum headers are dropped).
 #[derive(Debug, Default)]
-pub(crate) struct HeaderSpy;
+pub(crate) struct HeaderSpy {
+    /// Where to keep the client it makes (objget's own signed S3 requests share it).
+    keep: Option<Arc<std::sync::OnceLock<object_store::client::HttpClient>>>,
+}
+
+impl HeaderSpy {
+    pub(crate) fn keeping(
+        slot: Arc<std::sync::OnceLock<object_store::client::HttpClient>>,
+    ) -> Self {
+        Self { keep: Some(slot) }
+    }
+}
 
 impl object_store::client::HttpConnector for HeaderSpy {
     fn connect(
@@ -425,7 +436,11 @@ impl object_store::client::HttpConnector for HeaderSpy {
         options: &object_store::ClientOptions,
     ) -> object_store::Result<object_store::client::HttpClient> {
         let inner = object_store::client::ReqwestConnector::default().connect(options)?;
-        Ok(object_store::client::HttpClient::new(SpyService(inner)))
+        let client = object_store::client::HttpClient::new(SpyService(inner));
+        if let Some(slot) = &self.keep {
+            let _ = slot.set(client.clone());
+        }
+        Ok(client)
     }
 }
 

@@ -28,6 +28,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
 use crate::progress::{ProgressFn, Tracker};
+use crate::rdma::{self, TransferPath};
 use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile};
 use crate::store::{Backend, StoreOptions, Stores};
 
@@ -76,6 +77,8 @@ pub struct TransferResult {
     pub checksum: Option<Checksum>,
     /// Bytes kept from an interrupted earlier attempt (`resume`).
     pub resumed_bytes: u64,
+    /// Which data path moved the bytes.
+    pub path: TransferPath,
 }
 
 /// Per-call transfer settings.
@@ -213,6 +216,18 @@ impl Engine {
         }
         let work = async {
             let loc = Location::parse(url)?;
+            if range.is_none() {
+                if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.store).await? {
+                    let tracker = Tracker::new(opts.progress.clone(), None);
+                    let (out, _) = self.rdma_get(&ctx, opts.transfer, &tracker, cancel).await?;
+                    tracker.finish();
+                    return Ok(out);
+                }
+            } else if opts.store.rdma.mode == rdma::RdmaMode::Require {
+                return Err(Error::invalid_argument(
+                    "rdma reads whole objects; a byte range goes over HTTP (rdma: true)",
+                ));
+            }
             let source = self.source(&loc, &opts.store).await?;
             let tracker = Tracker::new(opts.progress.clone(), None);
             let out = match range {
@@ -227,7 +242,7 @@ impl Engine {
                 None => {
                     self.get_whole(&source, url, opts.transfer, &tracker)
                         .await?
-                        .0
+                        .out
                 }
             };
             tracker.finish();
@@ -236,14 +251,217 @@ impl Engine {
         cancellable(cancel, url, work).await
     }
 
+    /// The RDMA context of a call, when it asks for RDMA and may use it.
+    pub(crate) async fn rdma_ctx(
+        &self,
+        loc: &Location,
+        url: &str,
+        store: &StoreOptions,
+    ) -> Result<Option<rdma::Ctx>> {
+        if store.rdma.mode == rdma::RdmaMode::Off {
+            return Ok(None);
+        }
+        let raw = if loc.scheme == crate::locate::Scheme::S3 {
+            Some(self.stores.s3_raw(loc, store).await?)
+        } else {
+            None
+        };
+        rdma::Ctx::plan(loc, url, store, || {
+            raw.ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer"))
+        })
+    }
+
+    /// `get` over RDMA: parts land in pool buffers and are copied into the returned buffer.
+    async fn rdma_get(
+        &self,
+        ctx: &rdma::Ctx,
+        t: TransferOptions,
+        tracker: &Tracker,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<u8>, TransferResult)> {
+        let started = Instant::now();
+        let head = rdma::head(ctx).await?;
+        let expected = choose(t.checksum, &head.offered, &ctx_url(ctx))?;
+        let mut out = vec![0u8; usize_of(head.size)?];
+        let (mut done, path) = rdma::read(
+            ctx,
+            &head,
+            rdma::Land::Memory(&mut out),
+            expected.as_ref(),
+            tracker,
+            cancel,
+        )
+        .await?;
+        let checksum = verify_memory(expected.as_ref(), &mut done, &out, &ctx_url(ctx))?;
+        let r = TransferResult {
+            bytes: head.size,
+            etag: head.etag.clone(),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            parts: done.len() as u32,
+            checksum,
+            resumed_bytes: 0,
+            path,
+        };
+        Ok((out, r))
+    }
+
+    /// Read a whole object into memory, with the transfer's result (`path` says whether RDMA
+    /// moved it).
+    pub async fn get_detailed(
+        &self,
+        url: &str,
+        opts: &CallOptions,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<u8>, TransferResult)> {
+        opts.transfer.validate()?;
+        let work = async {
+            let loc = Location::parse(url)?;
+            let tracker = Tracker::new(opts.progress.clone(), None);
+            if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.store).await? {
+                let r = self.rdma_get(&ctx, opts.transfer, &tracker, cancel).await?;
+                tracker.finish();
+                return Ok(r);
+            }
+            let started = Instant::now();
+            let source = self.source(&loc, &opts.store).await?;
+            let w = self
+                .get_whole(&source, url, opts.transfer, &tracker)
+                .await?;
+            tracker.finish();
+            let r = TransferResult {
+                bytes: w.out.len() as u64,
+                etag: w.etag,
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                parts: w.parts,
+                checksum: w.checksum,
+                resumed_bytes: 0,
+                path: TransferPath::Http,
+            };
+            Ok((w.out, r))
+        };
+        cancellable(cancel, url, work).await
+    }
+
+    /// Read a whole S3 object into caller-registered memory (`allocRdmaBuffer`): by RDMA with
+    /// no copy on the client, or over HTTP into the same memory when RDMA is off, unavailable
+    /// under `rdma: true`, or declined.
+    pub async fn get_into(
+        &self,
+        url: &str,
+        into: &mut [u8],
+        opts: &CallOptions,
+        cancel: &CancellationToken,
+    ) -> Result<TransferResult> {
+        opts.transfer.validate()?;
+        let work = async {
+            let loc = Location::parse(url)?;
+            if loc.scheme != crate::locate::Scheme::S3 {
+                return Err(Error::invalid_argument(
+                    "`into` takes an S3 URL: registered buffers are for S3 over RDMA",
+                ));
+            }
+            let ctx = match self.rdma_ctx(&loc, url, &opts.store).await? {
+                Some(ctx) => ctx,
+                None => rdma::Ctx::http_only(
+                    &loc,
+                    url,
+                    &opts.store,
+                    self.stores.s3_raw(&loc, &opts.store).await?,
+                ),
+            };
+            let started = Instant::now();
+            let tracker = Tracker::new(opts.progress.clone(), None);
+            let head = rdma::head(&ctx).await?;
+            if head.size > into.len() as u64 {
+                return Err(Error::invalid_argument(format!(
+                    "the object has {} bytes and `into` holds {}",
+                    head.size,
+                    into.len()
+                ))
+                .with_url(url));
+            }
+            let expected = choose(opts.transfer.checksum, &head.offered, url)?;
+            let target = &mut into[..head.size as usize];
+            let (mut done, path) = rdma::read(
+                &ctx,
+                &head,
+                rdma::Land::Registered(target),
+                expected.as_ref(),
+                &tracker,
+                cancel,
+            )
+            .await?;
+            let checksum = verify_memory(expected.as_ref(), &mut done, target, url)?;
+            tracker.finish();
+            Ok(TransferResult {
+                bytes: head.size,
+                etag: head.etag,
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                parts: done.len() as u32,
+                checksum,
+                resumed_bytes: 0,
+                path,
+            })
+        };
+        cancellable(cancel, url, work).await
+    }
+
+    /// `download` over RDMA: parts land in pool buffers and are written at their offsets.
+    #[allow(clippy::too_many_arguments)]
+    async fn rdma_download(
+        &self,
+        ctx: &rdma::Ctx,
+        dest: &Path,
+        t: TransferOptions,
+        opts: &CallOptions,
+        index: Option<u32>,
+        dirs: Option<&std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
+        started: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<TransferResult> {
+        let url = ctx_url(ctx);
+        let tracker = Tracker::new(opts.progress.clone(), index);
+        let head = rdma::head(ctx).await?;
+        let expected = choose(t.checksum, &head.offered, &url)?;
+        let temp = TempFile::create(dest, t.durable).await?;
+        temp.set_len(head.size).await?;
+        let (mut done, path) = rdma::read(
+            ctx,
+            &head,
+            rdma::Land::File(temp.file(), &temp.path),
+            expected.as_ref(),
+            &tracker,
+            cancel,
+        )
+        .await?;
+        let checksum = verify_file(&temp, expected.as_ref(), &mut done, None, &url).await?;
+        temp.persist(dest, dirs.is_none()).await?;
+        if let (Some(dirs), Some(dir)) = (dirs, dest.parent()) {
+            dirs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dir.to_path_buf());
+        }
+        tracker.finish();
+        Ok(TransferResult {
+            bytes: head.size,
+            etag: head.etag,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            parts: done.len() as u32,
+            checksum,
+            resumed_bytes: 0,
+            path,
+        })
+    }
+
     async fn get_whole(
         &self,
         source: &Source,
         url: &str,
         t: TransferOptions,
         tracker: &Tracker,
-    ) -> Result<(Vec<u8>, Option<Checksum>)> {
+    ) -> Result<Whole> {
         let opened = self.open(source, url, t).await?;
+        let seen_etag = opened.etag.clone().or_else(|| opened.first.etag.clone());
         let size = opened.first.size;
         let rest = opened.rest(t.part_size);
         tracker.plan(size, 1 + rest.len() as u32);
@@ -289,18 +507,13 @@ impl Engine {
             )
             .await?;
         drop(slots);
-        let verified = match &expected {
-            None => None,
-            Some(e) if e.algorithm.is_crc() => {
-                Some(verify(e, combine(e.algorithm, &mut done), url)?)
-            }
-            Some(e) => {
-                let mut h = Ordered::new(e.algorithm);
-                h.update(&out);
-                Some(verify(e, h.finish(), url)?)
-            }
-        };
-        Ok((out, verified))
+        let checksum = verify_memory(expected.as_ref(), &mut done, &out, url)?;
+        Ok(Whole {
+            parts: done.len() as u32,
+            out,
+            checksum,
+            etag: seen_etag,
+        })
     }
 
     /// The first request: the first part (or the whole object), its pinned ETag, and the
@@ -419,6 +632,16 @@ impl Engine {
         let work = async {
             let loc = Location::parse(url)?;
             let dest = absolute(dest)?;
+            if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.store).await? {
+                if t.resume {
+                    return Err(Error::invalid_argument(
+                        "resume is not available with rdma: registered buffers land whole parts",
+                    ));
+                }
+                return self
+                    .rdma_download(&ctx, &dest, t, opts, index, dirs, started, cancel)
+                    .await;
+            }
             let source = self.source(&loc, &opts.store).await?;
             let tracker = Tracker::new(opts.progress.clone(), index);
             let (temp, previous) = if t.resume && !matches!(source, Source::File(_)) {
@@ -461,6 +684,7 @@ impl Engine {
                 parts: fetched.parts,
                 checksum: fetched.checksum,
                 resumed_bytes: fetched.resumed_bytes,
+                path: TransferPath::Http,
             })
         };
         cancellable(cancel, url, work).await
@@ -765,6 +989,36 @@ fn crc_name(expected: Option<&Checksum>) -> Option<String> {
     expected
         .filter(|c| c.algorithm.is_crc())
         .map(|c| c.algorithm.as_str().to_string())
+}
+
+/// A whole object read into memory.
+struct Whole {
+    out: Vec<u8>,
+    checksum: Option<Checksum>,
+    etag: Option<String>,
+    parts: u32,
+}
+
+fn ctx_url(ctx: &rdma::Ctx) -> String {
+    ctx.url().to_string()
+}
+
+/// Verify bytes in memory: CRCs from their parts, other hashes by one pass.
+fn verify_memory(
+    expected: Option<&Checksum>,
+    done: &mut [DonePart],
+    bytes: &[u8],
+    url: &str,
+) -> Result<Option<Checksum>> {
+    Ok(match expected {
+        None => None,
+        Some(e) if e.algorithm.is_crc() => Some(verify(e, combine(e.algorithm, done), url)?),
+        Some(e) => {
+            let mut h = Ordered::new(e.algorithm);
+            h.update(bytes);
+            Some(verify(e, h.finish(), url)?)
+        }
+    })
 }
 
 fn verify(expected: &Checksum, actual: Checksum, url: &str) -> Result<Checksum> {

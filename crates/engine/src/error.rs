@@ -35,6 +35,15 @@ pub enum ErrorCode {
     ChecksumMismatch,
     /// `checksum: 'required'`, and the store offers no checksum to verify.
     ChecksumUnavailable,
+    /// `rdma: 'require'`, and RDMA cannot be used here (no shim, no library, not connected).
+    RdmaUnavailable,
+    /// `rdma: 'require'`, and the server declined or ignored the RDMA token.
+    RdmaDeclined,
+    /// The server rejected the RDMA token (400 InvalidRDMAToken).
+    RdmaInvalidToken,
+    /// The server accepted the RDMA request and then failed to move the bytes (500
+    /// RDMATransferFailed).
+    RdmaTransferFailed,
     /// Anything else (server errors after retries, protocol errors).
     Generic,
 }
@@ -57,6 +66,10 @@ impl ErrorCode {
             Self::NotSupported => "NotSupported",
             Self::ChecksumMismatch => "ChecksumMismatch",
             Self::ChecksumUnavailable => "ChecksumUnavailable",
+            Self::RdmaUnavailable => "RdmaUnavailable",
+            Self::RdmaDeclined => "RdmaDeclined",
+            Self::RdmaInvalidToken => "RdmaInvalidToken",
+            Self::RdmaTransferFailed => "RdmaTransferFailed",
             Self::Generic => "Generic",
         }
     }

@@ -10,6 +10,7 @@ mod fetch;
 pub mod locate;
 pub mod ops;
 pub mod progress;
+pub mod rdma;
 pub mod redact;
 mod sink;
 pub mod store;
@@ -20,6 +21,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
 pub use ops::{Listed, UploadOptions, UploadResult, UploadSource};
 pub use progress::{Progress, ProgressFn};
+pub use rdma::{rdma_status, RdmaBuffer, RdmaMode, RdmaOptions, RdmaStatus, TransferPath};
 pub use store::StoreOptions;
 pub use tokio_util::sync::CancellationToken;
 

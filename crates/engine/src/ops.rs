@@ -73,6 +73,8 @@ pub struct UploadResult {
     /// CRC64NVME of the bytes sent, computed as they were read (S3 also verified it: every
     /// request carried it).
     pub checksum: Checksum,
+    /// Which data path moved the bytes.
+    pub path: crate::rdma::TransferPath,
 }
 
 /// One listed object.
@@ -292,6 +294,10 @@ impl Engine {
             }
         }
         let loc = Location::parse(url)?;
+        let source = match self.rdma_ctx(&loc, url, &opts.store).await? {
+            Some(ctx) => return self.rdma_upload(&ctx, source, opts, cancel).await,
+            None => source,
+        };
         let (store, path) = self.writable(&loc, &opts.store).await?;
         let tracker = Tracker::new(opts.progress.clone(), None);
         let attributes = attributes(opts);
@@ -374,6 +380,7 @@ impl Engine {
                     bytes: size,
                     parts: 1,
                     checksum: sum,
+                    path: crate::rdma::TransferPath::Http,
                 }
             }
             Body::Many(parts)
@@ -625,6 +632,70 @@ fn staging_path(path: &Path) -> Path {
     }
 }
 
+impl Engine {
+    /// An upload over RDMA: from a file or a Buffer (one in a caller's RDMA buffer goes with no
+    /// copy); a stream goes over HTTP under `rdma: true`.
+    async fn rdma_upload(
+        &self,
+        ctx: &crate::rdma::Ctx,
+        source: UploadSource,
+        opts: &UploadOptions,
+        cancel: &CancellationToken,
+    ) -> Result<UploadResult> {
+        use crate::rdma::{PutOptions, PutSource, RdmaMode};
+        let url = ctx.url().to_string();
+        let source = match source {
+            UploadSource::Bytes(b) => PutSource::Bytes(b),
+            UploadSource::File(p) => {
+                let p2 = p.clone();
+                let file = blocking(move || {
+                    let f = std::fs::File::open(&p2).map_err(|e| Error::io(&p2, &e))?;
+                    let len = f.metadata().map_err(|e| Error::io(&p2, &e))?.len();
+                    Ok((f, len))
+                })
+                .await?;
+                PutSource::File(Arc::new(file.0), p, file.1)
+            }
+            UploadSource::Stream(rx) => {
+                if opts.store.rdma.mode == RdmaMode::Require {
+                    return Err(Error::new(
+                        ErrorCode::NotSupported,
+                        "rdma uploads read from a file or a Buffer; a stream goes over HTTP (rdma: true)",
+                    )
+                    .with_url(&url));
+                }
+                let mut plain = opts.clone();
+                plain.store.rdma = Default::default();
+                return Box::pin(self.upload(UploadSource::Stream(rx), &url, &plain, cancel)).await;
+            }
+        };
+        let tracker = Tracker::new(opts.progress.clone(), None);
+        let put = PutOptions {
+            if_not_exists: opts.if_not_exists,
+            content_type: opts.content_type.as_deref(),
+            metadata: &opts.metadata,
+        };
+        let size = match &source {
+            PutSource::Bytes(b) => b.len() as u64,
+            PutSource::File(_, _, n) => *n,
+        };
+        // Cancellation is handled inside: parts stop, a multipart upload is aborted.
+        let done = crate::rdma::upload(ctx, source, put, &tracker, cancel).await?;
+        tracker.finish();
+        Ok(UploadResult {
+            etag: done.etag,
+            version: done.version,
+            bytes: size,
+            parts: done.parts,
+            checksum: Checksum {
+                algorithm: Algorithm::Crc64Nvme,
+                value: done.crc64nvme.to_be_bytes().to_vec(),
+            },
+            path: done.path,
+        })
+    }
+}
+
 fn attributes(opts: &UploadOptions) -> Attributes {
     let mut a = Attributes::new();
     if let Some(ct) = &opts.content_type {
@@ -743,6 +814,7 @@ async fn multipart(
                 bytes,
                 parts: crcs.len() as u32,
                 checksum: combine(Algorithm::Crc64Nvme, &mut crcs),
+                path: crate::rdma::TransferPath::Http,
             })
         }
         Err(e) => {

@@ -127,6 +127,11 @@ impl TempFile {
         .await
     }
 
+    /// The open file, for positional writes outside the writer thread.
+    pub(crate) fn file(&self) -> &Arc<std::fs::File> {
+        &self.file
+    }
+
     /// Size the file up front so that parts can be written at their offsets in any order.
     pub(crate) async fn set_len(&self, len: u64) -> Result<()> {
         let (file, path) = (self.file.clone(), self.path.clone());
@@ -466,12 +471,16 @@ fn start_writeback(file: &std::fs::File) {
 fn start_writeback(_file: &std::fs::File) {}
 
 #[cfg(unix)]
-fn write_all_at(file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+pub(crate) fn write_all_at(file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
 }
 
 #[cfg(windows)]
-fn write_all_at(file: &std::fs::File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+pub(crate) fn write_all_at(
+    file: &std::fs::File,
+    mut buf: &[u8],
+    mut offset: u64,
+) -> std::io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         let n = file.seek_write(buf, offset)?;

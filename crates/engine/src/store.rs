@@ -46,6 +46,8 @@ pub struct StoreOptions {
     /// with a checksum algorithm, and object_store's UploadPartCopy sends none, so the
     /// conditional copy that publishes a staged `ifNotExists` upload uses a store without it.
     pub(crate) no_upload_checksum: bool,
+    /// S3 only: move object bytes by RDMA (cuObject) where available.
+    pub rdma: crate::rdma::RdmaOptions,
 }
 
 impl StoreOptions {
@@ -93,6 +95,8 @@ struct StoreKey {
 #[derive(Debug, Default)]
 pub struct Stores {
     cache: Mutex<HashMap<StoreKey, Backend>>,
+    /// What objget's own signed S3 requests need, per S3 store.
+    raw: Mutex<HashMap<StoreKey, crate::rdma::S3Raw>>,
     probes: tokio::sync::Mutex<HashMap<String, bool>>,
 }
 
@@ -126,7 +130,14 @@ impl Stores {
             }
         }
         let backend = match loc.scheme {
-            Scheme::S3 => self.s3(loc, opts).await?,
+            Scheme::S3 => {
+                let (backend, raw) = self.s3(loc, opts).await?;
+                self.raw
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), raw);
+                backend
+            }
             Scheme::Gcs => self.gcs(loc, opts).await?,
             Scheme::Azure => self.azure(loc, opts).await?,
             Scheme::Http => http_store(loc, opts)?,
@@ -136,19 +147,44 @@ impl Stores {
         Ok(self.lock().entry(key).or_insert(backend).clone())
     }
 
+    /// The signer and HTTP client of the S3 store for `loc` (built on first use).
+    pub(crate) async fn s3_raw(
+        &self,
+        loc: &Location,
+        opts: &StoreOptions,
+    ) -> Result<crate::rdma::S3Raw> {
+        self.backend(loc, opts).await?;
+        let key = StoreKey {
+            scheme: loc.scheme,
+            store_url: loc.store_url.clone(),
+            options: opts.clone(),
+        };
+        self.raw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer for this store"))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, Backend>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn s3(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+    async fn s3(
+        &self,
+        loc: &Location,
+        opts: &StoreOptions,
+    ) -> Result<(Backend, crate::rdma::S3Raw)> {
         // Ask S3 for its stored checksums on every read (signed, as a default header).
         let mut checksum_mode = reqwest::header::HeaderMap::new();
         checksum_mode.insert(
             "x-amz-checksum-mode",
             reqwest::header::HeaderValue::from_static("ENABLED"),
         );
+        let http = Arc::new(std::sync::OnceLock::new());
         let mut b = AmazonS3Builder::new()
-            .with_http_connector(HeaderSpy)
+            .with_http_connector(HeaderSpy::keeping(http.clone()))
             .with_client_options(base_client_options(opts)?.with_default_headers(checksum_mode))
             .with_retry(opts.retry_config());
         b = configure(
@@ -201,13 +237,40 @@ impl Stores {
                 .unwrap_or_else(|| "http://169.254.169.254".into());
             self.require_metadata(loc, Some("AWS_EC2_METADATA_DISABLED"), &endpoint, "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or container credentials)").await?;
         }
+        let region = b
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".into());
+        let bucket_endpoint = crate::rdma::s3::bucket_endpoint(
+            Some(endpoint.as_str()),
+            is_true(b.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest)),
+            // The bucket comes from the URL, which the builder parses only in build().
+            &b.get_config_value(&AmazonS3ConfigKey::Bucket)
+                .filter(|v| !v.is_empty())
+                .or_else(|| {
+                    url::Url::parse(&loc.store_url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_string))
+                })
+                .unwrap_or_default(),
+            &region,
+        );
         let store = b.build().map_err(|e| build_error(e, loc))?;
-        Ok(Backend::Store(Arc::new(store)))
+        let raw = crate::rdma::S3Raw {
+            http: http
+                .get()
+                .cloned()
+                .ok_or_else(|| Error::new(ErrorCode::Generic, "S3 store built without a client"))?,
+            credentials: store.credentials().clone(),
+            region,
+            bucket_endpoint,
+        };
+        Ok((Backend::Store(Arc::new(store)), raw))
     }
 
     async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
         let mut b = GoogleCloudStorageBuilder::new()
-            .with_http_connector(HeaderSpy)
+            .with_http_connector(HeaderSpy::default())
             .with_client_options(base_client_options(opts)?)
             .with_retry(opts.retry_config());
         b = configure(
@@ -256,7 +319,7 @@ impl Stores {
 
     async fn azure(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
         let mut b = MicrosoftAzureBuilder::new()
-            .with_http_connector(HeaderSpy)
+            .with_http_connector(HeaderSpy::default())
             .with_client_options(base_client_options(opts)?)
             .with_retry(opts.retry_config());
         b = configure(b, "AZURE_", &opts.config, loc, |b, k: AzureConfigKey, v| {
@@ -431,7 +494,7 @@ fn http_store(loc: &Location, opts: &StoreOptions) -> Result<Backend> {
     let client =
         base_client_options(opts)?.with_allow_http(allow_http(opts, "", &loc.store_url, None));
     let store = HttpBuilder::new()
-        .with_http_connector(HeaderSpy)
+        .with_http_connector(HeaderSpy::default())
         .with_url(&loc.store_url)
         .with_client_options(client)
         .with_retry(opts.retry_config())

@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, BufferSlice, Either};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Env;
 use napi_derive::napi;
 use objget_engine::{
-    ByteRange, CallOptions, CancellationToken, ChecksumMode, Engine, Progress, StoreOptions,
-    TransferOptions,
+    ByteRange, CallOptions, CancellationToken, ChecksumMode, Engine, Progress, RdmaBuffer,
+    RdmaMode, StoreOptions, TransferOptions,
 };
 
 pub mod ops;
@@ -50,6 +51,12 @@ pub struct StoreConfig {
     pub retry_timeout_ms: Option<u32>,
     /// First retry backoff in milliseconds (default 100).
     pub initial_backoff_ms: Option<u32>,
+    /// S3 over RDMA: `false` (default), `true` (when available and accepted) or `'require'`.
+    pub rdma: Option<Either<bool, String>>,
+    /// Bytes per RDMA request and registered buffer (5 MiB to 1 GiB; default 64 MiB).
+    pub rdma_part_size: Option<f64>,
+    /// Registered buffers in the pool, also the RDMA parts in flight (default 4).
+    pub rdma_buffers: Option<u32>,
 }
 
 impl From<StoreConfig> for StoreOptions {
@@ -64,6 +71,17 @@ impl From<StoreConfig> for StoreOptions {
         o.max_retries = c.max_retries;
         o.retry_timeout_ms = c.retry_timeout_ms.map(u64::from);
         o.initial_backoff_ms = c.initial_backoff_ms.map(u64::from);
+        o.rdma = objget_engine::RdmaOptions {
+            // The TypeScript layer accepts only false, true and 'require'; any other string is
+            // taken as 'require' so that RDMA is never silently dropped.
+            mode: match c.rdma {
+                None | Some(Either::A(false)) => RdmaMode::Off,
+                Some(Either::A(true)) => RdmaMode::Prefer,
+                Some(Either::B(_)) => RdmaMode::Require,
+            },
+            part_size: c.rdma_part_size.map(|v| v.max(0.0) as u64),
+            buffers: c.rdma_buffers,
+        };
         o
     }
 }
@@ -199,6 +217,8 @@ pub struct NativeTransferResult {
     pub checksum: Option<NativeChecksum>,
     /// Bytes kept from an interrupted earlier attempt.
     pub resumed_bytes: f64,
+    /// 'rdma' or 'http': which data path moved the bytes.
+    pub path: String,
 }
 
 /// A verified checksum.
@@ -351,6 +371,120 @@ fn result(r: objget_engine::TransferResult) -> NativeTransferResult {
             value: c.base64(),
         }),
         resumed_bytes: r.resumed_bytes as f64,
+        path: r.path.as_str().to_string(),
+    }
+}
+
+/// Whether S3 over RDMA can be used in this process, and if not, why.
+#[napi(object)]
+pub struct NativeRdmaStatus {
+    /// The shim is loaded and the cuObject client connected.
+    pub available: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+    /// 'sdk' (NVIDIA's library) or 'simulator' (tests).
+    pub backend: Option<String>,
+    /// Where the shim was loaded from.
+    pub shim: Option<String>,
+    /// Live registrations.
+    pub registrations: f64,
+    /// Tokens minted and not yet released.
+    pub tokens: f64,
+}
+
+/// Directories to look for libobjget_rdma.so in (OBJGET_RDMA_SHIM overrides them). Set by the
+/// TypeScript layer when it loads the addon; the shim itself is loaded on first use.
+#[napi]
+pub fn rdma_search_path(dirs: Vec<String>) {
+    objget_engine::rdma::set_search_path(dirs.into_iter().map(PathBuf::from).collect());
+}
+
+/// Load the RDMA shim if that was not tried yet, and say whether RDMA is available.
+///
+/// ```js
+/// rdmaStatus() // { available: false, reason: 'shim not built: …', … }
+/// ```
+#[napi]
+pub fn rdma_status() -> NativeRdmaStatus {
+    let s = objget_engine::rdma_status();
+    NativeRdmaStatus {
+        available: s.available,
+        reason: s.reason,
+        backend: s.backend,
+        shim: s.shim,
+        registrations: s.registrations as f64,
+        tokens: s.tokens as f64,
+    }
+}
+
+/// Page-aligned host memory registered with cuObject, as a Buffer: RDMA reads land in it with
+/// no copy. Deregistered and freed when the Buffer is garbage-collected.
+///
+/// ```js
+/// const buf = allocRdmaBuffer(64 << 20)
+/// ```
+#[napi]
+pub fn alloc_rdma_buffer(env: &Env, size: f64) -> napi::Result<BufferSlice<'_>> {
+    if !(size >= 1.0 && size.fract() == 0.0) {
+        return Err(to_napi(objget_engine::Error::invalid_argument(format!(
+            "allocRdmaBuffer takes a whole number of bytes ≥ 1, got {size}"
+        ))));
+    }
+    let buf = RdmaBuffer::alloc(size as usize).map_err(to_napi)?;
+    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    // SAFETY: the memory lives as long as `buf`, which the finalizer drops (deregistering it).
+    unsafe { BufferSlice::from_external(env, ptr, len, buf, |_, buf| drop(buf)) }
+}
+
+/// The bytes of a `getDetailed` and what the transfer did.
+#[napi(object)]
+pub struct NativeGetResult {
+    /// The bytes: a view of `into`, or a new Buffer.
+    pub data: Buffer,
+    /// What the transfer did.
+    pub result: NativeTransferResult,
+}
+
+/// Read a whole object with its TransferResult. With `into` (a buffer from `allocRdmaBuffer`),
+/// an S3 object lands in it: by RDMA with no copy on the client, or over HTTP into the same
+/// memory when RDMA is off, unavailable under `rdma: true`, or declined.
+///
+/// ```js
+/// const { data, result } = await getDetailed('s3://b/k', buf, { rdma: true })
+/// ```
+#[napi]
+pub async fn get_detailed(
+    url: String,
+    into: Option<Buffer>,
+    store: Option<StoreConfig>,
+    transfer: Option<TransferConfig>,
+    on_progress: Option<
+        ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
+    >,
+    cancel_id: Option<u32>,
+) -> napi::Result<NativeGetResult> {
+    let opts = call_options(store, transfer, on_progress)?;
+    match into {
+        Some(mut buf) => {
+            let r = ENGINE
+                .get_into(&url, &mut buf, &opts, &token(cancel_id))
+                .await
+                .map_err(to_napi)?;
+            Ok(NativeGetResult {
+                data: buf,
+                result: result(r),
+            })
+        }
+        None => {
+            let (bytes, r) = ENGINE
+                .get_detailed(&url, &opts, &token(cancel_id))
+                .await
+                .map_err(to_napi)?;
+            Ok(NativeGetResult {
+                data: Buffer::from(bytes),
+                result: result(r),
+            })
+        }
     }
 }
 

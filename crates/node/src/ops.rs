@@ -43,6 +43,8 @@ pub struct NativeUploadResult {
     pub parts: u32,
     /// CRC64NVME of the bytes sent (S3 verified it).
     pub checksum: NativeChecksum,
+    /// 'rdma' or 'http': which data path moved the bytes.
+    pub path: String,
 }
 
 /// One listed object.
@@ -120,6 +122,7 @@ fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
             algorithm: r.checksum.algorithm.as_str().to_string(),
             value: r.checksum.base64(),
         },
+        path: r.path.as_str().to_string(),
     }
 }
 
