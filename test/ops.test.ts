@@ -121,6 +121,37 @@ describe('native engine: object operations', () => {
     });
   }
 
+  it('s3: ifNotExists multipart is completed with a signed If-None-Match: attributes kept, nothing staged', async () => {
+    useEngine('native');
+    const s3 = backends().find((b) => b.name === 's3')!;
+    const prefix = uniqueKey('cond-mp');
+    const url = s3.url(`${prefix}/o.bin`);
+    const data = bytes(11 * MiB + 1, 3);
+    const r = await upload(data, url, {
+      store: s3.store,
+      ifNotExists: true,
+      partSize: 5 * MiB,
+      contentType: 'application/x-objget',
+      metadata: { origin: 'test' },
+    });
+    expect(r).toMatchObject({ parts: 3, bytes: data.length, path: 'http' });
+    const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
+    const c = await s3Client();
+    try {
+      const h = await c.send(
+        new HeadObjectCommand({ Bucket: servers().s3.bucket, Key: `${prefix}/o.bin` }),
+      );
+      expect(h.ContentType).toBe('application/x-objget');
+      expect(h.Metadata).toEqual({ origin: 'test' });
+    } finally {
+      c.destroy();
+    }
+    // One object, no staging key, no upload left open.
+    expect((await keys(s3.url(`${prefix}/`), s3.store)).length).toBe(1);
+    expect(await uploadsInProgress(prefix)).toEqual([]);
+    expect((await get(url, { store: s3.store })).equals(data)).toBe(true);
+  });
+
   for (const b of writable) {
     it(`${b.name}: a multipart upload from a file round-trips byte-identical`, async () => {
       useEngine('native');

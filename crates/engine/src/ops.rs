@@ -116,6 +116,8 @@ const MAX_PARTS: u64 = 10_000;
 /// Default part size for uploads: 16 MiB uploaded 256 MiB to the test MinIO ~8% faster than
 /// 8 MiB (and 32 or 64 MiB with fewer parts in flight were slower); objects up to it go in one PUT.
 pub const DEFAULT_UPLOAD_PART: u64 = 16 * 1024 * 1024;
+/// Default parts of one upload in flight.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 8;
 
 /// The part size an upload of `size` bytes uses: the requested one, raised to the providers'
 /// minimum and until the object fits in 10,000 parts.
@@ -298,6 +300,28 @@ impl Engine {
             Some(ctx) => return self.rdma_upload(&ctx, source, opts, cancel).await,
             None => source,
         };
+        // ifNotExists above one part on S3: objget's own multipart upload, completed with a
+        // signed If-None-Match (object_store has no conditional multipart).
+        let source = match source {
+            UploadSource::File(_) | UploadSource::Bytes(_)
+                if opts.if_not_exists && loc.scheme == Scheme::S3 =>
+            {
+                let size = match &source {
+                    UploadSource::Bytes(b) => b.len() as u64,
+                    UploadSource::File(p) => file_size(p).await?,
+                    UploadSource::Stream(_) => unreachable!("matched above"),
+                };
+                let part = upload_part_size(size, opts.part_size);
+                if size > part {
+                    let raw = self.stores().s3_raw(&loc, &opts.store).await?;
+                    let concurrency = opts.concurrency.unwrap_or(DEFAULT_UPLOAD_CONCURRENCY);
+                    let ctx = crate::rdma::Ctx::http(&loc, url, raw, part, concurrency);
+                    return self.rdma_upload(&ctx, source, opts, cancel).await;
+                }
+                source
+            }
+            s => s,
+        };
         let (store, path) = self.writable(&loc, &opts.store).await?;
         let tracker = Tracker::new(opts.progress.clone(), None);
         let attributes = attributes(opts);
@@ -389,12 +413,15 @@ impl Engine {
                     && (!attributes.is_empty()
                         || parts.plan().is_some_and(|(size, _)| size > 5 << 30)) =>
             {
-                // object_store's conditional copy on S3 is one UploadPartCopy without attributes.
+                // Only a stream gets here (files and Buffers took objget's own conditional
+                // multipart above); object_store's conditional copy on S3 is one UploadPartCopy
+                // without attributes.
                 drop(parts);
                 return Err(Error::new(
                     ErrorCode::NotSupported,
-                    "ifNotExists above one part on S3 is published by a conditional copy, which \
-                     keeps no contentType or metadata and copies at most 5 GiB",
+                    "ifNotExists above one part from a stream on S3 is published by a conditional \
+                     copy, which keeps no contentType or metadata and copies at most 5 GiB; \
+                     upload from a file or a Buffer instead",
                 )
                 .with_url(url));
             }
@@ -766,7 +793,10 @@ async fn multipart(
     if let Some((size, count)) = parts.plan() {
         tracker.plan(size, count as u32);
     }
-    let concurrency = opts.concurrency.unwrap_or(8).max(1);
+    let concurrency = opts
+        .concurrency
+        .unwrap_or(DEFAULT_UPLOAD_CONCURRENCY)
+        .max(1);
     let mut crcs = Vec::new();
     // Cancellation is checked here rather than by dropping this future, so that the upload is
     // always aborted and no part is left on the server.

@@ -278,14 +278,26 @@ impl Ctx {
 
     /// A context that reads over HTTP into caller memory (`into` without RDMA).
     pub(crate) fn http_only(loc: &Location, url: &str, store: &StoreOptions, raw: S3Raw) -> Ctx {
+        Self::http(loc, url, raw, store.rdma.part_size(), store.rdma.buffers())
+    }
+
+    /// A context for objget's own signed S3 requests with the bytes in HTTP bodies: the
+    /// conditional multipart upload object_store does not have.
+    pub(crate) fn http(
+        loc: &Location,
+        url: &str,
+        raw: S3Raw,
+        part_size: u64,
+        concurrency: usize,
+    ) -> Ctx {
         Ctx {
             shim: None,
             raw,
             key: loc.path.clone(),
             url: url.to_string(),
             mode: RdmaMode::Prefer,
-            part_size: store.rdma.part_size(),
-            buffers: store.rdma.buffers(),
+            part_size,
+            buffers: concurrency,
         }
     }
 
@@ -939,6 +951,30 @@ async fn put_part(
     mut headers: Vec<(&'static str, String)>,
     declined: &AtomicBool,
 ) -> Result<(PartDone, TransferPath)> {
+    if ctx.shim.is_none() {
+        // No RDMA: the part goes straight into the body (a slice of a Buffer, or one read of
+        // the file), with no registered buffer in between.
+        let body = match source {
+            PutSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
+            PutSource::File(file, path, _) => {
+                let (file, path) = (file.clone(), path.clone());
+                crate::sink::blocking(move || {
+                    let mut buf = vec![0u8; len as usize];
+                    read_exact_at(&file, &mut buf, offset).map_err(|e| Error::io(&path, &e))?;
+                    Ok(Bytes::from(buf))
+                })
+                .await?
+            }
+        };
+        let crc = crc64(&body);
+        headers.push(("x-amz-checksum-crc64nvme", b64(crc)));
+        let what = if multipart.is_some() {
+            "UploadPart"
+        } else {
+            "PUT"
+        };
+        return send_body(ctx, multipart, headers, body, crc, what).await;
+    }
     // The bytes, in registered memory: the caller's own buffer, or a pool buffer filled here.
     let zero_copy = match source {
         PutSource::Bytes(b) => user_registration(b.as_ptr(), b.len()).map(|(base, at)| Slot {
@@ -1036,6 +1072,22 @@ async fn put_part(
     // Over HTTP: the same bytes in the body (one copy out of the registered buffer).
     let body = Bytes::copy_from_slice(slot.bytes());
     drop(lease);
+    send_body(ctx, multipart, headers, body, crc, what).await
+}
+
+/// A PUT or UploadPart with the bytes in the body.
+async fn send_body(
+    ctx: &Ctx,
+    multipart: Option<(String, String)>,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+    crc: u64,
+    what: &str,
+) -> Result<(PartDone, TransferPath)> {
+    let query = match &multipart {
+        Some((n, id)) => vec![("partNumber", n.clone()), ("uploadId", id.clone())],
+        None => vec![],
+    };
     let resp = ctx
         .raw
         .send(
