@@ -328,6 +328,27 @@ describe('the wire contract', () => {
     expect(engineInfo().rdma.tokens).toBe(0);
   });
 
+  it('an abort returns once every request in flight has ended: no token left, buffer reusable', async () => {
+    const key = uniqueKey('rdma/abort');
+    const data = randomFillSync(Buffer.allocUnsafe(256 * MiB));
+    await seed(key, data);
+    const into = allocRdmaBuffer(256 * MiB);
+    const ac = new AbortController();
+    const e = await rejection(
+      get(url(key), {
+        store: via('require', { rdmaPartSize: 16 * MiB, rdmaBuffers: 2 }),
+        into,
+        signal: ac.signal,
+        onProgress: () => ac.abort(),
+      }),
+    );
+    expect(e.code).toBe('Aborted');
+    expect(engineInfo().rdma.tokens).toBe(0);
+    // The same buffer serves the next read, untouched by anything still in flight.
+    const view = await get(url(key), { store: via('require'), into });
+    expect(sha(view)).toBe(sha(data));
+  });
+
   it('options that contradict the contract are refused with the reason', async () => {
     const http = `${servers().http.url}/x`;
     let e = await rejection(get(http, { store: { rdma: true } }));

@@ -293,16 +293,7 @@ impl Engine {
         )
         .await?;
         let checksum = verify_memory(expected.as_ref(), &mut done, &out, &ctx_url(ctx))?;
-        let r = TransferResult {
-            bytes: head.size,
-            etag: head.etag.clone(),
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-            parts: done.len() as u32,
-            checksum,
-            resumed_bytes: 0,
-            path,
-        };
-        Ok((out, r))
+        Ok((out, whole_result(head, done.len(), checksum, path, started)))
     }
 
     /// Read a whole object into memory, with the transfer's result (`path` says whether RDMA
@@ -393,17 +384,14 @@ impl Engine {
             .await?;
             let checksum = verify_memory(expected.as_ref(), &mut done, target, url)?;
             tracker.finish();
-            Ok(TransferResult {
-                bytes: head.size,
-                etag: head.etag,
-                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-                parts: done.len() as u32,
-                checksum,
-                resumed_bytes: 0,
-                path,
-            })
+            Ok(whole_result(head, done.len(), checksum, path, started))
         };
-        cancellable(cancel, url, work).await
+        // Not dropped on abort (parts check `cancel` and the requests in flight end first):
+        // a server may be writing into the caller's memory until then.
+        if cancel.is_cancelled() {
+            return Err(Error::aborted(url));
+        }
+        work.await
     }
 
     /// `download` over RDMA: parts land in pool buffers and are written at their offsets.
@@ -436,21 +424,9 @@ impl Engine {
         .await?;
         let checksum = verify_file(&temp, expected.as_ref(), &mut done, None, &url).await?;
         temp.persist(dest, dirs.is_none()).await?;
-        if let (Some(dirs), Some(dir)) = (dirs, dest.parent()) {
-            dirs.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(dir.to_path_buf());
-        }
+        note_dir(dirs, dest);
         tracker.finish();
-        Ok(TransferResult {
-            bytes: head.size,
-            etag: head.etag,
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-            parts: done.len() as u32,
-            checksum,
-            resumed_bytes: 0,
-            path,
-        })
+        Ok(whole_result(head, done.len(), checksum, path, started))
     }
 
     async fn get_whole(
@@ -632,12 +608,16 @@ impl Engine {
         let work = async {
             let loc = Location::parse(url)?;
             let dest = absolute(dest)?;
-            if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.store).await? {
-                if t.resume {
-                    return Err(Error::invalid_argument(
-                        "resume is not available with rdma: registered buffers land whole parts",
-                    ));
-                }
+            if t.resume && opts.store.rdma.mode == rdma::RdmaMode::Require {
+                return Err(Error::invalid_argument(
+                    "resume is not available with rdma 'require' (rdma: true resumes over HTTP)",
+                ));
+            }
+            let ctx = match t.resume {
+                true => None,
+                false => self.rdma_ctx(&loc, url, &opts.store).await?,
+            };
+            if let Some(ctx) = ctx {
                 return self
                     .rdma_download(&ctx, &dest, t, opts, index, dirs, started, cancel)
                     .await;
@@ -671,11 +651,7 @@ impl Engine {
                 }
             };
             temp.persist(&dest, dirs.is_none()).await?;
-            if let (Some(dirs), Some(dir)) = (dirs, dest.parent()) {
-                dirs.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(dir.to_path_buf());
-            }
+            note_dir(dirs, &dest);
             tracker.finish();
             Ok(TransferResult {
                 bytes: tracker.bytes(),
@@ -989,6 +965,34 @@ fn crc_name(expected: Option<&Checksum>) -> Option<String> {
     expected
         .filter(|c| c.algorithm.is_crc())
         .map(|c| c.algorithm.as_str().to_string())
+}
+
+/// The result of a whole-object read by the RDMA module (RDMA or HTTP bodies).
+fn whole_result(
+    head: rdma::Head,
+    parts: usize,
+    checksum: Option<Checksum>,
+    path: TransferPath,
+    started: Instant,
+) -> TransferResult {
+    TransferResult {
+        bytes: head.size,
+        etag: head.etag,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        parts: parts as u32,
+        checksum,
+        resumed_bytes: 0,
+        path,
+    }
+}
+
+/// downloadMany syncs each directory once at the end: remember this file's.
+fn note_dir(dirs: Option<&std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>, dest: &Path) {
+    if let (Some(dirs), Some(dir)) = (dirs, dest.parent()) {
+        dirs.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dir.to_path_buf());
+    }
 }
 
 /// A whole object read into memory.

@@ -28,6 +28,7 @@ use futures::FutureExt;
 use http::Method;
 use object_store::path::Path;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use pool::{Pool, RegBuf};
 pub(crate) use s3::S3Raw;
@@ -297,8 +298,26 @@ impl Ctx {
             url: url.to_string(),
             mode: RdmaMode::Prefer,
             part_size,
-            buffers: concurrency,
+            buffers: concurrency.max(1),
         }
+    }
+
+    /// Sign and send one request for this call's key.
+    async fn request(
+        &self,
+        method: Method,
+        query: Vec<(&'static str, String)>,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    ) -> Result<object_store::client::HttpResponse> {
+        let req = Req {
+            method,
+            key: &self.key,
+            query,
+            headers,
+            body,
+        };
+        self.raw.send(req, &self.url).await
     }
 
     /// The URL of the call.
@@ -309,6 +328,16 @@ impl Ctx {
     fn pool(&self) -> Option<Arc<Pool>> {
         let shim = self.shim.as_ref()?;
         Some(Pool::shared(shim, self.part_size as usize, self.buffers))
+    }
+
+    /// The shim failed to register memory or mint a token: under `'require'` that is
+    /// `RdmaUnavailable`; under `true` this transfer goes on over HTTP.
+    fn unusable(&self, e: Error, declined: &AtomicBool) -> Result<()> {
+        if self.mode == RdmaMode::Require {
+            return Err(Error::new(ErrorCode::RdmaUnavailable, e.to_string()).with_url(&self.url));
+        }
+        declined.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     fn declined(&self, what: &str) -> Error {
@@ -330,16 +359,11 @@ pub(crate) struct Head {
 /// One HEAD, asking for the stored checksums.
 pub(crate) async fn head(ctx: &Ctx) -> Result<Head> {
     let resp = ctx
-        .raw
-        .send(
-            Req {
-                method: Method::HEAD,
-                key: &ctx.key,
-                query: vec![],
-                headers: vec![("x-amz-checksum-mode", "ENABLED".into())],
-                body: Bytes::new(),
-            },
-            &ctx.url,
+        .request(
+            Method::HEAD,
+            vec![],
+            vec![("x-amz-checksum-mode", "ENABLED".into())],
+            Bytes::new(),
         )
         .await?;
     let status = resp.status();
@@ -384,6 +408,7 @@ async fn get_part(
     range: Option<(u64, u64)>,
     slot: Slot,
     declined: &AtomicBool,
+    doubt: &AtomicBool,
 ) -> Result<TransferPath> {
     let mut headers = Vec::new();
     if let Some((start, len)) = range.filter(|&(_, len)| len > 0) {
@@ -394,39 +419,66 @@ async fn get_part(
     }
     let token = match &ctx.shim {
         Some(shim) if !declined.load(Ordering::Relaxed) => {
-            Some(shim.token(slot.base.0, slot.len, slot.offset, OP_GET)?)
+            match shim.token(slot.base.0, slot.len, slot.offset, OP_GET) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    ctx.unusable(e, declined)?;
+                    None
+                }
+            }
         }
         _ => None,
     };
     if let Some(t) = &token {
         headers.push(("x-amz-rdma-token", t.as_str().to_string()));
     }
-    let req = Req {
-        method: Method::GET,
-        key: &ctx.key,
-        query: vec![],
-        headers,
-        body: Bytes::new(),
+    let resp = match ctx
+        .request(Method::GET, vec![], headers, Bytes::new())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            // No reply: the server may have accepted the token and still be writing.
+            doubt.store(token.is_some(), Ordering::Relaxed);
+            return Err(e);
+        }
     };
-    let resp = ctx.raw.send(req, &ctx.url).await?;
     let status = resp.status();
+    let reply = header(&resp, "x-amz-rdma-reply").map(str::to_string);
+    if token.is_some() && status.as_u16() == 501 && ctx.mode != RdmaMode::Require {
+        // Declined with no body to read: the part again, without a token.
+        drop(resp);
+        drop(token);
+        declined.store(true, Ordering::Relaxed);
+        return Box::pin(get_part(ctx, etag, range, slot, declined, doubt)).await;
+    }
     if !status.is_success() {
         let body = resp.into_body().bytes().await.unwrap_or_default();
+        if token.is_some() && status.as_u16() == 501 {
+            return Err(ctx.declined("GET"));
+        }
         return Err(status_error(status, &body, "GET", &ctx.url));
     }
-    let reply = header(&resp, "x-amz-rdma-reply").map(str::to_string);
     if token.is_some() && matches!(reply.as_deref(), Some("200" | "204" | "206")) {
         let moved = header(&resp, "x-amz-rdma-bytes-transferred")
             .or_else(|| header(&resp, "x-amz-rdma-bytes"))
             .and_then(|v| v.parse::<u64>().ok());
         drop(resp);
         drop(token);
-        if moved.is_some_and(|m| m != slot.len as u64) {
+        // The server must say it moved exactly this part (a 204 only for an empty one):
+        // otherwise the buffer may hold what an earlier transfer left there.
+        let evidence = match (reply.as_deref(), moved) {
+            (Some("204"), None) => slot.len == 0,
+            (_, Some(m)) => m == slot.len as u64,
+            (_, None) => false,
+        };
+        if !evidence {
             return Err(Error::new(
                 ErrorCode::RdmaTransferFailed,
                 format!(
-                    "the server moved {} bytes by RDMA where {} were asked for",
-                    moved.unwrap_or_default(),
+                    "the server answered x-amz-rdma-reply {} with {} bytes moved where {} were asked for",
+                    reply.as_deref().unwrap_or_default(),
+                    moved.map_or_else(|| "no count of".to_string(), |m| m.to_string()),
                     slot.len
                 ),
             )
@@ -448,6 +500,7 @@ async fn get_part(
     let mut body = resp.into_body().bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
+            doubt.store(true, Ordering::Relaxed);
             Error::new(ErrorCode::Generic, "reading the body failed")
                 .with_url(&ctx.url)
                 .with_cause(&e)
@@ -528,10 +581,19 @@ pub(crate) async fn read(
     };
     let declined = Arc::new(declined);
     let etag = etag.map(str::to_string);
+    // Every part's request runs in a task of its own, tracked: this function returns only once
+    // each has ended, so no server can still be writing into a buffer (the caller's, or a pool
+    // buffer back in the pool) after the call is over, whatever ended it.
+    let tasks = TaskTracker::new();
     let mut jobs = Vec::with_capacity(parts.len());
     for (offset, len) in parts {
-        let (pool, file, declined, etag) =
-            (pool.clone(), file.clone(), declined.clone(), etag.clone());
+        let (pool, file, declined, etag, tasks) = (
+            pool.clone(),
+            file.clone(),
+            declined.clone(),
+            etag.clone(),
+            tasks.clone(),
+        );
         jobs.push(
             async move {
                 if cancel.is_cancelled() {
@@ -541,7 +603,14 @@ pub(crate) async fn read(
                 let mut crc = crate::checksum::PartCrc::new(expected);
                 let mut lease = match (&registered, &pool) {
                     (Some(_), _) => None,
-                    (None, Some(p)) => Some(Lease::Pool(p.lease().await?)),
+                    (None, Some(p)) => Some(match p.lease().await {
+                        Ok(l) => Lease::Pool(l),
+                        // Registration failed: RDMA is not usable now (see `unusable`).
+                        Err(e) => {
+                            ctx.unusable(e, &declined)?;
+                            Lease::Heap(vec![0u8; scratch_len])
+                        }
+                    }),
                     (None, None) => Some(Lease::Heap(vec![0u8; scratch_len])),
                 };
                 let slot = match (registered, lease.as_mut()) {
@@ -553,18 +622,29 @@ pub(crate) async fn read(
                     (None, Some(l)) => l.slot(len as usize),
                     (None, None) => unreachable!("a part lands in a caller buffer or a lease"),
                 };
-                // The request runs in a task of its own that owns the landing buffer: a part whose
-                // caller gives up (abort) still ends before its buffer goes back to the pool, so
-                // no later transfer's bytes can be overwritten by a server still writing.
+                // The task owns the landing buffer. A request that ended in doubt (the reply
+                // never came) may still have a server writing: its pool buffer is retired, not
+                // reused.
                 let task_ctx = ctx.clone();
-                let (lease, path) = tokio::spawn(async move {
-                    let r = get_part(&task_ctx, etag.as_deref(), range, slot, &declined).await;
-                    (lease, r)
-                })
-                .await
-                .map_err(|e| {
-                    Error::new(ErrorCode::Generic, format!("RDMA part task failed: {e}"))
-                })?;
+                let (lease, path) = tasks
+                    .spawn(async move {
+                        let doubt = AtomicBool::new(false);
+                        let r =
+                            get_part(&task_ctx, etag.as_deref(), range, slot, &declined, &doubt)
+                                .await;
+                        let lease = match lease {
+                            Some(l) if doubt.load(Ordering::Relaxed) => {
+                                l.retire();
+                                None
+                            }
+                            l => l,
+                        };
+                        (lease, r)
+                    })
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorCode::Generic, format!("RDMA part task failed: {e}"))
+                    })?;
                 let path = path?;
                 tracker.add(len);
                 crc.update(slot.bytes());
@@ -592,10 +672,13 @@ pub(crate) async fn read(
             .boxed(),
         );
     }
-    let done: Vec<_> = futures::stream::iter(jobs)
+    let collected: Result<Vec<_>> = futures::stream::iter(jobs)
         .buffer_unordered(ctx.buffers)
         .try_collect()
-        .await?;
+        .await;
+    tasks.close();
+    tasks.wait().await;
+    let done = collected?;
     let path = if done.iter().all(|(_, p)| *p == TransferPath::Rdma) {
         TransferPath::Rdma
     } else {
@@ -611,6 +694,13 @@ enum Lease {
 }
 
 impl Lease {
+    /// Never reuse this buffer: a server may still be writing into it.
+    fn retire(self) {
+        if let Lease::Pool(l) = self {
+            l.retire();
+        }
+    }
+
     fn slot(&mut self, len: usize) -> Slot {
         let base = match self {
             Lease::Pool(l) => l.base(),
@@ -730,6 +820,7 @@ pub(crate) async fn upload(
         common.push((meta_header(k)?, v.clone()));
     }
     let declined = Arc::new(AtomicBool::new(false));
+    let tasks = TaskTracker::new();
     if parts.len() == 1 {
         let mut headers = common.clone();
         if opts.if_not_exists {
@@ -737,7 +828,8 @@ pub(crate) async fn upload(
         }
         // Once sent, an RDMA PUT has no body left to cut short: an abort now may still find
         // the object stored by the server.
-        let (done, path) = spawn_put(ctx, &source, (0, size), None, headers, &declined).await?;
+        let (done, path) =
+            spawn_put(ctx, &source, (0, size), None, headers, &declined, &tasks).await?;
         tracker.add(size);
         tracker.part_done();
         return Ok(Put {
@@ -754,16 +846,11 @@ pub(crate) async fn upload(
     create.push(("x-amz-checksum-algorithm", "CRC64NVME".into()));
     create.push(("x-amz-checksum-type", "FULL_OBJECT".into()));
     let resp = ctx
-        .raw
-        .send(
-            Req {
-                method: Method::POST,
-                key: &ctx.key,
-                query: vec![("uploads", String::new())],
-                headers: create,
-                body: Bytes::new(),
-            },
-            &ctx.url,
+        .request(
+            Method::POST,
+            vec![("uploads", String::new())],
+            create,
+            Bytes::new(),
         )
         .await?;
     let status = resp.status();
@@ -786,27 +873,31 @@ pub(crate) async fn upload(
     let outcome = async {
         let mut jobs = Vec::with_capacity(parts.len());
         for (i, &range) in parts.iter().enumerate() {
-            let (source, declined, upload_id) = (&source, &declined, &upload_id);
+            let (source, declined, upload_id, tasks) = (&source, &declined, &upload_id, &tasks);
             jobs.push(async move {
+                // An abort stops the parts not yet started; those in flight end in their
+                // tasks, and the upload is aborted once they have.
+                if cancel.is_cancelled() {
+                    return Err(Error::aborted(&ctx.url));
+                }
                 let part_no = (i + 1).to_string();
                 let q = (part_no, upload_id.clone());
                 let (done, path) =
-                    spawn_put(ctx, source, range, Some(q), vec![], declined).await?;
+                    spawn_put(ctx, source, range, Some(q), vec![], declined, tasks).await?;
                 tracker.add(range.1);
                 tracker.part_done();
                 Ok::<_, Error>((i + 1, range.1, done, path))
             }.boxed());
         }
-        let parts = futures::stream::iter(jobs)
+        let collected: Result<Vec<_>> = futures::stream::iter(jobs)
             .buffer_unordered(ctx.buffers)
-            .try_collect::<Vec<_>>();
-        // An abort stops the parts (each request in flight still ends in its own task) and
-        // aborts the upload below; a completion once sent is not cancelled.
-        let mut done = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(Error::aborted(&ctx.url)),
-            r = parts => r?,
-        };
+            .try_collect()
+            .await;
+        // Every part request has ended before the upload is completed or aborted (a part
+        // still uploading during an abort may survive it).
+        tasks.close();
+        tasks.wait().await;
+        let mut done = collected?;
         done.sort_by_key(|d| d.0);
         let mut xml = String::from("<CompleteMultipartUpload>");
         let mut crcs = Vec::with_capacity(done.len());
@@ -828,27 +919,24 @@ pub(crate) async fn upload(
         if opts.if_not_exists {
             headers.push(("if-none-match", "*".into()));
         }
+        let query = vec![("uploadId", upload_id.clone())];
         let resp = ctx
-            .raw
-            .send(
-                Req {
-                    method: Method::POST,
-                    key: &ctx.key,
-                    query: vec![("uploadId", upload_id.clone())],
-                    headers,
-                    body: Bytes::from(xml),
-                },
-                &ctx.url,
-            )
+            .request(Method::POST, query, headers, Bytes::from(xml))
             .await?;
         let status = resp.status();
         let (etag, version) = (
             header(&resp, "etag").map(str::to_string),
             header(&resp, "x-amz-version-id").map(str::to_string),
         );
-        let body = resp.into_body().bytes().await.unwrap_or_default();
-        // S3 may answer 200 with an error document.
-        if !status.is_success() || s3::error_code(&body).is_some() {
+        // A body that cannot be read is no proof of success: S3 may answer 200 and put its
+        // error in the body.
+        let body = resp.into_body().bytes().await.map_err(|e| {
+            Error::new(ErrorCode::Generic, "reading CompleteMultipartUpload's answer failed")
+                .with_url(&ctx.url)
+                .with_cause(&e)
+        })?;
+        let completed = xml_field(&body, "ETag").is_some() || etag.is_some();
+        if !status.is_success() || s3::error_code(&body).is_some() || !completed {
             let code = s3::error_code(&body).unwrap_or_default();
             if opts.if_not_exists
                 && (status.as_u16() == 412 || code == "PreconditionFailed")
@@ -879,14 +967,10 @@ pub(crate) async fn upload(
 
 /// Abort a multipart upload; a failure here leaves what S3's lifecycle rules clean up.
 pub(crate) async fn abort(ctx: &Ctx, upload_id: &str) {
-    let req = Req {
-        method: Method::DELETE,
-        key: &ctx.key,
-        query: vec![("uploadId", upload_id.to_string())],
-        headers: vec![],
-        body: Bytes::new(),
-    };
-    let _ = ctx.raw.send(req, &ctx.url).await;
+    let query = vec![("uploadId", upload_id.to_string())];
+    let _ = ctx
+        .request(Method::DELETE, query, vec![], Bytes::new())
+        .await;
 }
 
 fn crc_u64(c: &Checksum) -> u64 {
@@ -913,10 +997,16 @@ fn meta_header(key: &str) -> Result<&'static str> {
             "metadata key {key:?}: only letters, digits, '-' and '_' travel in an HTTP header"
         )));
     }
-    // Header names must be 'static for the request builder; metadata keys are few and small.
-    Ok(Box::leak(
-        format!("x-amz-meta-{}", key.to_ascii_lowercase()).into_boxed_str(),
-    ))
+    // Header names are 'static in requests; each distinct metadata key is made so once.
+    static NAMES: Mutex<BTreeMap<String, &'static str>> = Mutex::new(BTreeMap::new());
+    let name = format!("x-amz-meta-{}", key.to_ascii_lowercase());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.get(&name) {
+        return Ok(n);
+    }
+    let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+    names.insert(name, leaked);
+    Ok(leaked)
 }
 
 /// [`put_part`] in a task of its own, which owns the registered buffer until the server is
@@ -928,9 +1018,11 @@ async fn spawn_put(
     multipart: Option<(String, String)>,
     headers: Vec<(&'static str, String)>,
     declined: &Arc<AtomicBool>,
+    tasks: &TaskTracker,
 ) -> Result<(PartDone, TransferPath)> {
     let (ctx, source, declined) = (ctx.clone(), source.clone(), declined.clone());
-    tokio::spawn(async move { put_part(&ctx, &source, range, multipart, headers, &declined).await })
+    tasks
+        .spawn(async move { put_part(&ctx, &source, range, multipart, headers, &declined).await })
         .await
         .map_err(|e| Error::new(ErrorCode::Generic, format!("RDMA part task failed: {e}")))?
 }
@@ -988,10 +1080,18 @@ async fn put_part(
     let slot = match zero_copy {
         Some(s) => s,
         None => {
-            let mut l = match ctx.pool() {
-                Some(p) => Lease::Pool(p.lease().await?),
-                None => Lease::Heap(vec![0u8; len.max(1) as usize]),
+            let leased = match ctx.pool() {
+                Some(p) if !declined.load(Ordering::Relaxed) => match p.lease().await {
+                    Ok(l) => Some(Lease::Pool(l)),
+                    // Registration failed: RDMA is not usable now.
+                    Err(e) => {
+                        ctx.unusable(e, declined)?;
+                        None
+                    }
+                },
+                _ => None,
             };
+            let mut l = leased.unwrap_or_else(|| Lease::Heap(vec![0u8; len.max(1) as usize]));
             let s = l.slot(len as usize);
             fill(source, offset, s).await?;
             lease = Some(l);
@@ -1014,60 +1114,68 @@ async fn put_part(
         .as_ref()
         .filter(|_| !declined.load(Ordering::Relaxed))
     {
-        let token = shim.token(slot.base.0, slot.len, slot.offset, OP_PUT)?;
-        let mut h = headers.clone();
-        h.push(("x-amz-rdma-token", token.as_str().to_string()));
-        h.push(("content-length", "0".into()));
-        let resp = ctx
-            .raw
-            .send(
-                Req {
-                    method: Method::PUT,
-                    key: &ctx.key,
-                    query: query.clone(),
-                    headers: h,
-                    body: Bytes::new(),
-                },
-                &ctx.url,
-            )
-            .await?;
-        drop(token);
-        let status = resp.status();
-        let reply = header(&resp, "x-amz-rdma-reply").map(str::to_string);
-        let stored_crc = header(&resp, "x-amz-checksum-crc64nvme").map(str::to_string);
-        let etag = header(&resp, "etag").map(str::to_string);
-        let version = header(&resp, "x-amz-version-id").map(str::to_string);
-        let body = resp.into_body().bytes().await.unwrap_or_default();
-        let code = s3::error_code(&body).unwrap_or_default();
-        let accepted = status.is_success()
-            && (matches!(reply.as_deref(), Some("200" | "204"))
+        let token = match shim.token(slot.base.0, slot.len, slot.offset, OP_PUT) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                ctx.unusable(e, declined)?;
+                None
+            }
+        };
+        if let Some(token) = token {
+            let mut h = headers.clone();
+            h.push(("x-amz-rdma-token", token.as_str().to_string()));
+            h.push(("content-length", "0".into()));
+            let resp = match ctx
+                .request(Method::PUT, query.clone(), h, Bytes::new())
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    // No reply: the server may still be reading the buffer; never reuse it.
+                    if let Some(l) = lease.take() {
+                        l.retire();
+                    }
+                    return Err(e);
+                }
+            };
+            drop(token);
+            let status = resp.status();
+            let reply = header(&resp, "x-amz-rdma-reply").map(str::to_string);
+            let stored_crc = header(&resp, "x-amz-checksum-crc64nvme").map(str::to_string);
+            let etag = header(&resp, "etag").map(str::to_string);
+            let version = header(&resp, "x-amz-version-id").map(str::to_string);
+            let body = resp.into_body().bytes().await.unwrap_or_default();
+            let code = s3::error_code(&body).unwrap_or_default();
+            let accepted = status.is_success()
+                && (matches!(reply.as_deref(), Some("200" | "204"))
                 // No reply header, but the stored bytes carry our checksum: they arrived.
                 || (reply.is_none() && stored_crc.as_deref() == Some(b64(crc).as_str())));
-        if accepted {
-            return Ok((PartDone { etag, version, crc }, TransferPath::Rdma));
-        }
-        let ignored = reply.is_none()
-            && (status.is_success()
-                || matches!(
-                    code.as_str(),
-                    "BadDigest"
-                        | "XAmzContentChecksumMismatch"
-                        | "InvalidDigest"
-                        | "IncompleteBody"
-                ));
-        let is_declined = reply.as_deref() == Some("501") || status.as_u16() == 501 || ignored;
-        if !is_declined {
-            if opts_conflict(status.as_u16(), &code)
-                && headers.iter().any(|(k, _)| *k == "if-none-match")
-            {
-                return Err(already_exists(ctx));
+            if accepted {
+                return Ok((PartDone { etag, version, crc }, TransferPath::Rdma));
             }
-            return Err(status_error(status, &body, what, &ctx.url));
+            let ignored = reply.is_none()
+                && (status.is_success()
+                    || matches!(
+                        code.as_str(),
+                        "BadDigest"
+                            | "XAmzContentChecksumMismatch"
+                            | "InvalidDigest"
+                            | "IncompleteBody"
+                    ));
+            let is_declined = reply.as_deref() == Some("501") || status.as_u16() == 501 || ignored;
+            if !is_declined {
+                if opts_conflict(status.as_u16(), &code)
+                    && headers.iter().any(|(k, _)| *k == "if-none-match")
+                {
+                    return Err(already_exists(ctx));
+                }
+                return Err(status_error(status, &body, what, &ctx.url));
+            }
+            if ctx.mode == RdmaMode::Require {
+                return Err(ctx.declined(what));
+            }
+            declined.store(true, Ordering::Relaxed);
         }
-        if ctx.mode == RdmaMode::Require {
-            return Err(ctx.declined(what));
-        }
-        declined.store(true, Ordering::Relaxed);
     }
     // Over HTTP: the same bytes in the body (one copy out of the registered buffer).
     let body = Bytes::copy_from_slice(slot.bytes());
@@ -1089,17 +1197,7 @@ async fn send_body(
         None => vec![],
     };
     let resp = ctx
-        .raw
-        .send(
-            Req {
-                method: Method::PUT,
-                key: &ctx.key,
-                query,
-                headers: headers.clone(),
-                body,
-            },
-            &ctx.url,
-        )
+        .request(Method::PUT, query, headers.clone(), body)
         .await?;
     let status = resp.status();
     let etag = header(&resp, "etag").map(str::to_string);

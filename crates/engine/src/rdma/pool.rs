@@ -62,9 +62,21 @@ impl RegBuf {
     }
 }
 
+impl RegBuf {
+    /// Deregister and leak: for memory a server may still write into. Its registration is
+    /// revoked (a real NIC's writes then fail); the memory itself is never handed out again.
+    pub(crate) fn retire(self) {
+        let _ = self.shim.deregister(self.ptr.as_ptr());
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for RegBuf {
     fn drop(&mut self) {
-        let _ = self.shim.deregister(self.ptr.as_ptr());
+        if self.shim.deregister(self.ptr.as_ptr()).is_err() {
+            // Still registered: a NIC could write into it. Leak rather than free.
+            return;
+        }
         let layout = Layout::from_size_align(self.len.next_multiple_of(PAGE), PAGE)
             .expect("layout checked at allocation");
         // SAFETY: allocated in `new` with this layout, deregistered above.
@@ -102,6 +114,15 @@ impl std::ops::DerefMut for Lease {
         self.buf
             .as_mut()
             .expect("a lease holds its buffer until dropped")
+    }
+}
+
+impl Lease {
+    /// Retire this buffer (see [`RegBuf::retire`]); its slot in the pool is freed for a new one.
+    pub(crate) fn retire(mut self) {
+        if let Some(buf) = self.buf.take() {
+            buf.retire();
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct S3Raw {
     /// `https://s3.<region>.amazonaws.com/<bucket>`, `<endpoint>/<bucket>`, or a virtual-hosted
     /// endpoint: exactly as object_store computes it.
     pub(crate) bucket_endpoint: String,
+    /// The store's retry policy, for requests that carry no RDMA token.
+    pub(crate) retry: object_store::RetryConfig,
 }
 
 impl std::fmt::Debug for S3Raw {
@@ -43,21 +45,6 @@ impl std::fmt::Debug for S3Raw {
             .field("region", &self.region)
             .field("bucket_endpoint", &self.bucket_endpoint)
             .finish_non_exhaustive()
-    }
-}
-
-/// The endpoint of a bucket, as object_store's builder derives it.
-pub(crate) fn bucket_endpoint(
-    endpoint: Option<&str>,
-    virtual_hosted: bool,
-    bucket: &str,
-    region: &str,
-) -> String {
-    match (endpoint.filter(|e| !e.is_empty()), virtual_hosted) {
-        (Some(e), true) => e.to_string(),
-        (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
-        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
-        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     }
 }
 
@@ -87,16 +74,47 @@ impl S3Raw {
         url
     }
 
-    /// Sign and send; an answer of any status comes back (the caller classifies it).
+    /// Sign and send; an answer of any status comes back (the caller classifies it). Requests
+    /// without an RDMA token are retried on connection errors, 429 and 5xx (501 aside) with the
+    /// store's backoff; one with a token is not (a retry needs a fresh token, its caller's call).
     pub(crate) async fn send(&self, req: Req<'_>, display_url: &str) -> Result<HttpResponse> {
+        let retryable = !req.headers.iter().any(|(k, _)| *k == "x-amz-rdma-token");
+        let mut attempt = 0u32;
+        let mut backoff = self.retry.backoff.init_backoff;
+        loop {
+            let r = self.send_once(&req, display_url).await;
+            let again = match &r {
+                Err(_) => true,
+                Ok(resp) => {
+                    let s = resp.status().as_u16();
+                    s == 429 || (s >= 500 && s != 501)
+                }
+            };
+            if !retryable || !again || attempt >= self.retry.max_retries as u32 {
+                return r;
+            }
+            attempt += 1;
+            let jitter = rand::random::<f64>() * 0.5 + 0.75;
+            tokio::time::sleep(backoff.mul_f64(jitter)).await;
+            backoff = (backoff * 2).min(self.retry.backoff.max_backoff);
+        }
+    }
+
+    async fn send_once(&self, req: &Req<'_>, display_url: &str) -> Result<HttpResponse> {
         let url = self.url(req.key, &req.query);
         let mut request = http::Request::builder()
-            .method(req.method)
+            .method(req.method.clone())
             .uri(&url)
-            .body(req.body.into())
+            .body(req.body.clone().into())
             .map_err(|e| Error::new(ErrorCode::Generic, format!("bad request: {e}")))?;
-        for (name, value) in req.headers {
-            let value = HeaderValue::from_str(&value).map_err(|_| {
+        // The store's default header (store.rs), signed here as object_store signs it: the
+        // client would otherwise add it after signing, and S3 refuses unsigned x-amz-* headers.
+        request.headers_mut().insert(
+            HeaderName::from_static("x-amz-checksum-mode"),
+            HeaderValue::from_static("ENABLED"),
+        );
+        for (name, value) in &req.headers {
+            let value = HeaderValue::from_str(value).map_err(|_| {
                 Error::invalid_argument(format!("header {name} has a value HTTP cannot carry"))
             })?;
             request
@@ -169,22 +187,6 @@ pub(crate) fn status_error(status: StatusCode, body: &[u8], what: &str, url: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_follow_object_store() {
-        assert_eq!(
-            bucket_endpoint(Some("http://127.0.0.1:9000/"), false, "b", "us-east-1"),
-            "http://127.0.0.1:9000/b"
-        );
-        assert_eq!(
-            bucket_endpoint(None, true, "b", "eu-west-1"),
-            "https://b.s3.eu-west-1.amazonaws.com"
-        );
-        assert_eq!(
-            bucket_endpoint(None, false, "b", "eu-west-1"),
-            "https://s3.eu-west-1.amazonaws.com/b"
-        );
-    }
 
     #[test]
     fn error_codes_are_read_from_the_body() {
