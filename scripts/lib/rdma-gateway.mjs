@@ -266,6 +266,17 @@ export function verifyRequest({ method, url, headers, accessKey, secretKey, regi
   const payloadHash = one('x-amz-content-sha256');
   if (!payloadHash)
     return fail(400, 'InvalidRequest', 'x-amz-content-sha256 is required', { signedHeaders });
+  // As AWS S3: every x-amz-* header sent must be signed (the token is reported on its own).
+  const unsigned = Object.keys(headers)
+    .map((h) => h.toLowerCase())
+    .filter((h) => h.startsWith('x-amz-') && h !== TOKEN_HEADER && !signedHeaders.includes(h));
+  if (unsigned.length)
+    return fail(
+      403,
+      'AccessDenied',
+      `There were headers present in the request which were not signed: ${unsigned.join(', ')}`,
+      { signedHeaders },
+    );
   const q = url.indexOf('?');
   const rawPath = q < 0 ? url : url.slice(0, q);
   const query = canonicalQuery(q < 0 ? '' : url.slice(q + 1));

@@ -418,14 +418,13 @@ pub(crate) async fn capture<F: std::future::Future>(seen: Seen, fut: F) -> F::Ou
 /// keeps only size, ETag and version of a reply; the checksum headers are dropped).
 #[derive(Debug, Default)]
 pub(crate) struct HeaderSpy {
-    /// Where to keep the client it makes (objget's own signed S3 requests share it).
-    keep: Option<Arc<std::sync::OnceLock<object_store::client::HttpClient>>>,
+    /// Where to keep the client it makes (objget's own signed S3 requests share it). The last
+    /// one made is the store's own: a builder first connects its credential provider's.
+    keep: Option<Arc<Mutex<Option<object_store::client::HttpClient>>>>,
 }
 
 impl HeaderSpy {
-    pub(crate) fn keeping(
-        slot: Arc<std::sync::OnceLock<object_store::client::HttpClient>>,
-    ) -> Self {
+    pub(crate) fn keeping(slot: Arc<Mutex<Option<object_store::client::HttpClient>>>) -> Self {
         Self { keep: Some(slot) }
     }
 }
@@ -438,7 +437,7 @@ impl object_store::client::HttpConnector for HeaderSpy {
         let inner = object_store::client::ReqwestConnector::default().connect(options)?;
         let client = object_store::client::HttpClient::new(SpyService(inner));
         if let Some(slot) = &self.keep {
-            let _ = slot.set(client.clone());
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
         }
         Ok(client)
     }

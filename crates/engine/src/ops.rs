@@ -312,9 +312,15 @@ impl Engine {
                     UploadSource::Stream(_) => unreachable!("matched above"),
                 };
                 let part = upload_part_size(size, opts.part_size);
-                if size > part {
+                self.stores().backend(&loc, &opts.store).await?;
+                // A store configured with another conditional mechanism (a lock table) or
+                // with settings objget's requests do not carry keeps object_store's path.
+                if size > part && self.stores().own_conditional_multipart(&loc, &opts.store) {
                     let raw = self.stores().s3_raw(&loc, &opts.store).await?;
-                    let concurrency = opts.concurrency.unwrap_or(DEFAULT_UPLOAD_CONCURRENCY);
+                    let concurrency = opts
+                        .concurrency
+                        .unwrap_or(DEFAULT_UPLOAD_CONCURRENCY)
+                        .max(1);
                     let ctx = crate::rdma::Ctx::http(&loc, url, raw, part, concurrency);
                     return self.rdma_upload(&ctx, source, opts, cancel).await;
                 }

@@ -91,12 +91,25 @@ struct StoreKey {
     options: StoreOptions,
 }
 
+/// What objget's own signed requests to an S3 store need, kept when the store is built.
+#[derive(Debug, Clone)]
+struct RawParts {
+    store: Arc<object_store::aws::AmazonS3>,
+    http: object_store::client::HttpClient,
+    retry: RetryConfig,
+    /// Settings objget's own requests do not carry yet (SSE, requester pays), if any.
+    unsupported: Option<&'static str>,
+    /// The configured conditional-copy mechanism is object_store's default one for objget,
+    /// `multipart` (If-None-Match on CompleteMultipartUpload).
+    multipart_conditional: bool,
+}
+
 /// The process-wide store cache.
 #[derive(Debug, Default)]
 pub struct Stores {
     cache: Mutex<HashMap<StoreKey, Backend>>,
     /// What objget's own signed S3 requests need, per S3 store.
-    raw: Mutex<HashMap<StoreKey, crate::rdma::S3Raw>>,
+    raw: Mutex<HashMap<StoreKey, RawParts>>,
     probes: tokio::sync::Mutex<HashMap<String, bool>>,
 }
 
@@ -147,7 +160,9 @@ impl Stores {
         Ok(self.lock().entry(key).or_insert(backend).clone())
     }
 
-    /// The signer and HTTP client of the S3 store for `loc` (built on first use).
+    /// The signer and HTTP client of the S3 store for `loc` (built on first use), for the
+    /// requests objget signs itself. `NotSupported` when the store is configured with something
+    /// those requests do not carry yet (server-side encryption, requester pays).
     pub(crate) async fn s3_raw(
         &self,
         loc: &Location,
@@ -159,30 +174,81 @@ impl Stores {
             store_url: loc.store_url.clone(),
             options: opts.clone(),
         };
-        self.raw
+        let parts = self
+            .raw
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
             .cloned()
-            .ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer for this store"))
+            .ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer for this store"))?;
+        if let Some(what) = parts.unsupported {
+            return Err(Error::new(
+                ErrorCode::NotSupported,
+                format!("objget's own S3 requests (rdma, conditional multipart) do not carry {what} yet"),
+            )
+            .with_url(&loc.url));
+        }
+        // The bucket's endpoint and the signing region exactly as object_store resolved them
+        // (URL forms such as R2's, AWS_ENDPOINT_URL_S3, virtual-hosted style): read off a
+        // presigned URL of a probe key.
+        use object_store::signer::Signer;
+        let probe = object_store::path::Path::from("objget-endpoint-probe");
+        let signed = parts
+            .store
+            .signed_url(http::Method::GET, &probe, Duration::from_secs(60))
+            .await
+            .map_err(|e| Error::from_store(e, &loc.url))?;
+        let region = signed
+            .query_pairs()
+            .find(|(k, _)| k == "X-Amz-Credential")
+            .and_then(|(_, v)| v.split('/').nth(2).map(str::to_string))
+            .ok_or_else(|| {
+                Error::new(ErrorCode::Generic, "no signing region in a presigned URL")
+            })?;
+        let mut endpoint = signed.clone();
+        endpoint.set_query(None);
+        let bucket_endpoint = endpoint
+            .as_str()
+            .strip_suffix("/objget-endpoint-probe")
+            .ok_or_else(|| Error::new(ErrorCode::Generic, "unexpected presigned URL shape"))?
+            .to_string();
+        Ok(crate::rdma::S3Raw {
+            http: parts.http,
+            credentials: parts.store.credentials().clone(),
+            region,
+            bucket_endpoint,
+            retry: parts.retry,
+        })
+    }
+
+    /// Whether `ifNotExists` multipart uploads may use objget's own conditional completion:
+    /// the store's conditional mechanism is `multipart` and its requests need nothing objget's
+    /// own do not carry.
+    pub(crate) fn own_conditional_multipart(&self, loc: &Location, opts: &StoreOptions) -> bool {
+        let key = StoreKey {
+            scheme: loc.scheme,
+            store_url: loc.store_url.clone(),
+            options: opts.clone(),
+        };
+        self.raw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|p| p.multipart_conditional && p.unsupported.is_none())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, Backend>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn s3(
-        &self,
-        loc: &Location,
-        opts: &StoreOptions,
-    ) -> Result<(Backend, crate::rdma::S3Raw)> {
+    async fn s3(&self, loc: &Location, opts: &StoreOptions) -> Result<(Backend, RawParts)> {
         // Ask S3 for its stored checksums on every read (signed, as a default header).
         let mut checksum_mode = reqwest::header::HeaderMap::new();
         checksum_mode.insert(
             "x-amz-checksum-mode",
             reqwest::header::HeaderValue::from_static("ENABLED"),
         );
-        let http = Arc::new(std::sync::OnceLock::new());
+        let http = Arc::new(Mutex::new(None));
         let mut b = AmazonS3Builder::new()
             .with_http_connector(HeaderSpy::keeping(http.clone()))
             .with_client_options(base_client_options(opts)?.with_default_headers(checksum_mode))
@@ -237,35 +303,38 @@ impl Stores {
                 .unwrap_or_else(|| "http://169.254.169.254".into());
             self.require_metadata(loc, Some("AWS_EC2_METADATA_DISABLED"), &endpoint, "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or container credentials)").await?;
         }
-        let region = b
-            .get_config_value(&AmazonS3ConfigKey::Region)
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "us-east-1".into());
-        let bucket_endpoint = crate::rdma::s3::bucket_endpoint(
-            Some(endpoint.as_str()),
-            is_true(b.get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest)),
-            // The bucket comes from the URL, which the builder parses only in build().
-            &b.get_config_value(&AmazonS3ConfigKey::Bucket)
+        let value = |k: &str| {
+            AmazonS3ConfigKey::from_str(k)
+                .ok()
+                .and_then(|k| b.get_config_value(&k))
                 .filter(|v| !v.is_empty())
-                .or_else(|| {
-                    url::Url::parse(&loc.store_url)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_string))
-                })
-                .unwrap_or_default(),
-            &region,
-        );
-        let store = b.build().map_err(|e| build_error(e, loc))?;
-        let raw = crate::rdma::S3Raw {
-            http: http
-                .get()
-                .cloned()
-                .ok_or_else(|| Error::new(ErrorCode::Generic, "S3 store built without a client"))?,
-            credentials: store.credentials().clone(),
-            region,
-            bucket_endpoint,
         };
-        Ok((Backend::Store(Arc::new(store)), raw))
+        let unsupported = if value("aws_server_side_encryption").is_some()
+            || value("aws_sse_customer_key_base64").is_some()
+        {
+            Some("server-side encryption settings")
+        } else if is_true(value("aws_request_payer")) {
+            Some("requester pays")
+        } else {
+            None
+        };
+        let multipart_conditional = b
+            .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
+            .is_some_and(|v| v == "multipart");
+        let store = Arc::new(b.build().map_err(|e| build_error(e, loc))?);
+        let http = http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Error::new(ErrorCode::Generic, "S3 store built without a client"))?;
+        let raw = RawParts {
+            store: store.clone(),
+            http,
+            retry: opts.retry_config(),
+            unsupported,
+            multipart_conditional,
+        };
+        Ok((Backend::Store(store), raw))
     }
 
     async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
