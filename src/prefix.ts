@@ -8,6 +8,7 @@ import { joinKey } from './urls.js';
 import type {
   DownloadManyOptions,
   ListedObject,
+  Progress,
   TransferResult,
   UploadOptions,
   UploadResult,
@@ -32,8 +33,46 @@ export interface UploadDirOptions extends Omit<UploadOptions, 'onProgress'> {
   fileConcurrency?: number;
   /** Upload only the files this returns true for (paths relative to `dir`, `/`-separated). */
   filter?: (relativePath: string) => boolean;
-  /** Progress per file, with its index in the returned list. */
-  onProgress?: (p: { index: number; bytes: number; total?: number }) => void;
+  /** Progress per file (with its index in the returned list) and across the whole set. */
+  onProgress?: (p: Progress) => void;
+}
+
+/**
+ * Progress across a set of objects: each object's events, with the set's running totals
+ * (`setBytes` of `setTotal`, `objectsDone` of `objectsTotal`) added.
+ */
+class SetProgress {
+  private readonly seen: number[];
+  private readonly finished: boolean[];
+  private bytes = 0;
+  private done = 0;
+  private readonly total: number;
+
+  constructor(
+    sizes: number[],
+    private readonly cb: (p: Progress) => void,
+  ) {
+    this.seen = sizes.map(() => 0);
+    this.finished = sizes.map(() => false);
+    this.total = sizes.reduce((a, b) => a + b, 0);
+  }
+
+  item(index: number, p: Progress): void {
+    this.bytes += p.bytes - this.seen[index]!;
+    this.seen[index] = p.bytes;
+    if (!this.finished[index] && p.total !== undefined && p.bytes >= p.total) {
+      this.finished[index] = true;
+      this.done++;
+    }
+    this.cb({
+      ...p,
+      index,
+      setBytes: this.bytes,
+      setTotal: this.total,
+      objectsDone: this.done,
+      objectsTotal: this.seen.length,
+    });
+  }
 }
 
 /**
@@ -78,6 +117,7 @@ export async function downloadPrefix(
   }
   const root = resolve(destDir);
   const items: { url: string; dest: string }[] = [];
+  const sizes: number[] = [];
   const refused: ItemOutcome<TransferResult>[] = [];
   const skipped: string[] = [];
   for await (const o of list(prefixUrl, { store: options.store })) {
@@ -93,11 +133,17 @@ export async function downloadPrefix(
       continue;
     }
     items.push({ url: o.url, dest: target });
+    sizes.push(o.size);
   }
+  const cb = options.onProgress;
+  const set = cb && new SetProgress(sizes, cb);
   let results: TransferResult[] = [];
   let outcomes: ItemOutcome<TransferResult>[] = [];
   try {
-    results = await downloadMany(items, options);
+    results = await downloadMany(items, {
+      ...options,
+      onProgress: set && ((p) => set.item(p.index ?? 0, p)),
+    });
     outcomes = results.map((value) => ({ status: 'fulfilled', value }));
   } catch (e) {
     if (!(e instanceof DownloadManyError)) throw e;
@@ -108,14 +154,14 @@ export async function downloadPrefix(
 }
 
 /** Every regular file under `dir`, as `/`-separated paths relative to it (symlinks skipped). */
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
+async function filesUnder(dir: string): Promise<{ rel: string; size: number }[]> {
+  const out: { rel: string; size: number }[] = [];
   const walk = async (rel: string): Promise<void> => {
     const entries = await readdir(join(dir, rel), { withFileTypes: true });
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) await walk(r);
-      else if (e.isFile()) out.push(r);
+      else if (e.isFile()) out.push({ rel: r, size: (await lstat(join(dir, r))).size });
     }
   };
   await walk('');
@@ -133,20 +179,29 @@ export async function uploadDir(
   prefixUrl: string,
   options: UploadDirOptions = {},
 ): Promise<UploadResult[]> {
-  let files: string[];
+  let files: { rel: string; size: number }[];
   try {
-    files = (await filesUnder(resolve(dir))).filter((f) => !options.filter || options.filter(f));
+    files = (await filesUnder(resolve(dir))).filter(
+      (f) => !options.filter || options.filter(f.rel),
+    );
   } catch (e) {
     throw fromNative(e);
   }
   const root = resolve(dir);
+  const cb = options.onProgress;
+  const set =
+    cb &&
+    new SetProgress(
+      files.map((f) => f.size),
+      cb,
+    );
   const outcomes = await settleAll(
     files,
     options.fileConcurrency ?? 8,
-    (rel, i) =>
+    ({ rel }, i) =>
       upload(join(root, ...rel.split('/')), joinKey(prefixUrl, rel), {
         ...options,
-        onProgress: options.onProgress && ((p) => options.onProgress!({ ...p, index: i })),
+        onProgress: set && ((p) => set.item(i, p)),
       }),
     (e) => e as StorageError,
   );

@@ -59,6 +59,14 @@ export interface Progress {
   total?: number;
   partsDone: number;
   partsTotal: number;
+  /** `downloadPrefix` and `uploadDir`: bytes moved across the whole set so far. */
+  setBytes?: number;
+  /** `downloadPrefix` and `uploadDir`: bytes of the whole set (from the listing or the files). */
+  setTotal?: number;
+  /** `downloadPrefix` and `uploadDir`: objects finished so far. */
+  objectsDone?: number;
+  /** `downloadPrefix` and `uploadDir`: objects in the set. */
+  objectsTotal?: number;
 }
 
 export interface CallOptions {

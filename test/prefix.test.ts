@@ -25,6 +25,7 @@ import {
   upload,
   uploadDir,
   type StorageError,
+  type Progress,
 } from '../src/index.js';
 import { joinKey } from '../src/urls.js';
 import { rejection } from './helpers/expect.js';
@@ -47,6 +48,22 @@ const tree: Record<string, Buffer> = {
   'odd/q?v=1 #%41.bin': bytes(10, 4),
 };
 
+/** Progress across the set: running totals only grow, and the last event covers everything. */
+function expectSetProgress(events: Progress[], files: Record<string, Buffer>): void {
+  const total = Object.values(files).reduce((a, v) => a + v.length, 0);
+  expect(events.length).toBeGreaterThan(0);
+  for (let i = 1; i < events.length; i++) {
+    expect(events[i]!.setBytes!).toBeGreaterThanOrEqual(events[i - 1]!.setBytes!);
+    expect(events[i]!.objectsDone!).toBeGreaterThanOrEqual(events[i - 1]!.objectsDone!);
+  }
+  expect(events.at(-1)).toMatchObject({
+    setBytes: total,
+    setTotal: total,
+    objectsDone: Object.keys(files).length,
+    objectsTotal: Object.keys(files).length,
+  });
+}
+
 describe('native engine: downloadPrefix and uploadDir', () => {
   for (const b of backends().filter((x) => ['s3', 'gcs', 'azure', 'file'].includes(x.name))) {
     it(`${b.name}: downloadPrefix keeps the tree below the prefix; overwrite: false skips`, async () => {
@@ -56,13 +73,18 @@ describe('native engine: downloadPrefix and uploadDir', () => {
       await b.put(`${prefix}-sibling/x.bin`, bytes(5, 5));
       const dir = tempDir();
       const seen = new Set<number>();
+      const events: Progress[] = [];
       const r = await downloadPrefix(b.url(`${prefix}/`), dir, {
         store: b.store,
         concurrency: 2,
-        onProgress: (p) => seen.add(p.index!),
+        onProgress: (p) => {
+          seen.add(p.index!);
+          events.push(p);
+        },
       });
       expect(r.results.length).toBe(4);
       expect(seen.size).toBe(4);
+      expectSetProgress(events, tree);
       for (const [k, v] of Object.entries(tree)) {
         expect(readFileSync(join(dir, ...k.split('/'))).equals(v), k).toBe(true);
       }
@@ -88,7 +110,12 @@ describe('native engine: downloadPrefix and uploadDir', () => {
       }
       symlinkSync('/etc/hostname', join(src, 'link'));
       const prefix = uniqueKey(`up-${b.name}`);
-      const r = await uploadDir(src, b.url(`${prefix}/`), { store: b.store });
+      const events: Progress[] = [];
+      const r = await uploadDir(src, b.url(`${prefix}/`), {
+        store: b.store,
+        onProgress: (p) => events.push(p),
+      });
+      expectSetProgress(events, tree);
       const rel = (u: string): string => u.slice(u.indexOf(prefix) + prefix.length + 1);
       expect(
         r
