@@ -179,8 +179,15 @@ pub struct RdmaBuffer {
     buf: RegBuf,
 }
 
-/// Start address → length of every live caller buffer.
-static USER: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+/// A live caller buffer: its length, and the lock that keeps it to one transfer at a time
+/// (one registered buffer must not carry two transfers at once).
+struct UserReg {
+    len: usize,
+    busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Start address → every live caller buffer.
+static USER: Mutex<BTreeMap<usize, UserReg>> = Mutex::new(BTreeMap::new());
 
 impl RdmaBuffer {
     /// Allocate and register `len` bytes (page-aligned, zeroed). Fails with `RdmaUnavailable`
@@ -189,7 +196,8 @@ impl RdmaBuffer {
         let shim = shim::shim()
             .map_err(|shim::Unavailable(r)| Error::new(ErrorCode::RdmaUnavailable, r))?;
         let buf = RegBuf::new(&shim, len)?;
-        user_map().insert(buf.base() as usize, len);
+        let busy = Arc::new(tokio::sync::Mutex::new(()));
+        user_map().insert(buf.base() as usize, UserReg { len, busy });
         Ok(Self { buf })
     }
 
@@ -215,16 +223,20 @@ impl Drop for RdmaBuffer {
     }
 }
 
-fn user_map() -> std::sync::MutexGuard<'static, BTreeMap<usize, usize>> {
+fn user_map() -> std::sync::MutexGuard<'static, BTreeMap<usize, UserReg>> {
     USER.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The caller buffer holding `[ptr, ptr + len)`: its start and the offset of `ptr` in it.
-fn user_registration(ptr: *const u8, len: usize) -> Option<(*mut u8, usize)> {
+/// The caller buffer holding `[ptr, ptr + len)`: its start, the offset of `ptr` in it, and its
+/// one-transfer-at-a-time lock.
+fn user_registration(
+    ptr: *const u8,
+    len: usize,
+) -> Option<(*mut u8, usize, Arc<tokio::sync::Mutex<()>>)> {
     let addr = ptr as usize;
     let map = user_map();
-    let (&base, &size) = map.range(..=addr).next_back()?;
-    (addr + len <= base + size).then_some((base as *mut u8, addr - base))
+    let (&base, reg) = map.range(..=addr).next_back()?;
+    (addr + len <= base + reg.len).then(|| (base as *mut u8, addr - base, reg.busy.clone()))
 }
 
 /// A raw pointer moved between tasks; every user writes a disjoint range.
@@ -561,16 +573,20 @@ pub(crate) async fn read(
     let whole = parts.len() == 1;
     let etag = head.etag.as_deref();
     let declined = AtomicBool::new(false);
-    let registered = match &land {
-        Land::Registered(out) => Some(
-            user_registration(out.as_ptr(), out.len())
-                .map(|(base, offset)| (SendPtr(base), offset))
+    let (registered, _busy) = match &land {
+        Land::Registered(out) => {
+            let (base, offset, busy) = user_registration(out.as_ptr(), out.len())
+                .map(|(base, offset, busy)| (SendPtr(base), offset, busy))
                 .ok_or_else(|| {
                     Error::invalid_argument("`into` must be a buffer from allocRdmaBuffer")
-                })?,
-        ),
-        _ => None,
+                })?;
+            // One transfer at a time on a caller's registration: this call's parts one after
+            // another, and a second call into the same buffer waits for this one.
+            (Some((base, offset)), Some(busy.lock_owned().await))
+        }
+        _ => (None, None),
     };
+    let in_flight = if registered.is_some() { 1 } else { ctx.buffers };
     // With neither RDMA nor a caller buffer, parts still need somewhere to land first.
     let scratch_len = ctx.part_size.min(head.size.max(1)) as usize;
     let pool = ctx.pool();
@@ -673,7 +689,7 @@ pub(crate) async fn read(
         );
     }
     let collected: Result<Vec<_>> = futures::stream::iter(jobs)
-        .buffer_unordered(ctx.buffers)
+        .buffer_unordered(in_flight)
         .try_collect()
         .await;
     tasks.close();
@@ -821,6 +837,18 @@ pub(crate) async fn upload(
     }
     let declined = Arc::new(AtomicBool::new(false));
     let tasks = TaskTracker::new();
+    // Bytes in a caller's RDMA buffer go from there, one transfer at a time on it.
+    let user = match &source {
+        PutSource::Bytes(b) if ctx.shim.is_some() => {
+            user_registration(b.as_ptr(), b.len()).map(|(_, _, busy)| busy)
+        }
+        _ => None,
+    };
+    let _busy = match &user {
+        Some(busy) => Some(busy.clone().lock_owned().await),
+        None => None,
+    };
+    let in_flight = if user.is_some() { 1 } else { ctx.buffers };
     if parts.len() == 1 {
         let mut headers = common.clone();
         if opts.if_not_exists {
@@ -890,7 +918,7 @@ pub(crate) async fn upload(
             }.boxed());
         }
         let collected: Result<Vec<_>> = futures::stream::iter(jobs)
-            .buffer_unordered(ctx.buffers)
+            .buffer_unordered(in_flight)
             .try_collect()
             .await;
         // Every part request has ended before the upload is completed or aborted (a part
@@ -1069,7 +1097,7 @@ async fn put_part(
     }
     // The bytes, in registered memory: the caller's own buffer, or a pool buffer filled here.
     let zero_copy = match source {
-        PutSource::Bytes(b) => user_registration(b.as_ptr(), b.len()).map(|(base, at)| Slot {
+        PutSource::Bytes(b) => user_registration(b.as_ptr(), b.len()).map(|(base, at, _)| Slot {
             base: SendPtr(base),
             offset: at + offset as usize,
             len: len as usize,
