@@ -1,4 +1,5 @@
 // `npm run bench [-- --quick] [-- --only scenario,…]`: objget against its peers, side by side.
+// `node bench/run.mjs --render` draws latest.md and latest.svg again from latest.json.
 //
 // Starts MinIO and the HTTP fixture, seeds deterministic data, runs every client on every
 // scenario alternately (warm-up, then counted rounds A B C A B C …), times each client as a
@@ -146,6 +147,14 @@ function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** `--render`: draw latest.md and latest.svg again from latest.json (no run). */
+function render() {
+  const dir = join(ROOT, 'bench', 'results');
+  const results = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8'));
+  writeFileSync(join(dir, 'latest.md'), markdown(results));
+  writeFileSync(join(dir, 'latest.svg'), chart(results));
 }
 
 async function main() {
@@ -475,18 +484,37 @@ function markdown(r) {
 function chart(r) {
   const ids = Object.keys(r.scenarios);
   const clients = [...new Set(ids.flatMap((id) => Object.keys(r.scenarios[id].clients)))];
-  const colors = ['#2563eb', '#f59e0b', '#10b981', '#ef4444', '#8b5cf6', '#6b7280', '#0ea5e9'];
+  // One colour per client across the chart; a legend of rows of six.
+  const colors = [
+    '#2563eb',
+    '#f59e0b',
+    '#10b981',
+    '#ef4444',
+    '#8b5cf6',
+    '#6b7280',
+    '#0ea5e9',
+    '#db2777',
+    '#84cc16',
+    '#78350f',
+    '#0f766e',
+    '#1e1b4b',
+  ];
+  const color = (c) => colors[clients.indexOf(c) % colors.length];
+  const perRow = 6;
+  const legendRows = Math.ceil(clients.length / perRow);
   const W = 900,
-    H = 420,
-    left = 60,
-    bottom = 60,
-    top = 40;
+    top = 40,
+    plotH = 300,
+    H = top + plotH + 30 + legendRows * 20 + 10,
+    left = 60;
+  const base = top + plotH;
   const max = Math.max(
     ...ids.flatMap((id) => Object.values(r.scenarios[id].clients).map((c) => c.median.mbps)),
   );
   const groupW = (W - left - 20) / ids.length;
-  const barW = (groupW - 20) / clients.length;
-  const y = (v) => H - bottom - (v / max) * (H - bottom - top);
+  const widest = Math.max(...ids.map((id) => Object.keys(r.scenarios[id].clients).length));
+  const barW = (groupW - 20) / widest;
+  const y = (v) => base - (v / max) * plotH;
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`;
   svg += `<rect width="100%" height="100%" fill="white"/><text x="${left}" y="22" font-size="15">objget bench (${r.mode}, ${r.date.slice(0, 10)}): median MB/s, higher is better</text>`;
   for (let t = 0; t <= 4; t++) {
@@ -495,20 +523,25 @@ function chart(r) {
   }
   ids.forEach((id, g) => {
     const x0 = left + g * groupW + 10;
-    clients.forEach((c, i) => {
-      const m = r.scenarios[id].clients[c]?.median.mbps;
-      if (m === undefined) return;
-      svg += `<rect x="${x0 + i * barW}" y="${y(m)}" width="${barW - 2}" height="${H - bottom - y(m)}" fill="${colors[i % colors.length]}"><title>${c}: ${m.toFixed(0)} MB/s</title></rect>`;
+    Object.entries(r.scenarios[id].clients).forEach(([c, v], i) => {
+      const m = v.median.mbps;
+      svg += `<rect x="${x0 + i * barW}" y="${y(m)}" width="${barW - 2}" height="${base - y(m)}" fill="${color(c)}"><title>${c}: ${m.toFixed(0)} MB/s</title></rect>`;
     });
-    svg += `<text x="${x0 + (groupW - 20) / 2}" y="${H - bottom + 16}" text-anchor="middle">${id}</text>`;
+    svg += `<text x="${x0 + (groupW - 20) / 2}" y="${base + 16}" text-anchor="middle">${id}</text>`;
   });
   clients.forEach((c, i) => {
-    svg += `<rect x="${left + i * 110}" y="${H - 26}" width="12" height="12" fill="${colors[i % colors.length]}"/><text x="${left + i * 110 + 16}" y="${H - 16}">${c}</text>`;
+    const lx = left + (i % perRow) * 135;
+    const ly = base + 30 + Math.floor(i / perRow) * 20;
+    svg += `<rect x="${lx}" y="${ly}" width="12" height="12" fill="${color(c)}"/><text x="${lx + 16}" y="${ly + 10}">${c}</text>`;
   });
   return `${svg}</svg>\n`;
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (args.includes('--render')) {
+  render();
+} else {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
