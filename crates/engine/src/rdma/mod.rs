@@ -688,19 +688,29 @@ pub(crate) async fn read(
             .boxed(),
         );
     }
-    let collected: Result<Vec<_>> = futures::stream::iter(jobs)
-        .buffer_unordered(in_flight)
-        .try_collect()
-        .await;
-    tasks.close();
-    tasks.wait().await;
-    let done = collected?;
+    let done = all_ended(jobs, in_flight, &tasks).await?;
     let path = if done.iter().all(|(_, p)| *p == TransferPath::Rdma) {
         TransferPath::Rdma
     } else {
         TransferPath::Http
     };
     Ok((done.into_iter().map(|(d, _)| d).collect(), path))
+}
+
+/// Run part jobs, `in_flight` at a time, and return only once every request task they spawned
+/// on `tasks` has ended, whether they all succeeded or one failed first.
+async fn all_ended<'a, T>(
+    jobs: Vec<futures::future::BoxFuture<'a, Result<T>>>,
+    in_flight: usize,
+    tasks: &TaskTracker,
+) -> Result<Vec<T>> {
+    let collected = futures::stream::iter(jobs)
+        .buffer_unordered(in_flight)
+        .try_collect()
+        .await;
+    tasks.close();
+    tasks.wait().await;
+    collected
 }
 
 /// A part's landing memory: a registered pool buffer, or plain memory when RDMA is not used.
@@ -917,15 +927,9 @@ pub(crate) async fn upload(
                 Ok::<_, Error>((i + 1, range.1, done, path))
             }.boxed());
         }
-        let collected: Result<Vec<_>> = futures::stream::iter(jobs)
-            .buffer_unordered(in_flight)
-            .try_collect()
-            .await;
         // Every part request has ended before the upload is completed or aborted (a part
         // still uploading during an abort may survive it).
-        tasks.close();
-        tasks.wait().await;
-        let mut done = collected?;
+        let mut done = all_ended(jobs, in_flight, &tasks).await?;
         done.sort_by_key(|d| d.0);
         let mut xml = String::from("<CompleteMultipartUpload>");
         let mut crcs = Vec::with_capacity(done.len());
