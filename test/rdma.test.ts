@@ -349,6 +349,31 @@ describe('the wire contract', () => {
     expect(sha(view)).toBe(sha(data));
   });
 
+  it('two reads into one registered buffer take turns (one transfer at a time on it)', async () => {
+    const a = uniqueKey('rdma/turn-a');
+    const b = uniqueKey('rdma/turn-b');
+    const da = randomFillSync(Buffer.allocUnsafe(24 * MiB));
+    const db = randomFillSync(Buffer.allocUnsafe(24 * MiB));
+    await seed(a, da);
+    await seed(b, db);
+    const into = allocRdmaBuffer(24 * MiB);
+    const store = via('require', { rdmaPartSize: 8 * MiB });
+    // Both land whole, one after the other: the buffer ends holding one object, never a mix
+    // of their parts (the views share the memory, so only the final state is checked).
+    const views = await Promise.all([get(url(a), { store, into }), get(url(b), { store, into })]);
+    expect(views.map((v) => v.length)).toEqual([24 * MiB, 24 * MiB]);
+    expect([sha(da), sha(db)]).toContain(sha(into));
+    expect(engineInfo().rdma.tokens).toBe(0);
+  });
+
+  it('a store with server-side encryption settings is NotSupported with rdma (not silently unencrypted)', async () => {
+    const base = via('require');
+    const store = { ...base, config: { ...base.config, aws_server_side_encryption: 'AES256' } };
+    const e = await rejection(get(url('k'), { store }));
+    expect(e.code).toBe('NotSupported');
+    expect(e.message).toMatch(/server-side encryption/);
+  });
+
   it('options that contradict the contract are refused with the reason', async () => {
     const http = `${servers().http.url}/x`;
     let e = await rejection(get(http, { store: { rdma: true } }));
