@@ -283,8 +283,10 @@ impl Stores {
         ));
         b = b.with_allow_http(allow_http(opts, &endpoint, &loc.store_url, configured));
         // Over TLS the body needs no SHA-256 in the signature: TLS protects it and the server
-        // verifies its CRC64NVME (what AWS's own SDKs do). Plain HTTP keeps the signed payload.
-        if (endpoint.is_empty() || endpoint.starts_with("https://"))
+        // verifies its CRC64NVME (what AWS's own SDKs do). Nor on a loopback endpoint, where no
+        // network lies between the bytes and the server to tamper with them. Plain HTTP across
+        // a network keeps the signed payload.
+        if (endpoint.is_empty() || endpoint.starts_with("https://") || is_loopback(&endpoint))
             && b.get_config_value(&AmazonS3ConfigKey::UnsignedPayload)
                 .is_none()
         {
@@ -532,6 +534,19 @@ fn allow_http(
     })
 }
 
+/// An endpoint on this machine: 127.0.0.0/8, ::1 or localhost.
+fn is_loopback(endpoint: &str) -> bool {
+    match url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 fn is_true(v: Option<String>) -> bool {
     v.is_some_and(|v| {
         matches!(
@@ -607,6 +622,26 @@ fn build_error(e: object_store::Error, loc: &Location) -> Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_endpoints_are_recognised() {
+        for e in [
+            "http://127.0.0.1:9000",
+            "http://127.8.0.1",
+            "http://[::1]:9000",
+            "http://LocalHost:9000",
+        ] {
+            assert!(super::is_loopback(e), "{e}");
+        }
+        for e in [
+            "http://10.0.0.1:9000",
+            "http://minio.internal",
+            "http://localhost.example.com",
+            "",
+        ] {
+            assert!(!super::is_loopback(e), "{e}");
+        }
+    }
+
     use super::*;
 
     #[tokio::test]
