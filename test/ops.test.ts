@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { copy, download, exists, get, list, remove, upload } from '../src/index.js';
 import { rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
+import { startGateway } from './helpers/gateway.js';
 import {
   backends,
   bytes,
@@ -120,6 +121,28 @@ describe('native engine: object operations', () => {
       }
     });
   }
+
+  it('s3 on loopback signs UNSIGNED-PAYLOAD by default, the SHA-256 when asked (seen by a gateway)', async () => {
+    useEngine('native');
+    const gw = await startGateway();
+    try {
+      const s3 = backends().find((b) => b.name === 's3')!;
+      const through = (extra: Record<string, string>) => ({
+        ...s3.store,
+        config: { ...s3.store.config, aws_endpoint: gw.url, ...extra },
+      });
+      const key = uniqueKey('payload');
+      await upload(bytes(1000, 1), s3.url(`${key}/a`), { store: through({}) });
+      await upload(bytes(1000, 1), s3.url(`${key}/b`), {
+        store: through({ aws_unsigned_payload: 'false' }),
+      });
+      const puts = (await gw.log()).filter((e) => e.method === 'PUT');
+      expect(puts.find((e) => e.path.endsWith('/a'))?.contentSha256).toBe('UNSIGNED-PAYLOAD');
+      expect(puts.find((e) => e.path.endsWith('/b'))?.contentSha256).toMatch(/^[0-9a-f]{64}$/);
+    } finally {
+      await gw.stop();
+    }
+  });
 
   it('s3: ifNotExists multipart is completed with a signed If-None-Match: attributes kept, nothing staged', async () => {
     useEngine('native');

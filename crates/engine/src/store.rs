@@ -286,9 +286,17 @@ impl Stores {
         // verifies its CRC64NVME (what AWS's own SDKs do). Nor on a loopback endpoint, where no
         // network lies between the bytes and the server to tamper with them. Plain HTTP across
         // a network keeps the signed payload.
+        // (The builder reports a default for this key, so "set by the user" is read from the
+        // options and the environment.)
+        let chosen = std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_some()
+            || opts.config.keys().any(|k| {
+                matches!(
+                    k.parse::<AmazonS3ConfigKey>(),
+                    Ok(AmazonS3ConfigKey::UnsignedPayload)
+                )
+            });
         if (endpoint.is_empty() || endpoint.starts_with("https://") || is_loopback(&endpoint))
-            && b.get_config_value(&AmazonS3ConfigKey::UnsignedPayload)
-                .is_none()
+            && !chosen
         {
             b = b.with_config(AmazonS3ConfigKey::UnsignedPayload, "true");
         }
