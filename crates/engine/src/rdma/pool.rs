@@ -2,7 +2,6 @@
 //! reused (registration is expensive), one transfer per buffer at a time. Buffers always return
 //! to their pool; a pool's buffers are deregistered and freed only when the process drops it.
 
-use std::alloc::Layout;
 use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +13,48 @@ use super::shim::Shim;
 use crate::error::{Error, ErrorCode, Result};
 
 const PAGE: usize = 4096;
+
+/// `size` bytes of zeroed, page-aligned memory of its own. On unix an anonymous mapping: the
+/// kernel hands out zero pages as they are first touched (by the NIC, or by registration where
+/// it pins them), with no second pass of zeroing by the process.
+#[cfg(unix)]
+fn pages(size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping of a non-zero size; checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    NonNull::new(p.cast())
+}
+
+/// # Safety
+/// `ptr` and `size` must come from one [`pages`] call, and nothing may use the memory after.
+#[cfg(unix)]
+unsafe fn free_pages(ptr: NonNull<u8>, size: usize) {
+    libc::munmap(ptr.as_ptr().cast(), size);
+}
+
+#[cfg(not(unix))]
+fn pages(size: usize) -> Option<NonNull<u8>> {
+    let layout = std::alloc::Layout::from_size_align(size, PAGE).ok()?;
+    // SAFETY: a non-zero size.
+    NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+}
+
+#[cfg(not(unix))]
+unsafe fn free_pages(ptr: NonNull<u8>, size: usize) {
+    let layout = std::alloc::Layout::from_size_align(size, PAGE).expect("checked at allocation");
+    std::alloc::dealloc(ptr.as_ptr(), layout);
+}
 
 /// One registered allocation.
 pub(crate) struct RegBuf {
@@ -35,15 +76,13 @@ impl RegBuf {
                 shim.max_registration
             )));
         }
-        let layout = Layout::from_size_align(len.next_multiple_of(PAGE), PAGE)
-            .map_err(|e| Error::invalid_argument(e.to_string()))?;
-        // SAFETY: a non-zero size.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+        let size = len.next_multiple_of(PAGE);
+        let ptr = pages(size)
             .ok_or_else(|| Error::new(ErrorCode::Generic, "out of memory for an RDMA buffer"))?;
         // SAFETY: the allocation lives until drop, which deregisters first.
-        if let Err(e) = unsafe { shim.register(ptr.as_ptr(), layout.size()) } {
-            // SAFETY: allocated above with this layout.
-            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+        if let Err(e) = unsafe { shim.register(ptr.as_ptr(), size) } {
+            // SAFETY: made above with this size.
+            unsafe { free_pages(ptr, size) };
             return Err(e);
         }
         Ok(Self {
@@ -77,10 +116,8 @@ impl Drop for RegBuf {
             // Still registered: a NIC could write into it. Leak rather than free.
             return;
         }
-        let layout = Layout::from_size_align(self.len.next_multiple_of(PAGE), PAGE)
-            .expect("layout checked at allocation");
-        // SAFETY: allocated in `new` with this layout, deregistered above.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) };
+        // SAFETY: made in `new` with this size, deregistered above.
+        unsafe { free_pages(self.ptr, self.len.next_multiple_of(PAGE)) };
     }
 }
 
