@@ -283,6 +283,8 @@ async function main() {
     s3.destroy();
   } finally {
     await stop();
+    // MinIO's data (GiB of seeded objects) and the sources go with the run.
+    rmSync(work, { recursive: true, force: true });
   }
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
