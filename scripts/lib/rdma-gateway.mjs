@@ -342,6 +342,15 @@ function sendError(req, res, { status, code, message, headers = {} }) {
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-connection',
+]);
 // Headers never forwarded upstream: regenerated, hop-by-hop, or the token itself.
 const NOT_FORWARDED = new Set([
   'host',
@@ -350,15 +359,9 @@ const NOT_FORWARDED = new Set([
   'x-amz-content-sha256',
   'x-amz-security-token',
   TOKEN_HEADER,
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
   'expect',
   'proxy-authorization',
-  'proxy-connection',
+  ...HOP_BY_HOP,
 ]);
 const FORWARDED = new Set([
   'content-type',
@@ -374,15 +377,6 @@ const FORWARDED = new Set([
   'if-none-match',
   'if-modified-since',
   'if-unmodified-since',
-]);
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-connection',
 ]);
 // Headers of an upstream GET kept in an RDMA reply (whose body is empty).
 const GET_REPLY_HEADERS = new Set([

@@ -645,7 +645,7 @@ async fn file_size(p: &FsPath) -> Result<u64> {
     .await
 }
 
-fn crc64(bytes: &[u8]) -> u64 {
+pub(crate) fn crc64(bytes: &[u8]) -> u64 {
     let mut c = PartCrc::new(Some(&Checksum {
         algorithm: Algorithm::Crc64Nvme,
         value: Vec::new(),
@@ -747,20 +747,38 @@ async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
     let p = p.to_path_buf();
     blocking(move || {
         let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, &e))?;
-        let mut buf = vec![0u8; len as usize];
-        read_exact_at(&f, &mut buf, offset).map_err(|e| Error::io(&p, &e))?;
-        Ok(Bytes::from(buf))
+        bytes_at(&f, &p, offset, len)
     })
     .await
 }
 
+/// `len` bytes of an open file at `offset` (`path` names it in errors).
+pub(crate) async fn read_at(
+    f: Arc<std::fs::File>,
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes> {
+    blocking(move || bytes_at(&f, &path, offset, len)).await
+}
+
+fn bytes_at(f: &std::fs::File, path: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
+    let mut buf = vec![0u8; len as usize];
+    read_exact_at(f, &mut buf, offset).map_err(|e| Error::io(path, &e))?;
+    Ok(Bytes::from(buf))
+}
+
 #[cfg(unix)]
-fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
 }
 
 #[cfg(windows)]
-fn read_exact_at(f: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_exact_at(
+    f: &std::fs::File,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> std::io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         match f.seek_read(buf, offset)? {

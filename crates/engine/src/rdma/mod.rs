@@ -32,13 +32,14 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use pool::{Pool, RegBuf};
 pub(crate) use s3::S3Raw;
-use s3::{header, status_error, Req};
+use s3::{header, status_error, xml_field, Headers, Req};
 pub use shim::set_search_path;
 use shim::{Shim, OP_GET, OP_PUT};
 
 use crate::checksum::{advertised, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::{Location, Scheme};
+use crate::ops::{crc64, read_at, read_exact_at};
 use crate::progress::Tracker;
 use crate::store::StoreOptions;
 
@@ -319,7 +320,7 @@ impl Ctx {
         &self,
         method: Method,
         query: Vec<(&'static str, String)>,
-        headers: Vec<(&'static str, String)>,
+        headers: Headers,
         body: Bytes,
     ) -> Result<object_store::client::HttpResponse> {
         let req = Req {
@@ -374,7 +375,7 @@ pub(crate) async fn head(ctx: &Ctx) -> Result<Head> {
         .request(
             Method::HEAD,
             vec![],
-            vec![("x-amz-checksum-mode", "ENABLED".into())],
+            vec![("x-amz-checksum-mode".into(), "ENABLED".into())],
             Bytes::new(),
         )
         .await?;
@@ -424,10 +425,10 @@ async fn get_part(
 ) -> Result<TransferPath> {
     let mut headers = Vec::new();
     if let Some((start, len)) = range.filter(|&(_, len)| len > 0) {
-        headers.push(("range", format!("bytes={start}-{}", start + len - 1)));
+        headers.push(("range".into(), format!("bytes={start}-{}", start + len - 1)));
     }
     if let Some(e) = etag {
-        headers.push(("if-match", e.to_string()));
+        headers.push(("if-match".into(), e.to_string()));
     }
     let token = match &ctx.shim {
         Some(shim) if !declined.load(Ordering::Relaxed) => {
@@ -442,7 +443,7 @@ async fn get_part(
         _ => None,
     };
     if let Some(t) = &token {
-        headers.push(("x-amz-rdma-token", t.as_str().to_string()));
+        headers.push(("x-amz-rdma-token".into(), t.as_str().to_string()));
     }
     let resp = match ctx
         .request(Method::GET, vec![], headers, Bytes::new())
@@ -778,12 +779,6 @@ pub(crate) struct Put {
     pub(crate) path: TransferPath,
 }
 
-fn crc64(bytes: &[u8]) -> u64 {
-    let mut d = crc64fast_nvme::Digest::new();
-    d.write(bytes);
-    d.sum64()
-}
-
 fn b64(crc: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
@@ -805,16 +800,6 @@ async fn fill(source: &PutSource, offset: u64, slot: Slot) -> Result<()> {
             .await
         }
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-fn read_exact_at(_: &std::fs::File, _: &mut [u8], _: u64) -> std::io::Result<()> {
-    Err(std::io::Error::other("RDMA uploads are Linux-only"))
 }
 
 /// Upload `source` to `ctx`'s key: one PUT up to the part size, multipart above it.
@@ -840,7 +825,7 @@ pub(crate) async fn upload(
     tracker.plan(size, parts.len() as u32);
     let mut common = Vec::new();
     if let Some(ct) = opts.content_type {
-        common.push(("content-type", ct.to_string()));
+        common.push(("content-type".into(), ct.to_string()));
     }
     for (k, v) in opts.metadata {
         common.push((meta_header(k)?, v.clone()));
@@ -862,7 +847,7 @@ pub(crate) async fn upload(
     if parts.len() == 1 {
         let mut headers = common.clone();
         if opts.if_not_exists {
-            headers.push(("if-none-match", "*".into()));
+            headers.push(("if-none-match".into(), "*".into()));
         }
         // Once sent, an RDMA PUT has no body left to cut short: an abort now may still find
         // the object stored by the server.
@@ -881,8 +866,8 @@ pub(crate) async fn upload(
     // Multipart: created, parts put concurrently, completed (If-None-Match: * for
     // ifNotExists, signed like every other header), or aborted on any failure.
     let mut create = common.clone();
-    create.push(("x-amz-checksum-algorithm", "CRC64NVME".into()));
-    create.push(("x-amz-checksum-type", "FULL_OBJECT".into()));
+    create.push(("x-amz-checksum-algorithm".into(), "CRC64NVME".into()));
+    create.push(("x-amz-checksum-type".into(), "FULL_OBJECT".into()));
     let resp = ctx
         .request(
             Method::POST,
@@ -947,9 +932,9 @@ pub(crate) async fn upload(
         xml.push_str("</CompleteMultipartUpload>");
         let whole = crate::checksum::combine(crate::checksum::Algorithm::Crc64Nvme, &mut crcs);
         let whole = crc_u64(&whole);
-        let mut headers = vec![("x-amz-checksum-crc64nvme", b64(whole)), ("x-amz-checksum-type", "FULL_OBJECT".into())];
+        let mut headers = vec![("x-amz-checksum-crc64nvme".into(), b64(whole)), ("x-amz-checksum-type".into(), "FULL_OBJECT".into())];
         if opts.if_not_exists {
-            headers.push(("if-none-match", "*".into()));
+            headers.push(("if-none-match".into(), "*".into()));
         }
         let query = vec![("uploadId", upload_id.clone())];
         let resp = ctx
@@ -1019,7 +1004,7 @@ fn already_exists(ctx: &Ctx) -> Error {
     .with_url(&ctx.url)
 }
 
-fn meta_header(key: &str) -> Result<&'static str> {
+fn meta_header(key: &str) -> Result<std::borrow::Cow<'static, str>> {
     if key.is_empty()
         || !key
             .bytes()
@@ -1029,16 +1014,7 @@ fn meta_header(key: &str) -> Result<&'static str> {
             "metadata key {key:?}: only letters, digits, '-' and '_' travel in an HTTP header"
         )));
     }
-    // Header names are 'static in requests; each distinct metadata key is made so once.
-    static NAMES: Mutex<BTreeMap<String, &'static str>> = Mutex::new(BTreeMap::new());
-    let name = format!("x-amz-meta-{}", key.to_ascii_lowercase());
-    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = names.get(&name) {
-        return Ok(n);
-    }
-    let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
-    names.insert(name, leaked);
-    Ok(leaked)
+    Ok(format!("x-amz-meta-{}", key.to_ascii_lowercase()).into())
 }
 
 /// [`put_part`] in a task of its own, which owns the registered buffer until the server is
@@ -1048,7 +1024,7 @@ async fn spawn_put(
     source: &PutSource,
     range: (u64, u64),
     multipart: Option<(String, String)>,
-    headers: Vec<(&'static str, String)>,
+    headers: Headers,
     declined: &Arc<AtomicBool>,
     tasks: &TaskTracker,
 ) -> Result<(PartDone, TransferPath)> {
@@ -1072,32 +1048,30 @@ async fn put_part(
     source: &PutSource,
     (offset, len): (u64, u64),
     multipart: Option<(String, String)>,
-    mut headers: Vec<(&'static str, String)>,
+    mut headers: Headers,
     declined: &AtomicBool,
 ) -> Result<(PartDone, TransferPath)> {
+    let query = match &multipart {
+        Some((n, id)) => vec![("partNumber", n.clone()), ("uploadId", id.clone())],
+        None => vec![],
+    };
+    let what = if multipart.is_some() {
+        "UploadPart"
+    } else {
+        "PUT"
+    };
     if ctx.shim.is_none() {
         // No RDMA: the part goes straight into the body (a slice of a Buffer, or one read of
         // the file), with no registered buffer in between.
         let body = match source {
             PutSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
             PutSource::File(file, path, _) => {
-                let (file, path) = (file.clone(), path.clone());
-                crate::sink::blocking(move || {
-                    let mut buf = vec![0u8; len as usize];
-                    read_exact_at(&file, &mut buf, offset).map_err(|e| Error::io(&path, &e))?;
-                    Ok(Bytes::from(buf))
-                })
-                .await?
+                read_at(file.clone(), path.clone(), offset, len).await?
             }
         };
         let crc = crc64(&body);
-        headers.push(("x-amz-checksum-crc64nvme", b64(crc)));
-        let what = if multipart.is_some() {
-            "UploadPart"
-        } else {
-            "PUT"
-        };
-        return send_body(ctx, multipart, headers, body, crc, what).await;
+        headers.push(("x-amz-checksum-crc64nvme".into(), b64(crc)));
+        return send_body(ctx, query, headers, body, crc, what).await;
     }
     // The bytes, in registered memory: the caller's own buffer, or a pool buffer filled here.
     let zero_copy = match source {
@@ -1131,16 +1105,7 @@ async fn put_part(
         }
     };
     let crc = crc64(slot.bytes());
-    headers.push(("x-amz-checksum-crc64nvme", b64(crc)));
-    let query = match &multipart {
-        Some((n, id)) => vec![("partNumber", n.clone()), ("uploadId", id.clone())],
-        None => vec![],
-    };
-    let what = if multipart.is_some() {
-        "UploadPart"
-    } else {
-        "PUT"
-    };
+    headers.push(("x-amz-checksum-crc64nvme".into(), b64(crc)));
     if let Some(shim) = ctx
         .shim
         .as_ref()
@@ -1155,8 +1120,8 @@ async fn put_part(
         };
         if let Some(token) = token {
             let mut h = headers.clone();
-            h.push(("x-amz-rdma-token", token.as_str().to_string()));
-            h.push(("content-length", "0".into()));
+            h.push(("x-amz-rdma-token".into(), token.as_str().to_string()));
+            h.push(("content-length".into(), "0".into()));
             let resp = match ctx
                 .request(Method::PUT, query.clone(), h, Bytes::new())
                 .await
@@ -1212,22 +1177,18 @@ async fn put_part(
     // Over HTTP: the same bytes in the body (one copy out of the registered buffer).
     let body = Bytes::copy_from_slice(slot.bytes());
     drop(lease);
-    send_body(ctx, multipart, headers, body, crc, what).await
+    send_body(ctx, query, headers, body, crc, what).await
 }
 
 /// A PUT or UploadPart with the bytes in the body.
 async fn send_body(
     ctx: &Ctx,
-    multipart: Option<(String, String)>,
-    headers: Vec<(&'static str, String)>,
+    query: Vec<(&'static str, String)>,
+    headers: Headers,
     body: Bytes,
     crc: u64,
     what: &str,
 ) -> Result<(PartDone, TransferPath)> {
-    let query = match &multipart {
-        Some((n, id)) => vec![("partNumber", n.clone()), ("uploadId", id.clone())],
-        None => vec![],
-    };
     let resp = ctx
         .request(Method::PUT, query, headers.clone(), body)
         .await?;
@@ -1249,14 +1210,6 @@ async fn send_body(
 
 fn opts_conflict(status: u16, code: &str) -> bool {
     status == 412 || code == "PreconditionFailed"
-}
-
-fn xml_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let open = format!("<{name}>");
-    let start = text.find(&open)? + open.len();
-    let end = start + text[start..].find(&format!("</{name}>"))?;
-    Some(text[start..end].to_string())
 }
 
 fn xml_escape(s: &str) -> String {

@@ -48,13 +48,16 @@ impl std::fmt::Debug for S3Raw {
     }
 }
 
+/// Request headers: fixed names, and ones made at run time (`x-amz-meta-*`).
+pub(crate) type Headers = Vec<(std::borrow::Cow<'static, str>, String)>;
+
 /// One request to send: headers are signed as given (so a token among them is in
 /// SignedHeaders); the payload is always `UNSIGNED-PAYLOAD`.
 pub(crate) struct Req<'a> {
     pub(crate) method: Method,
     pub(crate) key: &'a Path,
     pub(crate) query: Vec<(&'static str, String)>,
-    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Headers,
     pub(crate) body: Bytes,
 }
 
@@ -117,9 +120,10 @@ impl S3Raw {
             let value = HeaderValue::from_str(value).map_err(|_| {
                 Error::invalid_argument(format!("header {name} has a value HTTP cannot carry"))
             })?;
-            request
-                .headers_mut()
-                .insert(HeaderName::from_static(name), value);
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::invalid_argument(format!("{name} is not an HTTP header name"))
+            })?;
+            request.headers_mut().insert(name, value);
         }
         let credential = self
             .credentials
@@ -145,9 +149,15 @@ pub(crate) fn header<'a>(resp: &'a HttpResponse, name: &str) -> Option<&'a str> 
 
 /// The `<Code>` of an S3 XML error body.
 pub(crate) fn error_code(body: &[u8]) -> Option<String> {
+    xml_field(body, "Code")
+}
+
+/// The text of the first `<name>…</name>` element of an S3 XML answer.
+pub(crate) fn xml_field(body: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    let start = text.find("<Code>")? + "<Code>".len();
-    let end = start + text[start..].find("</Code>")?;
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = start + text[start..].find(&format!("</{name}>"))?;
     Some(text[start..end].to_string())
 }
 
