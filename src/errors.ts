@@ -21,6 +21,10 @@ export type ErrorCode =
   | 'RdmaDeclined'
   | 'RdmaInvalidToken'
   | 'RdmaTransferFailed'
+  | 'Network'
+  | 'Throttled'
+  | 'TlsCertificate'
+  | 'Busy'
   | 'Generic';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -43,6 +47,10 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'RdmaDeclined',
   'RdmaInvalidToken',
   'RdmaTransferFailed',
+  'Network',
+  'Throttled',
+  'TlsCertificate',
+  'Busy',
   'Generic',
 ]);
 

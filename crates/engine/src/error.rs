@@ -44,6 +44,16 @@ pub enum ErrorCode {
     /// The server accepted the RDMA request and then failed to move the bytes (500
     /// RDMATransferFailed).
     RdmaTransferFailed,
+    /// The connection failed, was reset, or the body was cut off, and retries did not help.
+    Network,
+    /// The server kept answering 429 / 503 SlowDown until the retries were spent.
+    Throttled,
+    /// The server's TLS certificate was refused (unknown issuer, expired, wrong name, …).
+    TlsCertificate,
+    /// Another transfer holds the destination (a second process resuming into it).
+    Busy,
+    /// A key from a listing cannot be placed safely under the destination directory.
+    UnsafeKey,
     /// Anything else (server errors after retries, protocol errors).
     Generic,
 }
@@ -70,6 +80,11 @@ impl ErrorCode {
             Self::RdmaDeclined => "RdmaDeclined",
             Self::RdmaInvalidToken => "RdmaInvalidToken",
             Self::RdmaTransferFailed => "RdmaTransferFailed",
+            Self::Network => "Network",
+            Self::Throttled => "Throttled",
+            Self::TlsCertificate => "TlsCertificate",
+            Self::Busy => "Busy",
+            Self::UnsafeKey => "UnsafeKey",
             Self::Generic => "Generic",
         }
     }
