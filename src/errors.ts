@@ -166,7 +166,12 @@ const TLS_PROBLEMS: Record<string, string> = {
 /** Map a Node.js / undici error to a StorageError about `url`. */
 export function fromNodeError(err: unknown, url: string, what?: string): StorageError {
   if (err instanceof StorageError) return err;
-  const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } } | null;
+  const e = err as {
+    code?: string;
+    name?: string;
+    message?: string;
+    cause?: { code?: string };
+  } | null;
   const c = e?.code ?? e?.cause?.code ?? '';
   const name = e?.name ?? '';
   let code: ErrorCode = 'Generic';

@@ -251,7 +251,7 @@ async function send(
   const { Agent, request } = await loadUndici();
   let target = url;
   let redirects = 0;
-  for (let attempt = 0; ; ) {
+  for (let attempt = 0; ;) {
     let res: Dispatcher.ResponseData | undefined;
     let failure: unknown;
     try {
