@@ -298,17 +298,26 @@ export interface StoreConfig {
   skipSignature?: boolean
   /** Allow plain-HTTP endpoints (default: when the endpoint itself is `http://`). */
   allowHttp?: boolean
-  /** PEM root certificates trusted by this store only. */
+  /**
+   * PEM root certificates trusted by this store only; a server certificate equal to one of
+   * them is accepted as it is (a self-signed server certificate).
+   */
   caCert?: string
+  /**
+   * Accept any TLS certificate (`{ insecureSkipTlsVerify: true }`). The only way to turn
+   * certificate checks off: `allow_invalid_certificates` keys are refused, and
+   * `AWS_ALLOW_INVALID_CERTIFICATES` and its kin are ignored.
+   */
+  insecureSkipTlsVerify?: boolean
   /** Connect timeout in milliseconds (default 10 000). */
   connectTimeoutMs?: number
   /** Longest silence while reading a response, in milliseconds (default 60 000). */
   readTimeoutMs?: number
-  /** Retries per request on 5xx, 429 and connection errors (default 5). */
+  /** Retries per request on 5xx, 429 and connection errors (default 10). */
   maxRetries?: number
   /** Stop retrying a request after this many milliseconds (default 180 000). */
   retryTimeoutMs?: number
-  /** First retry backoff in milliseconds (default 100). */
+  /** First retry backoff in milliseconds (default 500). */
   initialBackoffMs?: number
   /** S3 over RDMA: `false` (default), `true` (when available and accepted) or `'require'`. */
   rdma?: boolean | string

@@ -10,8 +10,14 @@ import type {
   DownloadOptions,
   GetOptions,
   ObjectInfo,
+  StoreOptions,
   TransferResult,
 } from './types.js';
+
+/** A result says when it came over TLS without certificate checks. */
+function insecure(store: StoreOptions | undefined): { insecureSkipTlsVerify?: true } {
+  return store?.insecureSkipTlsVerify === true ? { insecureSkipTlsVerify: true } : {};
+}
 
 function asStorageError(e: unknown): StorageError {
   return e instanceof StorageError ? e : fromNative(e);
@@ -37,7 +43,7 @@ export async function download(
     const engine = selectEngine();
     checkRdma(engine.name, url, options.store);
     const r = await engine.download(url, dest, options);
-    return { url, dest, path: 'http', ...r, engine: engine.name };
+    return { url, dest, path: 'http', ...r, engine: engine.name, ...insecure(options.store) };
   } catch (e) {
     throw asStorageError(e);
   }
@@ -122,7 +128,17 @@ export async function getDetailed(
     const engine = selectEngine();
     checkRdma(engine.name, url, options.store);
     const { data, result } = await engine.getDetailed(url, options.into, options);
-    return { data, result: { url, dest: '', path: 'http', ...result, engine: engine.name } };
+    return {
+      data,
+      result: {
+        url,
+        dest: '',
+        path: 'http',
+        ...result,
+        engine: engine.name,
+        ...insecure(options.store),
+      },
+    };
   } catch (e) {
     throw asStorageError(e);
   }
@@ -188,6 +204,7 @@ export async function downloadMany(
             path: 'http',
             ...o.value,
             engine: engine.name,
+            ...insecure(options.store),
           },
         }
       : o,

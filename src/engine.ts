@@ -2,6 +2,7 @@ import { JS_CAPABILITIES, JS_SCHEMES, jsEngine } from './js/engine.js';
 import { loadNative, nativeEngine } from './native.js';
 import { rdmaInfo } from './rdma.js';
 import { StorageError } from './errors.js';
+import { insecureTlsUsed } from './tls.js';
 import type { Engine, EngineInfo, EngineName } from './types.js';
 
 let js: Engine | undefined;
@@ -51,5 +52,6 @@ export function engineInfo(): EngineInfo {
       : { loaded: false, reason: n.reason },
     js: { schemes: JS_SCHEMES, capabilities: JS_CAPABILITIES },
     rdma: rdmaInfo(),
+    insecureTls: insecureTlsUsed(),
   };
 }

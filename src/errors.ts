@@ -129,13 +129,53 @@ export function fromNative(err: unknown): StorageError {
   return new StorageError(code === 'InvalidArg' ? 'InvalidArgument' : 'Generic', text);
 }
 
+/** Connection failures, resets and bodies cut off (after retries): `Network`. */
+const NETWORK = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/** Node's TLS certificate refusals, named as the native engine names them. */
+const TLS_PROBLEMS: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unknown issuer',
+  UNABLE_TO_GET_ISSUER_CERT: 'unknown issuer',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unknown issuer',
+  SELF_SIGNED_CERT_IN_CHAIN: 'unknown issuer',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'unknown issuer',
+  CERT_UNTRUSTED: 'unknown issuer',
+  CERT_HAS_EXPIRED: 'expired',
+  CERT_NOT_YET_VALID: 'not valid yet',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'wrong name (not valid for this host)',
+  HOSTNAME_MISMATCH: 'wrong name (not valid for this host)',
+  CERT_REVOKED: 'revoked',
+  CERT_SIGNATURE_FAILURE: 'bad signature',
+  INVALID_PURPOSE: 'not a certificate for TLS servers',
+  INVALID_CA: 'invalid CA certificate',
+  CERT_REJECTED: 'rejected',
+};
+
 /** Map a Node.js / undici error to a StorageError about `url`. */
 export function fromNodeError(err: unknown, url: string, what?: string): StorageError {
   if (err instanceof StorageError) return err;
-  const e = err as { code?: string; name?: string; message?: string } | null;
-  const c = e?.code ?? '';
+  const e = err as {
+    code?: string;
+    name?: string;
+    message?: string;
+    cause?: { code?: string };
+  } | null;
+  const c = e?.code ?? e?.cause?.code ?? '';
   const name = e?.name ?? '';
   let code: ErrorCode = 'Generic';
+  let detail: string | undefined;
   if (name === 'AbortError' || c === 'ABORT_ERR' || c === 'UND_ERR_ABORTED') code = 'Aborted';
   else if (c === 'ENOENT') code = 'NotFound';
   else if (c === 'EACCES' || c === 'EPERM') code = 'PermissionDenied';
@@ -146,11 +186,16 @@ export function fromNodeError(err: unknown, url: string, what?: string): Storage
     c === 'ETIMEDOUT'
   )
     code = 'Timeout';
+  else if (TLS_PROBLEMS[c] !== undefined) {
+    code = 'TlsCertificate';
+    detail = `the server's TLS certificate was refused: ${TLS_PROBLEMS[c]}`;
+  } else if (NETWORK.has(c) && what === undefined) code = 'Network';
   else if (c.startsWith('E') && !c.startsWith('ECONN') && c !== 'EPIPE' && what !== undefined)
     code = 'Io';
   const shown = what ?? displayUrl(url);
-  const detail = code === 'Aborted' ? 'the transfer was aborted' : scrub(e?.message ?? String(err));
-  return new StorageError(code, `${shown}: ${detail}`, {
+  const text =
+    code === 'Aborted' ? 'the transfer was aborted' : (detail ?? scrub(e?.message ?? String(err)));
+  return new StorageError(code, `${shown}: ${text}`, {
     url,
     cause:
       err instanceof Error ? new Error(scrub(`${c ? `${c}: ` : ''}${err.message}`)) : undefined,

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromNative, StorageError, type ItemOutcome } from './errors.js';
+import { checkStoreTls } from './tls.js';
 import type {
   ByteRange,
   ChecksumAlgorithm,
@@ -47,12 +48,14 @@ export function loadNative(): Loaded {
 }
 
 function storeConfig(store: StoreOptions | undefined): Binding.StoreConfig | undefined {
+  checkStoreTls(store);
   if (!store) return undefined;
   return {
     config: store.config,
     skipSignature: store.skipSignature,
     allowHttp: store.allowHttp,
     caCert: store.caCert === undefined ? undefined : store.caCert.toString(),
+    insecureSkipTlsVerify: store.insecureSkipTlsVerify,
     connectTimeoutMs: store.connectTimeoutMs,
     readTimeoutMs: store.readTimeoutMs,
     maxRetries: store.maxRetries,

@@ -25,13 +25,36 @@ export function isSecretKey(key: string): boolean {
   );
 }
 
-/** Remove registered secrets and URL query strings from `text`. */
+/**
+ * Elements of S3's XML error bodies whose values are secrets or let one check a guessed secret
+ * (SignatureDoesNotMatch echoes the signature, the string it signed and the canonical request).
+ */
+const SECRET_ELEMENTS = [
+  'SignatureProvided',
+  'StringToSign',
+  'StringToSignBytes',
+  'CanonicalRequest',
+  'CanonicalRequestBytes',
+  'AWSAccessKeyId',
+];
+const ELEMENTS = new RegExp(`<(${SECRET_ELEMENTS.join('|')})>[\\s\\S]*?(?:</\\1>|$)`, 'g');
+
+/**
+ * Remove registered secrets, secret XML element values, URL user-info and URL query strings from
+ * `text`. The marker appears once where several removals meet.
+ */
 export function scrub(text: string): string {
   let out = text;
   for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
     if (out.includes(s)) out = out.split(s).join(REDACTED);
   }
-  return out.replace(/(https?:\/\/[^\s"'<>)`?]*)\?[^\s"'<>)`]*/gi, `$1?${REDACTED}`);
+  out = out
+    .replace(ELEMENTS, (m: string, name: string) =>
+      m.endsWith(`</${name}>`) ? `<${name}>${REDACTED}</${name}>` : `<${name}>${REDACTED}`,
+    )
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s"'<>)`/?#@]*@/gi, '$1')
+    .replace(/(https?:\/\/[^\s"'<>)`?]*)\?[^\s"'<>)`]*/gi, `$1?${REDACTED}`);
+  return out.replace(/(?:<redacted>){2,}/g, REDACTED);
 }
 
 /** A URL as it may be shown: no user-info, no query string. */

@@ -18,17 +18,33 @@ export interface StoreOptions {
   skipSignature?: boolean;
   /** Allow plain-HTTP endpoints. Default: allowed when the endpoint itself is `http://`. */
   allowHttp?: boolean;
-  /** PEM root certificate(s) trusted for this store only. */
+  /**
+   * PEM root certificate(s) trusted for this store only. A server certificate equal to one of
+   * them is accepted as it is (a self-signed server certificate, CA or not), if it names the host.
+   */
   caCert?: string | Buffer;
+  /**
+   * Accept any TLS certificate: verification off, for this store only. The only way to turn it
+   * off: `allow_invalid_certificates` configuration keys are refused (`InvalidArgument`) and
+   * `AWS_ALLOW_INVALID_CERTIFICATES` and its kin are ignored (with one process warning).
+   * Results and `engineInfo().insecureTls` say when it was used. Default false.
+   */
+  insecureSkipTlsVerify?: boolean;
   /** Connect timeout, default 10 000 ms. */
   connectTimeoutMs?: number;
   /** Longest silence while reading a response, default 60 000 ms. No whole-request timeout. */
   readTimeoutMs?: number;
-  /** Retries per request on 5xx, 429 and connection errors, default 5. */
+  /**
+   * Retries per request on 5xx, 429, connection errors and bodies cut off, default 10 (with the
+   * default backoff, a 5 s storm of 503 SlowDown is outlasted).
+   */
   maxRetries?: number;
   /** Stop retrying a request after this long, default 180 000 ms. */
   retryTimeoutMs?: number;
-  /** First retry backoff, default 100 ms (doubling, with jitter, up to 15 s). */
+  /**
+   * First retry backoff, default 500 ms; each next one is drawn between it and twice the last
+   * (decorrelated jitter), up to 15 s.
+   */
   initialBackoffMs?: number;
   /**
    * S3 only: move object bytes by RDMA (NVIDIA cuObject) into and out of registered memory,
@@ -175,6 +191,8 @@ export interface TransferResult {
   engine: EngineName;
   /** The data path: `'rdma'` when every part moved by RDMA, `'http'` otherwise. */
   path: DataPath;
+  /** Present (`true`) when the store ran with `insecureSkipTlsVerify`: no certificate checks. */
+  insecureSkipTlsVerify?: true;
 }
 
 /** What an engine returns for one transfer; the caller adds url, dest and engine. */
@@ -251,6 +269,8 @@ export interface EngineInfo {
   };
   /** S3 over RDMA: whether it can be used here, and if not, exactly why. */
   rdma: RdmaInfo;
+  /** Whether any call in this process ran with `insecureSkipTlsVerify` (no certificate checks). */
+  insecureTls: boolean;
 }
 
 export interface RdmaInfo {

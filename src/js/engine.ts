@@ -8,6 +8,7 @@ import type { Agent, Dispatcher } from 'undici';
 import { fromNodeError, StorageError, type ErrorCode } from '../errors.js';
 import { displayUrl } from '../redact.js';
 import { settleAll } from '../pool.js';
+import { checkStoreTls } from '../tls.js';
 import { advertised, unavailable, Verifier } from './checksum.js';
 import type {
   ByteRange,
@@ -43,10 +44,12 @@ let undici: Promise<typeof import('undici')> | undefined;
 const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
 
 function agentFor(store: StoreOptions | undefined, Agent: typeof import('undici').Agent): Agent {
+  const insecure = store?.insecureSkipTlsVerify === true;
   const key = JSON.stringify([
     store?.caCert?.toString() ?? '',
     store?.connectTimeoutMs ?? 10_000,
     store?.readTimeoutMs ?? 60_000,
+    insecure,
   ]);
   let agent = agents.get(key);
   if (!agent) {
@@ -54,6 +57,8 @@ function agentFor(store: StoreOptions | undefined, Agent: typeof import('undici'
       connect: {
         timeout: store?.connectTimeoutMs ?? 10_000,
         ...(store?.caCert ? { ca: store.caCert.toString() } : {}),
+        // Only the explicit insecureSkipTlsVerify turns certificate checks off.
+        ...(insecure ? { rejectUnauthorized: false } : {}),
       },
       headersTimeout: store?.readTimeoutMs ?? 60_000,
       bodyTimeout: store?.readTimeoutMs ?? 60_000,
@@ -86,7 +91,9 @@ function statusError(status: number, url: string): StorageError {
               ? 'InvalidArgument'
               : status === 408 || status === 504
                 ? 'Timeout'
-                : 'Generic';
+                : status === 429 || status === 503
+                  ? 'Throttled'
+                  : 'Generic';
   return new StorageError(code, `${displayUrl(url)}: HTTP ${status}`, { url });
 }
 
@@ -184,6 +191,36 @@ class Reporter {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The retry policy's defaults: the native engine's (crates/engine/src/store.rs, where the reasons
+ * are), so that both engines retry alike.
+ */
+const RETRY = {
+  maxRetries: 10,
+  initialBackoffMs: 500,
+  base: 2,
+  maxBackoffMs: 15_000,
+  retryTimeoutMs: 180_000,
+};
+
+/**
+ * object_store's backoff (decorrelated jitter), as the native engine waits: the first wait is the
+ * initial backoff, each next one drawn between it and `base` × the last, capped.
+ */
+class Backoff {
+  private next: number;
+  constructor(private readonly init: number) {
+    this.next = init;
+  }
+  wait(): number {
+    const current = this.next;
+    const hi = current * RETRY.base;
+    const drawn = hi > this.init ? this.init + Math.random() * (hi - this.init) : this.init;
+    this.next = Math.min(RETRY.maxBackoffMs, drawn);
+    return current;
+  }
+}
+
 const RETRYABLE_NET = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
@@ -193,7 +230,13 @@ const RETRYABLE_NET = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
 ]);
 
-/** One GET (or HEAD) with retries on 5xx, 429, 408 and connection errors before the body. */
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * One GET (or HEAD) with retries on 5xx, 429, 408 and connection errors before the body.
+ * Redirects are followed within the scheme (at most ten); one that leaves it (https → http) is
+ * refused with `NotSupported`, as the native engine does.
+ */
 async function send(
   url: string,
   method: 'GET' | 'HEAD',
@@ -201,16 +244,18 @@ async function send(
   store: StoreOptions | undefined,
   signal: AbortSignal | undefined,
 ): Promise<Dispatcher.ResponseData> {
-  const maxRetries = store?.maxRetries ?? 5;
-  const retryTimeout = store?.retryTimeoutMs ?? 180_000;
-  let backoff = store?.initialBackoffMs ?? 100;
+  const maxRetries = store?.maxRetries ?? RETRY.maxRetries;
+  const retryTimeout = store?.retryTimeoutMs ?? RETRY.retryTimeoutMs;
+  const backoff = new Backoff(store?.initialBackoffMs ?? RETRY.initialBackoffMs);
   const started = Date.now();
   const { Agent, request } = await loadUndici();
-  for (let attempt = 0; ; attempt++) {
+  let target = url;
+  let redirects = 0;
+  for (let attempt = 0; ;) {
     let res: Dispatcher.ResponseData | undefined;
     let failure: unknown;
     try {
-      res = await request(url, {
+      res = await request(target, {
         method,
         headers: { 'user-agent': 'objget-js', ...headers },
         dispatcher: agentFor(store, Agent),
@@ -219,10 +264,30 @@ async function send(
     } catch (e) {
       failure = e;
     }
+    const location = res && REDIRECTS.has(res.statusCode) ? one(res.headers.location) : undefined;
+    if (res && location !== undefined) {
+      discard(res.body);
+      const next = new URL(location, target);
+      const from = new URL(target).protocol.replace(':', '');
+      const to = next.protocol.replace(':', '');
+      if (to !== from) {
+        throw new StorageError(
+          'NotSupported',
+          `${displayUrl(url)}: a redirect from ${from}:// to ${to}:// was refused: objget never follows a redirect that changes the scheme`,
+          { url },
+        );
+      }
+      if (++redirects > 10) {
+        throw new StorageError('Generic', `${displayUrl(url)}: too many redirects`, { url });
+      }
+      target = next.href;
+      continue;
+    }
     const retryable = res
       ? res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408
       : RETRYABLE_NET.has((failure as { code?: string })?.code ?? '') && !signal?.aborted;
-    if (!retryable || attempt >= maxRetries || Date.now() - started + backoff > retryTimeout) {
+    const wait = backoff.wait();
+    if (!retryable || attempt >= maxRetries || Date.now() - started + wait > retryTimeout) {
       if (!res) throw fromNodeError(failure, url);
       if (res.statusCode >= 400 && res.statusCode !== 416) {
         discard(res.body);
@@ -231,8 +296,8 @@ async function send(
       return res;
     }
     if (res) discard(res.body);
-    await sleep(Math.max(1, Math.random() * backoff));
-    backoff = Math.min(backoff * 2, 15_000);
+    attempt++;
+    await sleep(wait);
   }
 }
 
@@ -284,7 +349,13 @@ async function httpOpen(
   range: ByteRange | undefined,
   store: StoreOptions | undefined,
   signal: AbortSignal | undefined,
-): Promise<{ body: Readable; length: number; etag?: string; offered: VerifiedChecksum[] }> {
+): Promise<{
+  body: AsyncIterable<Buffer>;
+  raw: Readable;
+  length: number;
+  etag?: string;
+  offered: VerifiedChecksum[];
+}> {
   const href = url.href;
   const res = await send(href, 'GET', range ? { range: rangeHeader(range) } : {}, store, signal);
   if (res.statusCode === 416) {
@@ -310,12 +381,96 @@ async function httpOpen(
       url: href,
     });
   }
+  const etag = one(res.headers.etag);
+  const start = res.statusCode === 206 ? startFromContentRange(res.headers['content-range']) : 0;
+  if (start === undefined) {
+    discard(res.body);
+    throw new StorageError('Generic', `${displayUrl(href)}: a 206 reply without Content-Range`, {
+      url: href,
+    });
+  }
   return {
-    body: res.body,
+    body: resumable(res.body, href, etag, start, start + length, store, signal),
+    raw: res.body,
     length,
-    etag: one(res.headers.etag),
+    etag,
     offered: advertised(res.headers, res.statusCode === 206),
   };
+}
+
+function startFromContentRange(v: string | string[] | undefined): number | undefined {
+  const m = /^bytes (\d+)-/.exec(one(v)?.trim() ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * A body that survives being cut off: after a reset or an early close the rest is asked for with
+ * a ranged GET pinned by `If-Match` to the ETag the body came with, within the retry policy, as
+ * the native engine does. Without a strong ETag the cut is a `Network` error.
+ */
+async function* resumable(
+  first: Readable,
+  href: string,
+  etag: string | undefined,
+  start: number,
+  end: number,
+  store: StoreOptions | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Buffer> {
+  let body = first;
+  let offset = start;
+  let resumes = 0;
+  const backoff = new Backoff(store?.initialBackoffMs ?? RETRY.initialBackoffMs);
+  const started = Date.now();
+  for (;;) {
+    let failure: StorageError;
+    try {
+      for await (const c of body) {
+        offset += (c as Buffer).length;
+        yield c as Buffer;
+      }
+      if (offset >= end) return;
+      failure = new StorageError('Network', `${displayUrl(href)}: the response body ended early`, {
+        url: href,
+      });
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      failure = fromNodeError(e, href);
+    }
+    if (failure.code !== 'Network' && failure.code !== 'Timeout') throw failure;
+    if (!etag || etag.startsWith('W/')) {
+      throw new StorageError(
+        'Network',
+        `${displayUrl(href)}: the body was cut off at byte ${offset} and the server offers no strong ETag to resume it safely`,
+        { url: href, cause: failure },
+      );
+    }
+    const wait = backoff.wait();
+    if (
+      resumes >= (store?.maxRetries ?? RETRY.maxRetries) ||
+      Date.now() - started + wait > (store?.retryTimeoutMs ?? RETRY.retryTimeoutMs)
+    ) {
+      throw failure;
+    }
+    resumes++;
+    await sleep(wait);
+    const res = await send(
+      href,
+      'GET',
+      { range: `bytes=${offset}-${end - 1}`, 'if-match': etag },
+      store,
+      signal,
+    );
+    if (res.statusCode !== 206 || startFromContentRange(res.headers['content-range']) !== offset) {
+      discard(res.body);
+      throw new StorageError(
+        'Network',
+        `${displayUrl(href)}: the body was cut off and the server did not send the rest as asked`,
+        { url: href },
+      );
+    }
+    body = res.body;
+  }
 }
 
 async function fileEtag(path: string): Promise<{ size: number; etag: string; mtime: Date }> {
@@ -337,7 +492,7 @@ function fileRange(size: number, range: ByteRange | undefined): [number, number]
 }
 
 async function readAll(
-  body: Readable,
+  body: AsyncIterable<Buffer>,
   expected: number,
   report: Reporter,
   verifier: Verifier | undefined,
@@ -467,6 +622,7 @@ export function jsEngine(): Engine {
       throw nativeOnly('list', prefixUrl);
     },
     async head(url, store) {
+      checkStoreTls(store);
       const loc = locate(url);
       if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
       if (loc.kind === 'http') return httpHead(loc.url, store);
@@ -495,6 +651,7 @@ export function jsEngine(): Engine {
 
     async get(url, range, t) {
       const { store, signal } = t;
+      checkStoreTls(store);
       checkRange(range);
       checkTransfer(t);
       if (range && t.checksum === 'required') {
@@ -512,12 +669,12 @@ export function jsEngine(): Engine {
       if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
       try {
         if (loc.kind === 'http') {
-          const { body, length, offered } = await httpOpen(loc.url, range, store, signal);
+          const { body, raw, length, offered } = await httpOpen(loc.url, range, store, signal);
           let verifier: Verifier | undefined;
           try {
             verifier = range ? undefined : Verifier.for(t.checksum, offered, url);
           } catch (e) {
-            discard(body);
+            discard(raw);
             throw e;
           }
           report.plan(length);
@@ -581,6 +738,7 @@ async function downloadOne(
   index: number | undefined,
 ): Promise<Done> {
   const { store, signal } = t;
+  checkStoreTls(store);
   checkTransfer(t);
   const report = new Reporter(t.onProgress, index);
   const started = performance.now();
@@ -616,12 +774,17 @@ async function downloadOne(
           resumedBytes: 0,
         };
       }
-      const { body, length, etag, offered } = await httpOpen(loc.url, undefined, store, signal);
+      const { body, raw, length, etag, offered } = await httpOpen(
+        loc.url,
+        undefined,
+        store,
+        signal,
+      );
       let verifier: Verifier | undefined;
       try {
         verifier = Verifier.for(t.checksum, offered, url);
       } catch (e) {
-        discard(body);
+        discard(raw);
         throw e;
       }
       report.plan(length);

@@ -1,7 +1,18 @@
 // A pass-through HTTP proxy in front of a real server that fails chosen requests: for faults the
-// server itself cannot be made to produce (a 500 on one multipart part). Headers, Host included,
-// go through untouched, so SigV4 signatures still verify at the server.
+// server itself cannot be made to produce (a 500 on one multipart part, a storm of 503 SlowDown,
+// a 403 whose body echoes the signature, a redirect to plain http, a body cut mid-way). Headers,
+// Host included, go through untouched, so SigV4 signatures still verify at the server.
 import http from 'node:http';
+import https from 'node:https';
+
+/** What to do with a request instead of passing it through. */
+export type Fault =
+  /** Answer with this status (and body, headers). */
+  | { kind: 'status'; status: number; body?: string; headers?: Record<string, string> }
+  /** Pass the request through, then cut the reply's body after `afterBytes` bytes. */
+  | { kind: 'reset'; afterBytes: number }
+  /** Answer with a redirect to `location`. */
+  | { kind: 'redirect'; location: string; status?: number };
 
 export interface FaultProxy {
   url: string;
@@ -10,34 +21,76 @@ export interface FaultProxy {
   failed: number;
 }
 
+/**
+ * `fail` decides per request: `false` passes it through, `true` answers 500 InternalError (the
+ * original behaviour), a `Fault` says what else to do. `tls` serves the proxy over https.
+ */
 export async function faultProxy(
   target: string,
-  fail: (req: http.IncomingMessage) => boolean,
+  fail: (req: http.IncomingMessage) => boolean | Fault,
+  options: { tls?: { key: string; cert: string } } = {},
 ): Promise<FaultProxy> {
   const to = new URL(target);
   const state = { failed: 0 };
-  const server = http.createServer((req, res) => {
-    if (fail(req)) {
-      state.failed++;
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const decided = fail(req);
+    const fault: Fault | undefined =
+      decided === true
+        ? {
+            kind: 'status',
+            status: 500,
+            body: '<Error><Code>InternalError</Code><Message>injected</Message></Error>',
+            headers: { 'content-type': 'application/xml' },
+          }
+        : decided === false
+          ? undefined
+          : decided;
+    if (fault) state.failed++;
+    if (fault?.kind === 'status') {
       req.resume();
-      res.writeHead(500, { 'content-type': 'application/xml' });
-      res.end('<Error><Code>InternalError</Code><Message>injected</Message></Error>');
+      res.writeHead(fault.status, fault.headers ?? { 'content-type': 'application/xml' });
+      res.end(fault.body ?? '');
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      req.resume();
+      res.writeHead(fault.status ?? 302, { location: fault.location, 'content-length': '0' });
+      res.end();
       return;
     }
     const up = http.request(
       { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
       (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
+        if (fault?.kind !== 'reset') {
+          r.pipe(res);
+          return;
+        }
+        let sent = 0;
+        r.on('data', (c: Buffer) => {
+          if (sent >= fault.afterBytes) return;
+          const keep = c.subarray(0, fault.afterBytes - sent);
+          sent += keep.length;
+          res.write(keep);
+          if (sent >= fault.afterBytes) {
+            r.destroy();
+            // Let the partial bytes leave, then cut the connection.
+            setTimeout(() => res.socket?.resetAndDestroy?.() ?? res.destroy(), 20);
+          }
+        });
+        r.on('end', () => res.end());
       },
     );
     up.on('error', () => res.destroy());
     req.pipe(up);
-  });
+  };
+  const server = options.tls
+    ? https.createServer({ key: options.tls.key, cert: options.tls.cert }, handler)
+    : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     get failed() {
       return state.failed;
     },

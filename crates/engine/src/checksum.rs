@@ -414,18 +414,31 @@ pub(crate) async fn capture<F: std::future::Future>(seen: Seen, fut: F) -> F::Ou
     SEEN.scope(seen, fut).await
 }
 
-/// object_store's reqwest client, with reply headers recorded for [`capture`] (object_store
-/// keeps only size, ETag and version of a reply; the checksum headers are dropped).
+/// object_store's HTTP client (built by [`crate::client`]), with reply headers recorded for
+/// [`capture`] (object_store keeps only size, ETag and version of a reply; the checksum headers
+/// are dropped).
 #[derive(Debug, Default)]
 pub(crate) struct HeaderSpy {
+    connector: crate::client::Connector,
     /// Where to keep the client it makes (objget's own signed S3 requests share it). The last
     /// one made is the store's own: a builder first connects its credential provider's.
     keep: Option<Arc<Mutex<Option<object_store::client::HttpClient>>>>,
 }
 
 impl HeaderSpy {
-    pub(crate) fn keeping(slot: Arc<Mutex<Option<object_store::client::HttpClient>>>) -> Self {
-        Self { keep: Some(slot) }
+    pub(crate) fn new(connector: crate::client::Connector) -> Self {
+        Self {
+            connector,
+            keep: None,
+        }
+    }
+
+    pub(crate) fn keeping(
+        mut self,
+        slot: Arc<Mutex<Option<object_store::client::HttpClient>>>,
+    ) -> Self {
+        self.keep = Some(slot);
+        self
     }
 }
 
@@ -434,7 +447,7 @@ impl object_store::client::HttpConnector for HeaderSpy {
         &self,
         options: &object_store::ClientOptions,
     ) -> object_store::Result<object_store::client::HttpClient> {
-        let inner = object_store::client::ReqwestConnector::default().connect(options)?;
+        let inner = self.connector.connect(options)?;
         let client = object_store::client::HttpClient::new(SpyService(inner));
         if let Some(slot) = &self.keep {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
@@ -453,7 +466,18 @@ impl object_store::client::HttpService for SpyService {
         req: object_store::client::HttpRequest,
     ) -> std::result::Result<object_store::client::HttpResponse, object_store::client::HttpError>
     {
-        let resp = self.0.execute(req).await?;
+        let resp = match self.0.execute(req).await {
+            Ok(resp) => resp,
+            // A refused certificate is refused again on every retry: make it one object_store
+            // does not retry.
+            Err(e) if crate::error::certificate_problem(&e).is_some() => {
+                return Err(object_store::client::HttpError::new(
+                    object_store::client::HttpErrorKind::Unknown,
+                    e,
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         let _ = SEEN.try_with(|s| {
             *s.0.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((resp.headers().clone(), resp.status().as_u16()));

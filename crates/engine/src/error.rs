@@ -185,16 +185,24 @@ impl Error {
             E::NotSupported { .. } | E::NotImplemented { .. } => ErrorCode::NotSupported,
             E::InvalidPath { .. } => ErrorCode::InvalidUrl,
             E::UnknownConfigurationKey { .. } => ErrorCode::InvalidArgument,
-            _ => classify_chain(&err),
+            _ => ErrorCode::Generic,
+        };
+        let (code, detail) = match code {
+            ErrorCode::Generic => classify_chain(&err),
+            code => (code, None),
         };
         let display = crate::redact::url_for_display(url);
         let summary = match code {
+            _ if detail.is_some() => format!("{display}: {}", detail.unwrap_or_default()),
             ErrorCode::NotFound => format!("{display}: object not found"),
             ErrorCode::PermissionDenied => format!("{display}: permission denied"),
             ErrorCode::Unauthenticated => format!("{display}: the credentials were rejected"),
             ErrorCode::Precondition => format!("{display}: precondition failed"),
             ErrorCode::AlreadyExists => format!("{display}: object already exists"),
             ErrorCode::Timeout => format!("{display}: timed out"),
+            ErrorCode::Throttled => format!(
+                "{display}: the server kept answering 429/503 (slow down) until the retries were spent"
+            ),
             _ => format!("{display}: {err}"),
         };
         Self::new(code, summary).with_url(url).with_cause(&err)
@@ -202,20 +210,18 @@ impl Error {
 
     /// Map a plain HTTP client error (the presigned-URL path) about `url`.
     pub fn from_reqwest(err: reqwest::Error, url: &str) -> Self {
-        let code = if err.is_timeout() {
-            ErrorCode::Timeout
-        } else {
-            classify_chain(&err)
-        };
+        let (code, detail) = classify_chain(&err);
         // reqwest's Display includes the full URL, query string and all: build our own message.
-        let what = if err.is_connect() {
-            "connection failed"
+        let what = if let Some(detail) = detail {
+            detail
         } else if err.is_timeout() {
-            "timed out"
+            "timed out".into()
+        } else if err.is_connect() {
+            "connection failed".into()
         } else if err.is_body() || err.is_decode() {
-            "the response body was cut off"
+            "the response body was cut off".into()
         } else {
-            "request failed"
+            "request failed".into()
         };
         let display = crate::redact::url_for_display(url);
         Self::new(code, format!("{display}: {what}"))
@@ -232,38 +238,133 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Walk a source chain looking for a timeout; everything else is Generic.
-fn classify_chain(err: &(dyn std::error::Error + 'static)) -> ErrorCode {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(http) = e.downcast_ref::<object_store::client::HttpError>() {
-            if matches!(http.kind(), object_store::client::HttpErrorKind::Timeout) {
-                return ErrorCode::Timeout;
+/// An error and its sources. `std::io::Error::source` skips the error it wraps (rustls' among
+/// them), so the wrapped error is taken from `get_ref` instead.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    })
+}
+
+/// The refused certificate's problem, named for people, when `err` is a TLS certificate refusal.
+pub(crate) fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::CertificateError as C;
+    chain(err).find_map(|e| match e.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(c) => Some(match c {
+            C::UnknownIssuer => {
+                "unknown issuer (not signed by a trusted CA; pass the CA as caCert)".to_string()
             }
-        }
-        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
-            if r.is_timeout() {
-                return ErrorCode::Timeout;
+            C::Expired | C::ExpiredContext { .. } => "expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "wrong name (not valid for this host)".into()
             }
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return ErrorCode::Timeout;
+            C::Revoked => "revoked".into(),
+            C::BadSignature => "bad signature".into(),
+            C::BadEncoding => "malformed certificate".into(),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                "not a certificate for TLS servers".into()
             }
-        }
-        // object_store's RetryError (which knows the status) is crate-private; its text is the
-        // only way to tell a 416 from other failures.
-        let text = e.to_string();
-        if text.contains("416 Range Not Satisfiable") {
-            return ErrorCode::InvalidArgument;
-        }
-        // Likewise GetResultError::NotPartial: the server ignored the Range header.
-        if text.contains("Received non-partial response when range requested") {
-            return ErrorCode::NotSupported;
-        }
-        current = e.source();
+            C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+                "a CA certificate used as the server's own (pin that exact certificate with caCert)"
+                    .into()
+            }
+            other => format!("{other:?}"),
+        }),
+        _ => None,
+    })
+}
+
+/// The HTTP status of a request object_store gave up on. Its `RetryError` (which has
+/// `status()`) sits in a private module, so the status is read from its text,
+/// `… non-2xx status code: 503 Service Unavailable …`.
+fn retry_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let text = e.to_string();
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// Classify an error by what its source chain holds: a refused certificate, a refused
+/// redirect, a timeout, the HTTP status object_store gave up on, a failed or cut connection.
+/// Returns the code and, where it says more than the cause, what to tell the user.
+fn classify_chain(err: &(dyn std::error::Error + 'static)) -> (ErrorCode, Option<String>) {
+    use object_store::client::{HttpError, HttpErrorKind};
+    if let Some(problem) = certificate_problem(err) {
+        return (
+            ErrorCode::TlsCertificate,
+            Some(format!(
+                "the server's TLS certificate was refused: {problem}"
+            )),
+        );
     }
-    ErrorCode::Generic
+    if let Some(s) = chain(err).find_map(|e| e.downcast_ref::<crate::client::SchemeChange>()) {
+        return (ErrorCode::NotSupported, Some(s.to_string()));
+    }
+    let timed_out = chain(err).any(|e| {
+        e.downcast_ref::<HttpError>()
+            .is_some_and(|h| h.kind() == HttpErrorKind::Timeout)
+            || e.downcast_ref::<reqwest::Error>()
+                .is_some_and(|r| r.is_timeout())
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if timed_out {
+        return (ErrorCode::Timeout, None);
+    }
+    if let Some(status) = chain(err).find_map(retry_status) {
+        let code = match status {
+            401 => ErrorCode::Unauthenticated,
+            403 => ErrorCode::PermissionDenied,
+            404 | 410 => ErrorCode::NotFound,
+            412 => ErrorCode::Precondition,
+            416 => ErrorCode::InvalidArgument,
+            408 | 504 => ErrorCode::Timeout,
+            429 | 503 => ErrorCode::Throttled,
+            _ => ErrorCode::Generic,
+        };
+        return (code, None);
+    }
+    for e in chain(err) {
+        // GetResultError::NotPartial (private too): the server ignored the Range header.
+        let text = e.to_string();
+        if text.contains("Received non-partial response when range requested") {
+            return (ErrorCode::NotSupported, None);
+        }
+        if text.contains("416 Range Not Satisfiable") {
+            return (ErrorCode::InvalidArgument, None);
+        }
+    }
+    let network = chain(err).any(|e| {
+        e.downcast_ref::<HttpError>().is_some_and(|h| {
+            matches!(
+                h.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Interrupted
+            )
+        }) || e
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect() || r.is_body() || r.is_request())
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                use std::io::ErrorKind as K;
+                matches!(
+                    io.kind(),
+                    K::ConnectionReset
+                        | K::ConnectionRefused
+                        | K::ConnectionAborted
+                        | K::NotConnected
+                        | K::BrokenPipe
+                        | K::UnexpectedEof
+                )
+            })
+    });
+    if network {
+        return (ErrorCode::Network, None);
+    }
+    (ErrorCode::Generic, None)
 }
 
 fn render_chain(err: &(dyn std::error::Error + 'static)) -> String {

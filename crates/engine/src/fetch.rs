@@ -15,6 +15,7 @@ use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
 use crate::download::{ByteRange, ObjectInfo};
 use crate::error::{Error, ErrorCode, Result};
 use crate::sink::blocking;
+use crate::store::Backoff;
 
 /// Where an object's bytes come from.
 #[derive(Clone)]
@@ -208,7 +209,7 @@ async fn query_send(
 ) -> Result<reqwest::Response> {
     let started = Instant::now();
     let mut attempt = 0usize;
-    let mut backoff = retry.backoff.init_backoff;
+    let mut backoff = Backoff::new(&retry.backoff);
     loop {
         let mut req = client.get(url);
         for (k, v) in headers {
@@ -222,11 +223,17 @@ async fn query_send(
                     || s == reqwest::StatusCode::TOO_MANY_REQUESTS
                     || s == reqwest::StatusCode::REQUEST_TIMEOUT
             }
-            Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            // A refused certificate or redirect is refused again on every retry.
+            Err(e) => {
+                (e.is_connect() || e.is_timeout() || e.is_request())
+                    && !e.is_redirect()
+                    && crate::error::certificate_problem(e).is_none()
+            }
         };
+        let wait = backoff.next();
         if !retryable
             || attempt >= retry.max_retries
-            || started.elapsed() + backoff > retry.retry_timeout
+            || started.elapsed() + wait > retry.retry_timeout
         {
             return match outcome {
                 Ok(resp) => check_status(resp, url),
@@ -234,11 +241,7 @@ async fn query_send(
             };
         }
         attempt += 1;
-        let jitter = rand::random::<f64>() * backoff.as_secs_f64();
-        tokio::time::sleep(std::time::Duration::from_secs_f64(jitter.max(0.001))).await;
-        backoff = backoff
-            .mul_f64(retry.backoff.base)
-            .min(retry.backoff.max_backoff);
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -253,6 +256,8 @@ fn check_status(resp: reqwest::Response, url: &str) -> Result<reqwest::Response>
         401 => ErrorCode::Unauthenticated,
         412 => ErrorCode::Precondition,
         408 | 504 => ErrorCode::Timeout,
+        // Still 429 / 503 once the retries are spent: a throttling storm that outlasted them.
+        429 | 503 => ErrorCode::Throttled,
         _ => ErrorCode::Generic,
     };
     let display = crate::redact::url_for_display(url);
@@ -373,17 +378,141 @@ async fn query_read(
     };
     let etag = header(&resp, reqwest::header::ETAG);
     let offered = advertised(resp.headers(), status == 206, Dialect::Other);
-    let owned = url.to_string();
+    let start = if status == 206 {
+        content_range_start(&resp).ok_or_else(|| {
+            Error::new(ErrorCode::Generic, "a 206 reply without Content-Range").with_url(url)
+        })?
+    } else {
+        0
+    };
+    let cut = Cut {
+        client: client.clone(),
+        retry: retry.clone(),
+        url: url.to_string(),
+        etag: etag.clone(),
+        offset: start,
+        end: start + len,
+        body: resp.bytes_stream().boxed(),
+        resumes: 0,
+        backoff: Backoff::new(&retry.backoff),
+        started: Instant::now(),
+    };
     Ok(Read {
         size,
         etag,
         len,
         offered,
-        body: resp
-            .bytes_stream()
-            .map(move |r| r.map_err(|e| Error::from_reqwest(e, &owned)))
-            .boxed(),
+        body: cut.stream(),
     })
+}
+
+/// `bytes a-b/total` → a.
+fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
+    header(resp, reqwest::header::CONTENT_RANGE)?
+        .trim()
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A body that survives being cut off: a reset or an early close is followed by a ranged
+/// request for the rest, pinned with `If-Match` to the ETag the body came with (so the bytes
+/// cannot come from a replaced object), within the store's retry policy. Without a strong ETag
+/// there is nothing to pin the rest to, and the cut is a `Network` error.
+struct Cut {
+    client: reqwest::Client,
+    retry: RetryConfig,
+    url: String,
+    etag: Option<String>,
+    /// The next byte expected, and the end (exclusive) of the range being read.
+    offset: u64,
+    end: u64,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    resumes: usize,
+    backoff: Backoff,
+    started: Instant,
+}
+
+impl Cut {
+    fn stream(self) -> BoxStream<'static, Result<Bytes>> {
+        futures::stream::unfold(Some(self), |state| async move {
+            let mut cut = state?;
+            loop {
+                let failure = match cut.body.next().await {
+                    Some(Ok(bytes)) => {
+                        cut.offset += bytes.len() as u64;
+                        return Some((Ok(bytes), Some(cut)));
+                    }
+                    None if cut.offset >= cut.end => return None,
+                    Some(Err(e)) => Error::from_reqwest(e, &cut.url),
+                    None => Error::new(
+                        ErrorCode::Network,
+                        format!(
+                            "{}: the response body ended early",
+                            crate::redact::url_for_display(&cut.url)
+                        ),
+                    )
+                    .with_url(&cut.url),
+                };
+                if let Err(e) = cut.reopen(failure).await {
+                    return Some((Err(e), None));
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Ask for the bytes from `offset` on, or give `failure` back when that cannot be done.
+    async fn reopen(&mut self, failure: Error) -> Result<()> {
+        let resumable = matches!(failure.code(), ErrorCode::Network | ErrorCode::Timeout);
+        let Some(etag) = self.etag.clone().filter(|e| !e.starts_with("W/")) else {
+            return Err(if resumable {
+                Error::new(
+                    ErrorCode::Network,
+                    format!(
+                        "{}: the body was cut off at byte {} and the server offers no strong ETag to resume it safely",
+                        crate::redact::url_for_display(&self.url),
+                        self.offset
+                    ),
+                )
+                .with_url(&self.url)
+            } else {
+                failure
+            });
+        };
+        let wait = self.backoff.next();
+        if !resumable
+            || self.resumes >= self.retry.max_retries
+            || self.started.elapsed() + wait > self.retry.retry_timeout
+        {
+            return Err(failure);
+        }
+        self.resumes += 1;
+        tokio::time::sleep(wait).await;
+        let headers = [
+            (
+                reqwest::header::RANGE,
+                format!("bytes={}-{}", self.offset, self.end - 1),
+            ),
+            (reqwest::header::IF_MATCH, etag),
+        ];
+        let resp = query_send(&self.client, &self.retry, &self.url, &headers).await?;
+        if resp.status().as_u16() != 206 || content_range_start(&resp) != Some(self.offset) {
+            return Err(Error::new(
+                ErrorCode::Network,
+                format!(
+                    "{}: the body was cut off and the server did not send the rest as asked",
+                    crate::redact::url_for_display(&self.url)
+                ),
+            )
+            .with_url(&self.url));
+        }
+        self.body = resp.bytes_stream().boxed();
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! `download` plans and runs transfers (`fetch` reads, `sink` writes, `progress` reports), `error` and `redact` keep failures typed and free of secrets.
 
 pub mod checksum;
+mod client;
 pub mod download;
 pub mod error;
 mod fetch;

@@ -45,7 +45,20 @@ pub fn is_secret_key(key: &str) -> bool {
         || k == "key"
 }
 
-/// Remove registered secrets and URL query strings from `text`.
+/// Elements of S3's XML error bodies whose values are secrets or let one check a guessed
+/// secret (SignatureDoesNotMatch echoes the signature, the string it signed and the canonical
+/// request).
+const SECRET_ELEMENTS: &[&str] = &[
+    "SignatureProvided",
+    "StringToSign",
+    "StringToSignBytes",
+    "CanonicalRequest",
+    "CanonicalRequestBytes",
+    "AWSAccessKeyId",
+];
+
+/// Remove registered secrets, secret XML element values, URL user-info and URL query strings
+/// from `text`. The marker appears once where several removals meet.
 pub fn scrub(text: &str) -> String {
     let mut out = text.to_string();
     {
@@ -56,12 +69,44 @@ pub fn scrub(text: &str) -> String {
             }
         }
     }
-    strip_url_queries(&out)
+    for name in SECRET_ELEMENTS {
+        out = scrub_element(&out, name);
+    }
+    collapse(&strip_url_queries(&out))
 }
 
-/// A URL as it may be shown: no user-info, no query string.
-pub fn url_for_display(url: &str) -> String {
-    let mut shown = match url.find("://") {
+/// `<Name>value</Name>` → `<Name><redacted></Name>` (an unterminated one to the end of text).
+fn scrub_element(text: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(&open) {
+        let after = i + open.len();
+        out.push_str(&rest[..after]);
+        out.push_str(REDACTED);
+        rest = match rest[after..].find(&close) {
+            Some(j) => &rest[after + j..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `<redacted><redacted>` → `<redacted>`.
+fn collapse(text: &str) -> String {
+    let twice = format!("{REDACTED}{REDACTED}");
+    let mut out = text.to_string();
+    while out.contains(&twice) {
+        out = out.replace(&twice, REDACTED);
+    }
+    out
+}
+
+/// `scheme://user:pass@host/…` → `scheme://host/…`.
+fn without_userinfo(url: &str) -> String {
+    match url.find("://") {
         Some(i) => {
             let rest = &url[i + 3..];
             let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -71,7 +116,12 @@ pub fn url_for_display(url: &str) -> String {
             }
         }
         None => url.to_string(),
-    };
+    }
+}
+
+/// A URL as it may be shown: no user-info, no query string.
+pub fn url_for_display(url: &str) -> String {
+    let mut shown = without_userinfo(url);
     if let Some(q) = shown.find('?') {
         shown.truncate(q);
         shown.push('?');
@@ -99,7 +149,8 @@ fn strip_url_queries(text: &str) -> String {
         let end = url_part
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | '`'))
             .unwrap_or(url_part.len());
-        let url = &url_part[..end];
+        let url = without_userinfo(&url_part[..end]);
+        let url = url.as_str();
         match url.find('?') {
             Some(q) => {
                 out.push_str(&url[..q]);
@@ -137,6 +188,33 @@ mod tests {
     fn url_queries_are_cut() {
         let s = scrub("GET https://h:1/b/k?X-Amz-Signature=deadbeef&x=1 failed (http://a/b)");
         assert_eq!(s, "GET https://h:1/b/k?<redacted> failed (http://a/b)");
+    }
+
+    #[test]
+    fn s3_error_bodies_and_userinfo_are_scrubbed_with_one_marker() {
+        let body = "403: <Error><Code>SignatureDoesNotMatch</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256\n20260101T000000Z\nscope\nabc</StringToSign><SignatureProvided>deadbeefcafe</SignatureProvided><CanonicalRequest>GET\n/b/k</CanonicalRequest></Error>";
+        let s = scrub(body);
+        for secret in [
+            "AKIAEXAMPLE",
+            "deadbeefcafe",
+            "20260101T000000Z",
+            "GET\n/b/k",
+        ] {
+            assert!(!s.contains(secret), "{s}");
+        }
+        assert!(
+            s.contains("<SignatureProvided><redacted></SignatureProvided>"),
+            "{s}"
+        );
+        let s = scrub("error sending request for url (http://user:hunter2pw@host:9000/b/k?x=1)");
+        assert_eq!(
+            s,
+            "error sending request for url (http://host:9000/b/k?<redacted>)"
+        );
+        register_secret("SENTINEL-twice-123456");
+        let s =
+            scrub("SENTINEL-twice-123456SENTINEL-twice-123456 http://h/k?SENTINEL-twice-123456");
+        assert!(!s.contains("<redacted><redacted>"), "{s}");
     }
 
     #[test]

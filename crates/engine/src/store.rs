@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::checksum::HeaderSpy;
+use crate::client::{Connector, Tls};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::http::HttpBuilder;
-use object_store::{BackoffConfig, Certificate, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::{Location, Scheme};
@@ -29,18 +30,24 @@ pub struct StoreOptions {
     pub skip_signature: bool,
     /// Allow plain-HTTP endpoints. Unset: allowed when the endpoint or URL itself says `http://`.
     pub allow_http: Option<bool>,
-    /// Extra PEM root certificates trusted by this store only.
+    /// Extra PEM root certificates trusted by this store only; a server certificate equal to one
+    /// of them is accepted as it is (a self-signed server certificate).
     pub ca_cert_pem: Option<String>,
+    /// Accept any TLS certificate. Only this option turns verification off: the
+    /// `allow_invalid_certificates` configuration keys are refused and the environment
+    /// variables ignored.
+    pub insecure_skip_tls_verify: bool,
     /// Connect timeout; default 10 s.
     pub connect_timeout_ms: Option<u64>,
     /// Longest wait for the next bytes of a response; default 60 s. There is deliberately no
     /// whole-request timeout: a large body may take as long as it takes while bytes keep coming.
     pub read_timeout_ms: Option<u64>,
-    /// Retries of a request on 5xx, 429 and connection errors; default 5.
+    /// Retries of a request on 5xx, 429 and connection errors; default [`MAX_RETRIES`].
     pub max_retries: Option<u32>,
-    /// Give up retrying a request after this long; default 180 s.
+    /// Give up retrying a request after this long; default [`RETRY_TIMEOUT_MS`].
     pub retry_timeout_ms: Option<u64>,
-    /// First retry backoff; default 100 ms, doubling with jitter up to 15 s.
+    /// First retry backoff; default [`INITIAL_BACKOFF_MS`], growing by up to [`BACKOFF_BASE`]
+    /// with jitter up to [`MAX_BACKOFF_MS`].
     pub initial_backoff_ms: Option<u64>,
     /// S3 only: no upload checksum. MinIO requires one on every part of an upload created
     /// with a checksum algorithm, and object_store's UploadPartCopy sends none, so the
@@ -48,6 +55,56 @@ pub struct StoreOptions {
     pub(crate) no_upload_checksum: bool,
     /// S3 only: move object bytes by RDMA (cuObject) where available.
     pub rdma: crate::rdma::RdmaOptions,
+}
+
+// The retry policy's defaults, in one place (README's store options say the same, and
+// src/js/engine.ts mirrors them). object_store's backoff is decorrelated jitter: the first wait is
+// the initial backoff, each next one is drawn between it and BACKOFF_BASE × the previous one,
+// capped. So every wait is at least the initial backoff, and ten retries at 500 ms outlast a 5 s
+// storm of 503 SlowDown whatever the draws (S3 asks clients to back off; five retries from 100 ms
+// were spent in about a second). Bounded by the retry timeout.
+/// Default retries per request.
+pub const MAX_RETRIES: u32 = 10;
+/// Default first backoff, in milliseconds.
+pub const INITIAL_BACKOFF_MS: u64 = 500;
+/// Growth factor of the backoff.
+pub const BACKOFF_BASE: f64 = 2.0;
+/// Longest single backoff, in milliseconds.
+pub const MAX_BACKOFF_MS: u64 = 15_000;
+/// Default time after which a request is not retried again, in milliseconds.
+pub const RETRY_TIMEOUT_MS: u64 = 180_000;
+
+/// object_store's backoff (decorrelated jitter), for objget's own retry loops, so that every
+/// path waits the same way.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    init: f64,
+    next: f64,
+    max: f64,
+    base: f64,
+}
+
+impl Backoff {
+    pub(crate) fn new(config: &BackoffConfig) -> Self {
+        let init = config.init_backoff.as_secs_f64();
+        Self {
+            init,
+            next: init,
+            max: config.max_backoff.as_secs_f64(),
+            base: config.base,
+        }
+    }
+
+    /// The next wait: the first is the initial backoff, then between it and base × the last.
+    pub(crate) fn next(&mut self) -> Duration {
+        let hi = self.next * self.base;
+        let drawn = if hi > self.init {
+            self.init + rand::random::<f64>() * (hi - self.init)
+        } else {
+            self.init
+        };
+        Duration::from_secs_f64(std::mem::replace(&mut self.next, self.max.min(drawn)))
+    }
 }
 
 impl StoreOptions {
@@ -63,12 +120,14 @@ impl StoreOptions {
     pub fn retry_config(&self) -> RetryConfig {
         RetryConfig {
             backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(self.initial_backoff_ms.unwrap_or(100)),
-                max_backoff: Duration::from_secs(15),
-                base: 2.0,
+                init_backoff: Duration::from_millis(
+                    self.initial_backoff_ms.unwrap_or(INITIAL_BACKOFF_MS),
+                ),
+                max_backoff: Duration::from_millis(MAX_BACKOFF_MS),
+                base: BACKOFF_BASE,
             },
-            max_retries: self.max_retries.unwrap_or(5) as usize,
-            retry_timeout: Duration::from_millis(self.retry_timeout_ms.unwrap_or(180_000)),
+            max_retries: self.max_retries.unwrap_or(MAX_RETRIES) as usize,
+            retry_timeout: Duration::from_millis(self.retry_timeout_ms.unwrap_or(RETRY_TIMEOUT_MS)),
         }
     }
 }
@@ -78,7 +137,8 @@ impl StoreOptions {
 pub enum Backend {
     /// An object_store store (S3, GCS, Azure, HTTP).
     Store(Arc<dyn ObjectStore>),
-    /// A plain HTTP client, for URLs whose query string must be sent untouched.
+    /// A plain HTTP client (redirects within the scheme only), for URLs whose query string must
+    /// be sent untouched.
     Query(reqwest::Client, RetryConfig),
     /// The local filesystem, used directly (object_store's local store reads in 8 KiB chunks).
     File,
@@ -154,7 +214,14 @@ impl Stores {
             Scheme::Gcs => self.gcs(loc, opts).await?,
             Scheme::Azure => self.azure(loc, opts).await?,
             Scheme::Http => http_store(loc, opts)?,
-            Scheme::HttpQuery => Backend::Query(query_client(opts)?, opts.retry_config()),
+            Scheme::HttpQuery => Backend::Query(
+                crate::client::query_client(
+                    &tls(opts)?,
+                    opts.connect_timeout(),
+                    opts.read_timeout(),
+                )?,
+                opts.retry_config(),
+            ),
             Scheme::File => Backend::File,
         };
         Ok(self.lock().entry(key).or_insert(backend).clone())
@@ -250,7 +317,7 @@ impl Stores {
         );
         let http = Arc::new(Mutex::new(None));
         let mut b = AmazonS3Builder::new()
-            .with_http_connector(HeaderSpy::keeping(http.clone()))
+            .with_http_connector(connector(opts)?.keeping(http.clone()))
             .with_client_options(base_client_options(opts)?.with_default_headers(checksum_mode))
             .with_retry(opts.retry_config());
         b = configure(
@@ -349,7 +416,7 @@ impl Stores {
 
     async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
         let mut b = GoogleCloudStorageBuilder::new()
-            .with_http_connector(HeaderSpy::default())
+            .with_http_connector(connector(opts)?)
             .with_client_options(base_client_options(opts)?)
             .with_retry(opts.retry_config());
         b = configure(
@@ -398,7 +465,7 @@ impl Stores {
 
     async fn azure(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
         let mut b = MicrosoftAzureBuilder::new()
-            .with_http_connector(HeaderSpy::default())
+            .with_http_connector(connector(opts)?)
             .with_client_options(base_client_options(opts)?)
             .with_retry(opts.retry_config());
         b = configure(b, "AZURE_", &opts.config, loc, |b, k: AzureConfigKey, v| {
@@ -509,6 +576,11 @@ fn configure<B, K: FromStr>(
             continue;
         }
         let key = name.to_ascii_lowercase();
+        // Certificate checks are never switched off by the environment (the TypeScript layer
+        // warns once that the variable is ignored).
+        if turns_off_tls(&key) {
+            continue;
+        }
         if let Ok(k) = key.parse::<K>() {
             if redact::is_secret_key(&key) {
                 redact::register_secret(&value);
@@ -517,6 +589,12 @@ fn configure<B, K: FromStr>(
         }
     }
     for (name, value) in config {
+        if turns_off_tls(name) {
+            return Err(Error::invalid_argument(format!(
+                "'{name}' is not accepted: turning TLS certificate checks off takes the explicit store option insecureSkipTlsVerify: true"
+            ))
+            .with_url(&loc.url));
+        }
         let k = name.parse::<K>().map_err(|_| {
             Error::invalid_argument(format!(
                 "unknown configuration key '{name}' for {} stores",
@@ -527,6 +605,20 @@ fn configure<B, K: FromStr>(
         builder = set(builder, k, value);
     }
     Ok(builder)
+}
+
+/// A configuration key that would switch certificate verification off.
+fn turns_off_tls(key: &str) -> bool {
+    key.to_ascii_lowercase()
+        .ends_with("allow_invalid_certificates")
+}
+
+fn tls(opts: &StoreOptions) -> Result<Tls> {
+    Tls::new(opts.ca_cert_pem.as_deref(), opts.insecure_skip_tls_verify)
+}
+
+fn connector(opts: &StoreOptions) -> Result<HeaderSpy> {
+    Ok(HeaderSpy::new(Connector { tls: tls(opts)? }))
 }
 
 fn allow_http(
@@ -565,54 +657,26 @@ fn is_true(v: Option<String>) -> bool {
 }
 
 fn base_client_options(opts: &StoreOptions) -> Result<ClientOptions> {
-    let mut c = ClientOptions::new()
+    // TLS (caCert, insecureSkipTlsVerify) is the connector's: see crate::client.
+    Ok(ClientOptions::new()
         .with_timeout_disabled()
         .with_connect_timeout(opts.connect_timeout())
         .with_read_timeout(opts.read_timeout())
         .with_pool_max_idle_per_host(256)
-        .with_user_agent(reqwest::header::HeaderValue::from_static(crate::USER_AGENT));
-    if let Some(pem) = &opts.ca_cert_pem {
-        let certs = Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-            Error::invalid_argument(format!("caCert is not a PEM certificate bundle: {e}"))
-        })?;
-        for cert in certs {
-            c = c.with_root_certificate(cert);
-        }
-    }
-    Ok(c)
+        .with_user_agent(reqwest::header::HeaderValue::from_static(crate::USER_AGENT)))
 }
 
 fn http_store(loc: &Location, opts: &StoreOptions) -> Result<Backend> {
     let client =
         base_client_options(opts)?.with_allow_http(allow_http(opts, "", &loc.store_url, None));
     let store = HttpBuilder::new()
-        .with_http_connector(HeaderSpy::default())
+        .with_http_connector(connector(opts)?)
         .with_url(&loc.store_url)
         .with_client_options(client)
         .with_retry(opts.retry_config())
         .build()
         .map_err(|e| build_error(e, loc))?;
     Ok(Backend::Store(Arc::new(store)))
-}
-
-fn query_client(opts: &StoreOptions) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .connect_timeout(opts.connect_timeout())
-        .read_timeout(opts.read_timeout())
-        .pool_max_idle_per_host(256)
-        .http1_only()
-        .user_agent(crate::USER_AGENT);
-    if let Some(pem) = &opts.ca_cert_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-            Error::invalid_argument(format!("caCert is not a PEM certificate bundle: {e}"))
-        })?;
-        for cert in certs {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    b.build().map_err(|e| {
-        Error::new(ErrorCode::Generic, "could not build the HTTP client").with_cause(&e)
-    })
 }
 
 fn build_error(e: object_store::Error, loc: &Location) -> Error {

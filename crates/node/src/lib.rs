@@ -39,17 +39,22 @@ pub struct StoreConfig {
     pub skip_signature: Option<bool>,
     /// Allow plain-HTTP endpoints (default: when the endpoint itself is `http://`).
     pub allow_http: Option<bool>,
-    /// PEM root certificates trusted by this store only.
+    /// PEM root certificates trusted by this store only; a server certificate equal to one of
+    /// them is accepted as it is (a self-signed server certificate).
     pub ca_cert: Option<String>,
+    /// Accept any TLS certificate (`{ insecureSkipTlsVerify: true }`). The only way to turn
+    /// certificate checks off: `allow_invalid_certificates` keys are refused, and
+    /// `AWS_ALLOW_INVALID_CERTIFICATES` and its kin are ignored.
+    pub insecure_skip_tls_verify: Option<bool>,
     /// Connect timeout in milliseconds (default 10 000).
     pub connect_timeout_ms: Option<u32>,
     /// Longest silence while reading a response, in milliseconds (default 60 000).
     pub read_timeout_ms: Option<u32>,
-    /// Retries per request on 5xx, 429 and connection errors (default 5).
+    /// Retries per request on 5xx, 429 and connection errors (default 10).
     pub max_retries: Option<u32>,
     /// Stop retrying a request after this many milliseconds (default 180 000).
     pub retry_timeout_ms: Option<u32>,
-    /// First retry backoff in milliseconds (default 100).
+    /// First retry backoff in milliseconds (default 500).
     pub initial_backoff_ms: Option<u32>,
     /// S3 over RDMA: `false` (default), `true` (when available and accepted) or `'require'`.
     pub rdma: Option<Either<bool, String>>,
@@ -66,6 +71,7 @@ impl From<StoreConfig> for StoreOptions {
         o.skip_signature = c.skip_signature.unwrap_or(false);
         o.allow_http = c.allow_http;
         o.ca_cert_pem = c.ca_cert;
+        o.insecure_skip_tls_verify = c.insecure_skip_tls_verify.unwrap_or(false);
         o.connect_timeout_ms = c.connect_timeout_ms.map(u64::from);
         o.read_timeout_ms = c.read_timeout_ms.map(u64::from);
         o.max_retries = c.max_retries;
