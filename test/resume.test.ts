@@ -4,9 +4,9 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { download } from '../src/index.js';
-import { distEntry, runModule } from './helpers/child.js';
 import { rejection } from './helpers/expect.js';
 import { clearFaults, fault, requestsFor, seedHttp } from './helpers/fixture.js';
+import { journalOf, killedAfter, waitFor } from './helpers/resume.js';
 import { bytes, tempDir, useEngine } from './helpers/servers.js';
 
 const PART = 1024 * 1024;
@@ -17,55 +17,13 @@ afterAll(() => {
 });
 afterEach(clearFaults);
 
-interface JournalFile {
-  etag: string;
-  size: number;
-  partSize: number;
-  done: [number, number, number][];
-}
-
-const journalOf = (dir: string, name: string): JournalFile =>
-  JSON.parse(readFileSync(join(dir, `.${name}.objget.json`), 'utf8')) as JournalFile;
-
-async function waitFor(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Start a download in a child process and kill -9 it once `parts` parts are journaled. */
-async function killedAfter(url: string, dir: string, name: string, parts: number) {
-  const dest = join(dir, name);
-  const { child, done } = runModule(
-    `import { download } from ${JSON.stringify(distEntry())};
-     await download(${JSON.stringify(url)}, ${JSON.stringify(dest)},
-       { resume: true, partSize: ${PART}, concurrency: 2, durable: false });
-     console.log('finished');`,
-    { OBJGET_ENGINE: 'native' },
-  );
-  await waitFor(() => {
-    try {
-      return journalOf(dir, name).done.length >= parts;
-    } catch {
-      return false;
-    }
-  });
-  child.kill('SIGKILL');
-  const r = await done;
-  expect(r.signal).toBe('SIGKILL');
-  expect(r.stdout).not.toContain('finished');
-  return dest;
-}
-
 describe('native engine: resume', () => {
   it('after kill -9, the next call fetches only the missing parts (counted at the server)', async () => {
     useEngine('native');
     const o = seedHttp(PARTS * PART + 5, 'resume');
     await fault({ path: o.path, kind: 'throttle', bytesPerSec: 4 * PART });
     const dir = tempDir();
-    const dest = await killedAfter(o.url, dir, 'big.bin', 4);
+    const dest = await killedAfter(o.url, dir, 'big.bin', 4, { partSize: PART });
     expect(existsSync(dest)).toBe(false);
     const journal = journalOf(dir, 'big.bin');
     expect(journal.size).toBe(o.data.length);
@@ -94,7 +52,7 @@ describe('native engine: resume', () => {
     const o = seedHttp(8 * PART, 'resume-changed');
     await fault({ path: o.path, kind: 'throttle', bytesPerSec: 4 * PART });
     const dir = tempDir();
-    const dest = await killedAfter(o.url, dir, 'c.bin', 2);
+    const dest = await killedAfter(o.url, dir, 'c.bin', 2, { partSize: PART });
     await clearFaults();
     const replaced = bytes(8 * PART, 4242);
     writeFileSync(o.file, replaced);

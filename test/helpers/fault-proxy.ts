@@ -1,9 +1,11 @@
 // A pass-through HTTP proxy in front of a real server that fails chosen requests: for faults the
 // server itself cannot be made to produce (a 500 on one multipart part, a storm of 503 SlowDown,
-// a 403 whose body echoes the signature, a redirect to plain http, a body cut mid-way). Headers,
-// Host included, go through untouched, so SigV4 signatures still verify at the server.
+// a 403 whose body echoes the signature, a redirect to plain http, a body cut mid-way, a reply
+// lost after the server acted), or slows every reply body (to stop a transfer part-way).
+// Headers, Host included, go through untouched, so SigV4 signatures still verify at the server.
 import http from 'node:http';
 import https from 'node:https';
+import { pipeline, Transform } from 'node:stream';
 
 /** What to do with a request instead of passing it through. */
 export type Fault =
@@ -19,19 +21,33 @@ export interface FaultProxy {
   close(): Promise<void>;
   /** Requests answered with the injected failure. */
   failed: number;
+  /** Requests the server carried out whose reply was dropped (`dropReply`). */
+  dropped: number;
+}
+
+export interface FaultOptions {
+  /** Serve the proxy over https with this key and certificate. */
+  tls?: { key: string; cert: string };
+  /** Every reply body at most this many bytes a second (per reply). */
+  bytesPerSec?: number;
+  /**
+   * Let the request through to the server, then drop its reply (the connection is reset once
+   * the server has answered): a request that took effect although the client never heard so.
+   */
+  dropReply?: (req: http.IncomingMessage) => boolean;
 }
 
 /**
  * `fail` decides per request: `false` passes it through, `true` answers 500 InternalError (the
- * original behaviour), a `Fault` says what else to do. `tls` serves the proxy over https.
+ * original behaviour), a `Fault` says what else to do.
  */
 export async function faultProxy(
   target: string,
   fail: (req: http.IncomingMessage) => boolean | Fault,
-  options: { tls?: { key: string; cert: string } } = {},
+  options: FaultOptions = {},
 ): Promise<FaultProxy> {
   const to = new URL(target);
-  const state = { failed: 0 };
+  const state = { failed: 0, dropped: 0 };
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const decided = fail(req);
     const fault: Fault | undefined =
@@ -58,27 +74,36 @@ export async function faultProxy(
       res.end();
       return;
     }
+    const drop = options.dropReply?.(req) ?? false;
     const up = http.request(
       { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
       (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        if (fault?.kind !== 'reset') {
-          r.pipe(res);
+        if (drop) {
+          state.dropped++;
+          r.resume();
+          r.on('end', () => req.socket.destroy());
           return;
         }
-        let sent = 0;
-        r.on('data', (c: Buffer) => {
-          if (sent >= fault.afterBytes) return;
-          const keep = c.subarray(0, fault.afterBytes - sent);
-          sent += keep.length;
-          res.write(keep);
-          if (sent >= fault.afterBytes) {
-            r.destroy();
-            // Let the partial bytes leave, then cut the connection.
-            setTimeout(() => res.socket?.resetAndDestroy?.() ?? res.destroy(), 20);
-          }
-        });
-        r.on('end', () => res.end());
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        if (fault?.kind === 'reset') {
+          let sent = 0;
+          r.on('data', (c: Buffer) => {
+            if (sent >= fault.afterBytes) return;
+            const keep = c.subarray(0, fault.afterBytes - sent);
+            sent += keep.length;
+            res.write(keep);
+            if (sent >= fault.afterBytes) {
+              r.destroy();
+              // Let the partial bytes leave, then cut the connection.
+              setTimeout(() => res.socket?.resetAndDestroy?.() ?? res.destroy(), 20);
+            }
+          });
+          r.on('end', () => res.end());
+        } else if (options.bytesPerSec) {
+          throttled(r, res, options.bytesPerSec);
+        } else {
+          r.pipe(res);
+        }
       },
     );
     up.on('error', () => res.destroy());
@@ -94,10 +119,23 @@ export async function faultProxy(
     get failed() {
       return state.failed;
     },
+    get dropped() {
+      return state.dropped;
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+/** `from` into `to`, each chunk held back as long as `bytesPerSec` asks. */
+function throttled(from: http.IncomingMessage, to: http.ServerResponse, bytesPerSec: number) {
+  const slow = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      setTimeout(() => done(null, chunk), (chunk.length / bytesPerSec) * 1000);
+    },
+  });
+  pipeline(from, slow, to, () => {});
 }

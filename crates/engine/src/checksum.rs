@@ -230,10 +230,15 @@ pub(crate) enum PartCrc {
 
 impl PartCrc {
     pub(crate) fn new(expected: Option<&Checksum>) -> Self {
-        match expected.map(|c| c.algorithm) {
-            Some(Algorithm::Crc64Nvme) => Self::Crc64(crc64fast_nvme::Digest::new()),
-            Some(Algorithm::Crc32c) => Self::Crc32c(0),
-            Some(Algorithm::Crc32) => Self::Crc32(crc32fast::Hasher::new()),
+        expected.map_or(Self::None, |c| Self::of(c.algorithm))
+    }
+
+    /// A CRC of `alg` (none for a hash that is not a CRC).
+    pub(crate) fn of(alg: Algorithm) -> Self {
+        match alg {
+            Algorithm::Crc64Nvme => Self::Crc64(crc64fast_nvme::Digest::new()),
+            Algorithm::Crc32c => Self::Crc32c(0),
+            Algorithm::Crc32 => Self::Crc32(crc32fast::Hasher::new()),
             _ => Self::None,
         }
     }
@@ -300,13 +305,7 @@ impl Ordered {
         match alg {
             Algorithm::Md5 => Self::Md5(md5::Md5::new()),
             Algorithm::Sha256 => Self::Sha256(ring::digest::Context::new(&ring::digest::SHA256)),
-            crc => Self::Crc(
-                crc,
-                PartCrc::new(Some(&Checksum {
-                    algorithm: crc,
-                    value: vec![],
-                })),
-            ),
+            crc => Self::Crc(crc, PartCrc::of(crc)),
         }
     }
 

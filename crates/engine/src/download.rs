@@ -29,7 +29,7 @@ use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
 use crate::progress::{ProgressFn, Tracker};
 use crate::rdma::{self, TransferPath};
-use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile};
+use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
 use crate::store::{Backend, StoreOptions, Stores};
 
 /// What is known about an object.
@@ -605,6 +605,10 @@ impl Engine {
         opts.transfer.validate()?;
         let started = Instant::now();
         let t = opts.transfer;
+        // Not dropped on abort: waits on the network give way to `cancel` where they are (see
+        // `cancellable` below), but file work runs to its end, so that when the call returns no
+        // write of it is still in flight (the writer thread has drained and written its last
+        // journal record, a rename has happened or not).
         let work = async {
             let loc = Location::parse(url)?;
             let dest = absolute(dest)?;
@@ -615,24 +619,25 @@ impl Engine {
             }
             let ctx = match t.resume {
                 true => None,
-                false => self.rdma_ctx(&loc, url, &opts.store).await?,
+                false => cancellable(cancel, url, self.rdma_ctx(&loc, url, &opts.store)).await?,
             };
             if let Some(ctx) = ctx {
-                return self
-                    .rdma_download(&ctx, &dest, t, opts, index, dirs, started, cancel)
-                    .await;
+                let rdma = self.rdma_download(&ctx, &dest, t, opts, index, dirs, started, cancel);
+                return cancellable(cancel, url, rdma).await;
             }
-            let source = self.source(&loc, &opts.store).await?;
+            let source = cancellable(cancel, url, self.source(&loc, &opts.store)).await?;
             let tracker = Tracker::new(opts.progress.clone(), index);
             let (temp, previous) = if t.resume && !matches!(source, Source::File(_)) {
-                TempFile::resumable(&dest, t.durable).await?
+                // Dropped on abort only between attempts at the lock, or during one (which
+                // opens and locks the part file and reads the journal, and writes nothing).
+                cancellable(cancel, url, TempFile::resumable(&dest, t.durable)).await?
             } else {
                 (TempFile::create(&dest, t.durable).await?, None)
             };
             let fetched = match &source {
                 Source::File(src) => copy_local(src, &temp, &tracker, t.checksum, url).await,
                 _ => {
-                    self.fetch_to(&source, url, &temp, previous, t, &tracker)
+                    self.fetch_to(&source, url, &temp, previous, t, &tracker, cancel)
                         .await
                 }
             };
@@ -663,9 +668,13 @@ impl Engine {
                 path: TransferPath::Http,
             })
         };
-        cancellable(cancel, url, work).await
+        if cancel.is_cancelled() {
+            return Err(Error::aborted(url));
+        }
+        work.await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_to(
         &self,
         source: &Source,
@@ -674,17 +683,19 @@ impl Engine {
         previous: Option<Journal>,
         t: TransferOptions,
         tracker: &Tracker,
+        cancel: &CancellationToken,
     ) -> Result<Fetched> {
         let key = Journal::key_of(url);
         if let Some(journal) = previous.filter(|j| j.key == key) {
-            if let Some(f) = self.resume(source, url, temp, journal, t, tracker).await? {
+            let resumed = self.resume(source, url, temp, journal, t, tracker, cancel);
+            if let Some(f) = resumed.await? {
                 return Ok(f);
             }
         }
         if t.resume {
             temp.reset().await?;
         }
-        let opened = self.open(source, url, t).await?;
+        let opened = cancellable(cancel, url, self.open(source, url, t)).await?;
         let size = opened.first.size;
         let rest = opened.rest(t.part_size);
         tracker.plan(size, 1 + rest.len() as u32);
@@ -698,7 +709,6 @@ impl Engine {
                 etag,
                 size,
                 part_size: t.part_size,
-                crc: crc_name(opened.expected.as_ref()),
                 done: Vec::new(),
             });
         if journal.is_none() {
@@ -720,13 +730,15 @@ impl Engine {
                 expected.as_ref(),
                 t,
                 tracker,
+                cancel,
             )
             .await?;
         let (written, mut done, hashed) = parts;
         if written != size {
             return Err(cut_short(url, size, written));
         }
-        let checksum = verify_file(temp, expected.as_ref(), &mut done, hashed, url).await?;
+        let verified = verify_file(temp, expected.as_ref(), &mut done, hashed, url);
+        let checksum = cancellable(cancel, url, verified).await?;
         Ok(Fetched {
             etag: seen_etag,
             parts: done.len() as u32,
@@ -735,8 +747,14 @@ impl Engine {
         })
     }
 
-    /// Continue from a journal, if the object is still the one it describes: fetch only the
-    /// parts it does not list. `None`: the object changed, start over.
+    /// Continue from a journal, if the object is still the one it describes: re-read the parts
+    /// it lists, keep those whose bytes still match their CRC, and fetch the rest. `None`: the
+    /// object changed, start over.
+    ///
+    /// The whole-object checksum then covers the bytes on disk: a CRC is combined from the
+    /// kept parts' CRCs computed by that re-read and the fetched parts' computed as they were
+    /// written; MD5 and SHA-256 are one pass over the finished file.
+    #[allow(clippy::too_many_arguments)]
     async fn resume(
         &self,
         source: &Source,
@@ -745,26 +763,36 @@ impl Engine {
         journal: Journal,
         t: TransferOptions,
         tracker: &Tracker,
+        cancel: &CancellationToken,
     ) -> Result<Option<Fetched>> {
-        let (info, offered) = {
+        let head = async {
             let _permit = self.request_permit().await?;
-            match source.head_pinned(url, &journal.etag).await {
-                Ok(found) => found,
-                Err(e) if e.code() == ErrorCode::Precondition => return Ok(None),
-                Err(e) => return Err(e),
-            }
+            source.head_pinned(url, &journal.etag).await
+        };
+        let (info, offered) = match cancellable(cancel, url, head).await {
+            Ok(found) => found,
+            Err(e) if e.code() == ErrorCode::Precondition => return Ok(None),
+            Err(e) => return Err(e),
         };
         if info.size != journal.size || info.etag.as_deref() != Some(journal.etag.as_str()) {
             return Ok(None);
         }
         let expected = choose(t.checksum, &offered, url)?;
-        let mut have = journal.done.clone();
-        if crc_name(expected.as_ref()) != journal.crc {
-            // The recorded CRCs are of another algorithm: verify by one pass over the file.
-            for p in &mut have {
-                p.2 = 0;
-            }
-        }
+        let kept = temp
+            .verify_kept(
+                journal.done.clone(),
+                expected.as_ref().map(|c| c.algorithm),
+                cancel.clone(),
+            )
+            .await
+            .map_err(|e| match e.code() {
+                ErrorCode::Aborted => Error::aborted(url),
+                _ => e,
+            })?;
+        // The journal goes on with the parts that held; the checksum takes their CRCs of the
+        // store's algorithm.
+        let have: Vec<DonePart> = kept.iter().map(|k| k.0).collect();
+        let mut every: Vec<DonePart> = kept.iter().map(|&((o, l, _), crc)| (o, l, crc)).collect();
         let done_at: std::collections::HashSet<u64> = have.iter().map(|p| p.0).collect();
         let all = plan(journal.size, journal.part_size);
         let missing: Vec<(u64, u64)> = all
@@ -778,15 +806,10 @@ impl Engine {
         for _ in &have {
             tracker.part_done();
         }
-        let mut fresh = journal.clone();
-        // Parts of one journal carry CRCs of one algorithm; after a change of algorithm the
-        // whole file is verified in one pass, and so is every later resume.
-        fresh.crc = if crc_name(expected.as_ref()) == journal.crc {
-            journal.crc.clone()
-        } else {
-            None
+        let fresh = Journal {
+            done: have,
+            ..journal.clone()
         };
-        fresh.done = have.clone();
         let (written, done, _) = self
             .write_parts(
                 source,
@@ -799,21 +822,16 @@ impl Engine {
                 expected.as_ref(),
                 t,
                 tracker,
+                cancel,
             )
             .await?;
         if written + resumed != journal.size {
             return Err(cut_short(url, journal.size - resumed, written));
         }
-        let mut every = have;
         let fetched_parts = done.len() as u32;
         every.extend(done);
-        let crcs_usable = journal.crc.is_some() && crc_name(expected.as_ref()) == journal.crc;
-        let checksum = match &expected {
-            Some(e) if e.algorithm.is_crc() && !crcs_usable => {
-                Some(verify(e, temp.hash(Ordered::new(e.algorithm)).await?, url)?)
-            }
-            _ => verify_file(temp, expected.as_ref(), &mut every, None, url).await?,
-        };
+        let verified = verify_file(temp, expected.as_ref(), &mut every, None, url);
+        let checksum = cancellable(cancel, url, verified).await?;
         Ok(Some(Fetched {
             etag: Some(journal.etag),
             parts: fetched_parts,
@@ -824,6 +842,8 @@ impl Engine {
 
     /// Stream parts into the temporary file through its writer; returns the bytes written, the
     /// parts' `(offset, length, crc)`, and the whole object's hash when it came in one read.
+    /// An abort stops the parts, and returns once the writer has written what it was sent and
+    /// recorded the completed parts in the journal.
     #[allow(clippy::too_many_arguments)]
     async fn write_parts(
         &self,
@@ -837,7 +857,10 @@ impl Engine {
         expected: Option<&Checksum>,
         t: TransferOptions,
         tracker: &Tracker,
+        cancel: &CancellationToken,
     ) -> Result<(u64, Vec<DonePart>, Option<Checksum>)> {
+        // A journal keeps its own CRC of every part; the store's serves when it is the same.
+        let journal_crc = journal.is_some() && expected.is_none_or(|e| e.algorithm != JOURNAL_CRC);
         let writer = temp.writer(journal);
         let sender = writer.sender();
         let single = rest.is_empty() && first.is_some();
@@ -852,7 +875,14 @@ impl Engine {
                 } else {
                     PartCrc::new(expected)
                 };
-                let got = send_body(read.body, &tx, offset, tracker, &mut crc).await?;
+                let mut own = journal_crc.then(|| PartCrc::of(JOURNAL_CRC));
+                let mut sums = |chunk: &[u8]| {
+                    crc.update(chunk);
+                    if let Some(own) = own.as_mut() {
+                        own.update(chunk);
+                    }
+                };
+                let got = send_body(read.body, &tx, offset, tracker, &mut sums).await?;
                 if got != len {
                     return Err(cut_short(url, len, got));
                 }
@@ -860,24 +890,24 @@ impl Engine {
                 if hashed.is_some() {
                     *whole_ref.lock().unwrap_or_else(|p| p.into_inner()) = hashed;
                 }
+                let own = own.map_or(crc, |o| o.finish().0);
                 // After the part's last chunk, so the writer records it once it is written.
-                let _ = tx.send(Msg::PartDone((offset, len, crc))).await;
+                let _ = tx.send(Msg::PartDone((offset, len, own))).await;
                 Ok(crc)
             }
             .boxed()
         };
-        let fetched = self
-            .run_parts(
-                source,
-                url,
-                etag,
-                first,
-                rest,
-                t.concurrency,
-                tracker,
-                &deliver,
-            )
-            .await;
+        let parts = self.run_parts(
+            source,
+            url,
+            etag,
+            first,
+            rest,
+            t.concurrency,
+            tracker,
+            &deliver,
+        );
+        let fetched = cancellable(cancel, url, parts).await;
         // The writer's own failure (disk full, …) explains a closed queue better than the parts.
         let written = writer.finish().await?;
         let hashed = whole.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -959,12 +989,6 @@ struct Fetched {
     parts: u32,
     checksum: Option<Checksum>,
     resumed_bytes: u64,
-}
-
-fn crc_name(expected: Option<&Checksum>) -> Option<String> {
-    expected
-        .filter(|c| c.algorithm.is_crc())
-        .map(|c| c.algorithm.as_str().to_string())
 }
 
 /// The result of a whole-object read by the RDMA module (RDMA or HTTP bodies).

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
-use crate::checksum::PartCrc;
 use crate::error::{Error, ErrorCode, Result};
 use crate::progress::Tracker;
 
@@ -55,8 +54,35 @@ impl TempFile {
     /// The resumable temporary for `dest`: a fixed name, `.name.objget.part`, with its journal
     /// `.name.objget.json`, locked against a second process resuming the same download. Returns
     /// the journal left by an earlier attempt, if there is one whose part file is still there.
+    ///
+    /// A download that holds the lock is waited for up to [`LOCK_WAIT`], then this fails with
+    /// `Busy`. When the holder lets go after moving its part file away (it finished and renamed
+    /// it into place, or failed and removed it), the lock is taken again on a fresh part file,
+    /// never on the one that is now `dest`.
     pub(crate) async fn resumable(dest: &Path, durable: bool) -> Result<(Self, Option<Journal>)> {
-        let dest = dest.to_path_buf();
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            if let Some(got) = Self::try_resumable(dest.to_path_buf(), durable).await? {
+                return Ok(got);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "{}: another download is resuming into this destination",
+                        dest.display()
+                    ),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One attempt at [`TempFile::resumable`]: `None` while another download holds the lock.
+    async fn try_resumable(
+        dest: PathBuf,
+        durable: bool,
+    ) -> Result<Option<(Self, Option<Journal>)>> {
         blocking(move || {
             let (dir, name) = prepare(&dest)?;
             let path = dir.join(format!(".{name}.objget.part"));
@@ -68,12 +94,14 @@ impl TempFile {
                 .truncate(false)
                 .open(&path)
                 .map_err(|e| Error::io(&path, &e))?;
-            lock(&file, &path)?;
+            if !lock(&file, &path)? {
+                return Ok(None);
+            }
             let previous = std::fs::read_to_string(&journal)
                 .ok()
                 .and_then(|j| Journal::parse(&j))
                 .filter(|j| file.metadata().is_ok_and(|m| m.len() == j.size));
-            Ok((
+            Ok(Some((
                 Self {
                     path,
                     file: Arc::new(file),
@@ -83,7 +111,7 @@ impl TempFile {
                     keep: AtomicBool::new(true),
                 },
                 previous,
-            ))
+            )))
         })
         .await
     }
@@ -127,6 +155,26 @@ impl TempFile {
         .await
     }
 
+    /// Re-read the parts a journal lists and keep those whose bytes on disk still have the
+    /// journal's CRC (a flipped bit, or bytes a power loss kept from the disk, fail it). Returns
+    /// each kept part with the CRC of `store` (the store's checksum, when it is a CRC) over the
+    /// same bytes, so that a whole-object CRC combined from them covers what is on disk.
+    /// `cancel` stops the pass between reads (with `Aborted`, after which nothing is read).
+    pub(crate) async fn verify_kept(
+        &self,
+        parts: Vec<DonePart>,
+        store: Option<crate::checksum::Algorithm>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Vec<(DonePart, u64)>> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking(move || {
+            verify_parts(&file, &parts, store, || cancel.is_cancelled())
+                .map_err(|e| Error::io(&path, &e))?
+                .ok_or_else(|| Error::new(ErrorCode::Aborted, "the transfer was aborted"))
+        })
+        .await
+    }
+
     /// The open file, for positional writes outside the writer thread.
     pub(crate) fn file(&self) -> &Arc<std::fs::File> {
         &self.file
@@ -141,7 +189,8 @@ impl TempFile {
     /// A writer for this file: one blocking thread that receives chunks at offsets from every
     /// part and `pwrite`s them, so chunks go from the socket's buffers to the kernel with no
     /// extra copy, network and disk overlap, and at most `WRITE_QUEUE` chunks wait in memory.
-    /// With a journal, each part's completion is recorded once its bytes are written.
+    /// With a journal, each part's completion is recorded once its bytes are written (with
+    /// `durable`, once they are synced). [`Writer::finish`] returns only after the last record.
     pub(crate) fn writer(&self, journal: Option<Journal>) -> Writer {
         let (file, path) = (self.file.clone(), self.path.clone());
         let durable = self.durable;
@@ -266,8 +315,13 @@ fn parent(dest: &Path) -> Result<PathBuf> {
         .to_path_buf())
 }
 
-/// A part whose bytes are all written: `(offset, length, crc)` (crc 0 when no CRC is verified).
+/// A part whose bytes are all written: `(offset, length, crc)`. In a journal the CRC is always
+/// [`JOURNAL_CRC`]'s; elsewhere it is the verified checksum's (0 when that is not a CRC).
 pub(crate) type DonePart = (u64, u64, u64);
+
+/// The CRC a journal keeps of every part, whatever the store's checksum (or none): what a
+/// resume re-reads the kept parts against.
+pub(crate) const JOURNAL_CRC: crate::checksum::Algorithm = crate::checksum::Algorithm::Crc64Nvme;
 
 /// What a writer thread receives.
 pub(crate) enum Msg {
@@ -280,15 +334,13 @@ pub(crate) enum Msg {
 }
 
 /// The record of a resumable download: which object (by URL without its query, and ETag) and
-/// which parts of the part file are complete.
+/// which parts of the part file are complete, each with its [`JOURNAL_CRC`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Journal {
     pub(crate) key: String,
     pub(crate) etag: String,
     pub(crate) size: u64,
     pub(crate) part_size: u64,
-    /// The checksum algorithm the parts' CRCs were computed with, if any.
-    pub(crate) crc: Option<String>,
     pub(crate) done: Vec<DonePart>,
 }
 
@@ -306,12 +358,12 @@ impl Journal {
 
     fn to_json(&self) -> String {
         serde_json::json!({
-            "objget": 1,
+            "objget": JOURNAL_VERSION,
             "key": self.key,
             "etag": self.etag,
             "size": self.size,
             "partSize": self.part_size,
-            "crc": self.crc,
+            "crc": JOURNAL_CRC.as_str(),
             "done": self.done,
         })
         .to_string()
@@ -319,7 +371,8 @@ impl Journal {
 
     pub(crate) fn parse(text: &str) -> Option<Self> {
         let v: serde_json::Value = serde_json::from_str(text).ok()?;
-        if v["objget"].as_u64()? != 1 {
+        // Version 1 kept the store's CRCs, or none: its parts cannot be re-verified.
+        if v["objget"].as_u64()? != JOURNAL_VERSION || v["crc"].as_str()? != JOURNAL_CRC.as_str() {
             return None;
         }
         let done = v["done"]
@@ -332,7 +385,6 @@ impl Journal {
             etag: v["etag"].as_str()?.to_string(),
             size: v["size"].as_u64()?,
             part_size: v["partSize"].as_u64()?,
-            crc: v["crc"].as_str().map(str::to_string),
             done,
         };
         // Only a journal whose parts are exactly parts of its own plan is trusted.
@@ -347,6 +399,49 @@ impl Journal {
             && offsets.len() == j.done.len())
         .then_some(j)
     }
+}
+
+/// The journal format: 2 records a [`JOURNAL_CRC`] of every part.
+const JOURNAL_VERSION: u64 = 2;
+
+/// Which of `parts` still hold their CRC ([`TempFile::verify_kept`]); `None` once `cancelled`.
+fn verify_parts(
+    file: &std::fs::File,
+    parts: &[DonePart],
+    store: Option<crate::checksum::Algorithm>,
+    cancelled: impl Fn() -> bool,
+) -> std::io::Result<Option<Vec<(DonePart, u64)>>> {
+    use crate::checksum::PartCrc;
+    // The store's CRC, when it is a CRC other than the journal's own.
+    let store = store.filter(|a| a.is_crc() && *a != JOURNAL_CRC);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut kept = Vec::with_capacity(parts.len());
+    for &(offset, len, crc) in parts {
+        let (mut own, mut other) = (PartCrc::of(JOURNAL_CRC), store.map(PartCrc::of));
+        let mut at = 0u64;
+        while at < len {
+            if cancelled() {
+                return Ok(None);
+            }
+            let want = buf
+                .len()
+                .min(usize::try_from(len - at).unwrap_or(usize::MAX));
+            let n = read_at(file, &mut buf[..want], offset + at)?;
+            if n == 0 {
+                break;
+            }
+            own.update(&buf[..n]);
+            if let Some(o) = other.as_mut() {
+                o.update(&buf[..n]);
+            }
+            at += n as u64;
+        }
+        let own = own.finish().0;
+        if at == len && own == crc {
+            kept.push(((offset, len, crc), other.map_or(own, |o| o.finish().0)));
+        }
+    }
+    Ok(Some(kept))
 }
 
 /// Write the journal beside the part file (atomically, by rename). A failure only costs a
@@ -367,33 +462,32 @@ fn record(file: &std::fs::File, journal: Option<&(Journal, PathBuf)>, durable: b
 /// Journal writes at most this often when durable (each costs an fdatasync of the data).
 const JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a resumable download waits for another one holding its destination.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Take the advisory lock on the part file without waiting. `false`: another download holds
+/// it, or held it and has moved the file away since it was opened here (the lock is then on a
+/// file that is no longer the part file: open it again).
 #[cfg(unix)]
-fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
+fn lock(file: &std::fs::File, path: &Path) -> Result<bool> {
     use std::os::fd::AsRawFd;
-    // An aborted attempt's writer thread may still hold the file for a moment while it drains;
-    // wait for it rather than fail an immediate retry.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        // SAFETY: a valid open descriptor; the lock goes with the descriptor (or the process).
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "{}: another download is resuming into this destination",
-                    path.display()
-                ),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: a valid open descriptor; the lock goes with the descriptor (or the process).
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(Error::io(path, &e)),
+        };
     }
+    let held = file.metadata().map_err(|e| Error::io(path, &e))?;
+    Ok(std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.dev() == held.dev() && m.ino() == held.ino()))
 }
 
 #[cfg(not(unix))]
-fn lock(_file: &std::fs::File, _path: &Path) -> Result<()> {
-    Ok(())
+fn lock(_file: &std::fs::File, _path: &Path) -> Result<bool> {
+    Ok(true)
 }
 
 #[cfg(unix)]
@@ -434,20 +528,21 @@ impl Writer {
     }
 }
 
-/// Stream a body into the writer from `offset`, feeding `crc`; returns the bytes sent. A closed
-/// queue means the writer failed: stop, and let `finish` report why.
+/// Stream a body into the writer from `offset`, showing each chunk to `sums` (the part's
+/// CRCs); returns the bytes sent. A closed queue means the writer failed: stop, and let
+/// `finish` report why.
 pub(crate) async fn send_body(
     mut body: BoxStream<'static, Result<Bytes>>,
     tx: &tokio::sync::mpsc::Sender<Msg>,
     offset: u64,
     tracker: &Tracker,
-    crc: &mut PartCrc,
+    sums: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<u64> {
     let mut at = offset;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         let n = chunk.len() as u64;
-        crc.update(&chunk);
+        sums(&chunk);
         if tx.send(Msg::Chunk(at, chunk)).await.is_err() {
             break;
         }
@@ -509,7 +604,6 @@ mod tests {
             etag: "\"e\"".into(),
             size: 200_000,
             part_size: 65_536,
-            crc: Some("crc32c".into()),
             done: vec![(65_536, 65_536, 7), (196_608, 3_392, 9)],
         }
     }
@@ -550,5 +644,108 @@ mod tests {
         }
         assert_eq!(Journal::parse("{}"), None);
         assert_eq!(Journal::parse("not json"), None);
+        // Version 1 kept no CRC of its own for some parts: not trusted.
+        let v1 = journal().to_json().replace("\"objget\":2", "\"objget\":1");
+        assert_eq!(Journal::parse(&v1), None);
+    }
+
+    fn crc(alg: crate::checksum::Algorithm, bytes: &[u8]) -> u64 {
+        let mut c = crate::checksum::PartCrc::of(alg);
+        c.update(bytes);
+        c.finish().0
+    }
+
+    #[test]
+    fn kept_parts_are_those_whose_bytes_still_match() {
+        use crate::checksum::Algorithm;
+        let data: Vec<u8> = (0..250_000u32).map(|i| (i * 13 % 241) as u8).collect();
+        let parts: Vec<DonePart> = [(0u64, 100_000u64), (100_000, 100_000), (200_000, 50_000)]
+            .iter()
+            .map(|&(o, l)| (o, l, crc(JOURNAL_CRC, &data[o as usize..(o + l) as usize])))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let mut disk = data.clone();
+        disk[150_000] ^= 1; // a flipped bit in the second part
+        std::fs::write(&path, &disk).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let kept = verify_parts(&file, &parts, Some(Algorithm::Crc32c), || false)
+            .unwrap()
+            .unwrap();
+        let at: Vec<u64> = kept.iter().map(|k| k.0 .0).collect();
+        assert_eq!(at, vec![0, 200_000]);
+        // Each kept part comes with the store's CRC of the bytes on disk.
+        assert_eq!(
+            kept[0],
+            (parts[0], crc(Algorithm::Crc32c, &data[..100_000]))
+        );
+        // The journal's own CRC serves when it is the store's, and no CRC is needed for others.
+        for store in [Some(JOURNAL_CRC), Some(Algorithm::Md5), None] {
+            let kept = verify_parts(&file, &parts, store, || false)
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept[1], (parts[2], parts[2].2));
+        }
+        // Bytes that never reached the disk: the journal says three parts, the disk holds zeros
+        // where the last one should be, or is shorter.
+        std::fs::write(&path, [&data[..200_000], &[0u8; 50_000][..]].concat()).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            verify_parts(&file, &parts, None, || false)
+                .unwrap()
+                .unwrap()
+                .len(),
+            2
+        );
+        std::fs::write(&path, &data[..150_000]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            verify_parts(&file, &parts, None, || false)
+                .unwrap()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(verify_parts(&file, &parts, None, || true).unwrap(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_is_not_taken_on_a_part_file_moved_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".d.objget.part");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap()
+        };
+        let (winner, loser) = (open(), open());
+        assert!(lock(&winner, &path).unwrap());
+        assert!(!lock(&loser, &path).unwrap(), "held by the winner");
+        // The winner finishes: its part file becomes the destination, and it lets go.
+        std::fs::rename(&path, dir.path().join("d")).unwrap();
+        drop(winner);
+        assert!(
+            !lock(&loser, &path).unwrap(),
+            "locked, but not the part file any more"
+        );
+        drop(loser);
+        assert!(lock(&open(), &path).unwrap(), "a fresh part file");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_held_destination_is_busy_after_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("d");
+        let (held, _) = TempFile::resumable(&dest, false).await.unwrap();
+        let err = TempFile::resumable(&dest, false).await.err().unwrap();
+        assert_eq!(err.code(), ErrorCode::Busy);
+        drop(held);
+        assert!(TempFile::resumable(&dest, false).await.is_ok());
     }
 }
