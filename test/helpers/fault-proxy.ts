@@ -8,14 +8,25 @@ export interface FaultProxy {
   close(): Promise<void>;
   /** Requests answered with the injected failure. */
   failed: number;
+  /** Requests the server carried out whose reply was dropped (`dropReply`). */
+  dropped: number;
+}
+
+export interface FaultOptions {
+  /**
+   * Let the request through to the server, then drop its reply (the connection is reset once
+   * the server has answered): a request that took effect although the client never heard so.
+   */
+  dropReply?: (req: http.IncomingMessage) => boolean;
 }
 
 export async function faultProxy(
   target: string,
   fail: (req: http.IncomingMessage) => boolean,
+  options: FaultOptions = {},
 ): Promise<FaultProxy> {
   const to = new URL(target);
-  const state = { failed: 0 };
+  const state = { failed: 0, dropped: 0 };
   const server = http.createServer((req, res) => {
     if (fail(req)) {
       state.failed++;
@@ -24,9 +35,16 @@ export async function faultProxy(
       res.end('<Error><Code>InternalError</Code><Message>injected</Message></Error>');
       return;
     }
+    const drop = options.dropReply?.(req) ?? false;
     const up = http.request(
       { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
       (r) => {
+        if (drop) {
+          state.dropped++;
+          r.resume();
+          r.on('end', () => req.socket.destroy());
+          return;
+        }
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       },
@@ -40,6 +58,9 @@ export async function faultProxy(
     url: `http://127.0.0.1:${port}`,
     get failed() {
       return state.failed;
+    },
+    get dropped() {
+      return state.dropped;
     },
     close: () =>
       new Promise((resolve) => {
