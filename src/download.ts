@@ -2,6 +2,7 @@ import { fromNative, fromNodeError, StorageError, type ItemOutcome } from './err
 import { selectEngine } from './engine.js';
 import { saveStream } from './js/engine.js';
 import { checkRdma } from './rdma.js';
+import { checkArgs } from './validate.js';
 import { settleAll, valuesOrThrow } from './pool.js';
 import { chunks, handlerFor, need, type SchemeHandler } from './schemes.js';
 import type {
@@ -38,6 +39,7 @@ export async function download(
   options: DownloadOptions = {},
 ): Promise<TransferResult> {
   try {
+    checkArgs('download', url, dest, options);
     const handler = handlerFor(url);
     if (handler) return await viaHandler(handler, url, dest, options);
     const engine = selectEngine();
@@ -82,6 +84,7 @@ async function viaHandler(
  */
 export async function get(url: string, options: GetOptions = {}): Promise<Buffer> {
   try {
+    checkArgs('get', url, options);
     const handler = handlerFor(url);
     if (handler) {
       if (options.range) {
@@ -119,6 +122,7 @@ export async function getDetailed(
   options: Omit<GetOptions, 'range'> = {},
 ): Promise<{ data: Buffer; result: TransferResult }> {
   try {
+    checkArgs('getDetailed', url, options);
     if ((options as GetOptions).range) {
       throw new StorageError('InvalidArgument', 'getDetailed reads whole objects', { url });
     }
@@ -150,6 +154,7 @@ export async function head(
   options: Omit<GetOptions, 'range' | 'signal'> = {},
 ): Promise<ObjectInfo> {
   try {
+    checkArgs('head', url, options);
     const handler = handlerFor(url);
     if (handler) return await need(handler, 'head', url)(url);
     return await selectEngine().head(url, options.store);
@@ -168,20 +173,8 @@ export async function downloadMany(
   items: DownloadItem[],
   options: DownloadManyOptions = {},
 ): Promise<TransferResult[]> {
+  checkArgs('downloadMany', items, options);
   const concurrency = options.concurrency ?? 16;
-  if (!Array.isArray(items))
-    throw new StorageError('InvalidArgument', 'items must be an array of { url, dest }');
-  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-    throw new StorageError(
-      'InvalidArgument',
-      `concurrency must be a positive integer, got ${concurrency}`,
-    );
-  }
-  for (const [i, item] of items.entries()) {
-    if (typeof item?.url !== 'string' || typeof item?.dest !== 'string') {
-      throw new StorageError('InvalidArgument', `item ${i} must be { url: string, dest: string }`);
-    }
-  }
   if (items.length === 0) return [];
   if (items.some((i) => handlerFor(i.url))) return mixedMany(items, concurrency, options);
   let engine;

@@ -3,7 +3,12 @@ export { allocRdmaBuffer } from './rdma.js';
 export { engineInfo } from './engine.js';
 export { copy, exists, list, remove, upload } from './ops.js';
 export { downloadPrefix, uploadDir } from './prefix.js';
-export type { DownloadPrefixOptions, DownloadPrefixResult, UploadDirOptions } from './prefix.js';
+export type {
+  DownloadPrefixOptions,
+  DownloadPrefixResult,
+  SkippedObject,
+  UploadDirOptions,
+} from './prefix.js';
 export { registerScheme, registeredSchemes, unregisterScheme } from './schemes.js';
 export type { SchemeBody, SchemeHandler, SchemeListing } from './schemes.js';
 export { Store } from './store.js';

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromNative, StorageError, type ItemOutcome } from './errors.js';
@@ -233,13 +234,34 @@ export function nativeEngine(binding: NativeBinding): Engine {
             progress(o),
             id,
           );
+          // The abort settles the call whatever the stream does (an idle stream never yields
+          // again): each read and write races it; the stream is destroyed, the engine aborts
+          // the multipart upload before the call rejects.
+          const chunks = source[Symbol.asyncIterator]() as AsyncIterator<unknown>;
+          let stop: (() => void) | undefined;
+          const aborted = new Promise<never>((_, reject) => {
+            stop = () => reject(new StorageError('Aborted', 'the transfer was aborted', { url }));
+            o.signal?.addEventListener('abort', stop, { once: true });
+          });
           try {
-            for await (const chunk of source) {
-              await sink.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+            for (;;) {
+              const next = await Promise.race([chunks.next(), aborted]);
+              if (next.done) break;
+              const chunk = next.value as Buffer | string | Uint8Array;
+              await Promise.race([
+                sink.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string)),
+                aborted,
+              ]);
             }
           } catch (e) {
+            // Stop the source: a Readable is destroyed (as `pipeline` does), another iterator
+            // is told to finish.
+            if (source instanceof Readable) source.destroy();
+            else void chunks.return?.()?.catch(() => undefined);
             await sink.abort();
             throw e;
+          } finally {
+            if (stop) o.signal?.removeEventListener('abort', stop);
           }
           return sink.finish();
         });

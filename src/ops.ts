@@ -4,6 +4,7 @@ import { selectEngine } from './engine.js';
 import { fromNative, StorageError } from './errors.js';
 import { checkRdma } from './rdma.js';
 import { handlerFor, need } from './schemes.js';
+import { checkArgs } from './validate.js';
 import type { ListedObject, StoreOptions, UploadOptions, UploadResult } from './types.js';
 
 function asStorageError(e: unknown): StorageError {
@@ -26,18 +27,16 @@ export async function upload(
   options: UploadOptions = {},
 ): Promise<UploadResult> {
   try {
+    checkArgs('upload', source, url, options);
     const handler = handlerFor(url);
     const engine = selectEngine();
-    if (typeof source !== 'string' && !Buffer.isBuffer(source) && !(source instanceof Readable)) {
-      throw new StorageError('InvalidArgument', 'source must be a path, a Buffer or a Readable');
-    }
     if (handler) {
       const data =
         typeof source === 'string'
           ? await readFile(source)
           : Buffer.isBuffer(source)
             ? source
-            : Buffer.concat(await source.toArray());
+            : Buffer.concat(await source.toArray({ signal: options.signal }));
       const put = await need(handler, 'put', url)(url, data);
       return { url, etag: put?.etag, bytes: data.length, parts: 1, engine: 'js', path: 'http' };
     }
@@ -45,6 +44,9 @@ export async function upload(
     const r = await engine.upload(source, url, options);
     return { url, path: 'http', ...r, engine: engine.name };
   } catch (e) {
+    if (options?.signal?.aborted && !(e instanceof StorageError)) {
+      throw new StorageError('Aborted', 'the transfer was aborted', { url });
+    }
     throw asStorageError(e);
   }
 }
@@ -55,6 +57,7 @@ export async function exists(
   options: { store?: StoreOptions } = {},
 ): Promise<boolean> {
   try {
+    checkArgs('exists', url, options);
     const handler = handlerFor(url);
     if (handler) {
       try {
@@ -77,6 +80,7 @@ export async function remove(
   options: { store?: StoreOptions } = {},
 ): Promise<void> {
   try {
+    checkArgs('remove', urls, options);
     await selectEngine().remove(Array.isArray(urls) ? urls : [urls], options.store);
   } catch (e) {
     throw asStorageError(e);
@@ -90,6 +94,7 @@ export async function copy(
   options: { store?: StoreOptions; ifNotExists?: boolean } = {},
 ): Promise<void> {
   try {
+    checkArgs('copy', from, to, options);
     await selectEngine().copy(from, to, options.ifNotExists ?? false, options.store);
   } catch (e) {
     throw asStorageError(e);
@@ -107,6 +112,7 @@ export async function* list(
   options: { store?: StoreOptions } = {},
 ): AsyncGenerator<ListedObject> {
   try {
+    checkArgs('list', prefixUrl, options);
     const handler = handlerFor(prefixUrl);
     if (handler) {
       const start = prefixUrl.endsWith('/') ? prefixUrl : `${prefixUrl}/`;

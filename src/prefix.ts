@@ -5,6 +5,7 @@ import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from '.
 import { list, upload } from './ops.js';
 import { settleAll, valuesOrThrow } from './pool.js';
 import { joinKey } from './urls.js';
+import { checkArgs } from './validate.js';
 import type {
   DownloadManyOptions,
   ListedObject,
@@ -24,8 +25,24 @@ export interface DownloadPrefixOptions extends DownloadManyOptions {
 export interface DownloadPrefixResult {
   /** One result per object downloaded, in listing order. */
   results: TransferResult[];
-  /** Objects not downloaded because their file existed (`overwrite: false`). */
+  /**
+   * URLs of the objects not downloaded, in listing order: their file existed
+   * (`overwrite: false`), or their key cannot be placed safely under `destDir` (`UnsafeKey`).
+   * `skippedDetails` says which, for each, in the same order.
+   */
   skipped: string[];
+  /** Why each object of `skipped` was not downloaded. */
+  skippedDetails: SkippedObject[];
+}
+
+/** An object `downloadPrefix` did not download, and why. */
+export interface SkippedObject {
+  url: string;
+  key: string;
+  /** `'exists'`: its file existed (`overwrite: false`); `'unsafeKey'`: see `error`. */
+  reason: 'exists' | 'unsafeKey';
+  /** For `'unsafeKey'`: the `UnsafeKey` error saying what is wrong with the key. */
+  error?: StorageError;
 }
 
 export interface UploadDirOptions extends Omit<UploadOptions, 'onProgress'> {
@@ -77,16 +94,20 @@ class SetProgress {
 
 /**
  * Where a key lands under `root`, or why it may not: a key that would leave `root` (a `..`
- * segment, an absolute path, a backslash, a NUL, a drive letter, an empty segment) is refused.
+ * segment, an absolute path, a backslash, a NUL, a drive letter, an empty segment) or that no
+ * file name can hold portably (a control character such as a newline or a tab) is refused.
  */
 export function safeTarget(root: string, rel: string): string | StorageError {
   const unsafe = (why: string): StorageError =>
     new StorageError('UnsafeKey', `key ${JSON.stringify(rel)} ${why}; nothing was written`);
   if (rel.includes('\0')) return unsafe('contains a NUL');
+  // eslint-disable-next-line no-control-regex
+  if (/[\x01-\x1f\x7f]/.test(rel)) return unsafe('contains a control character');
   if (rel.includes('\\')) return unsafe('contains a backslash');
   if (rel.startsWith('/')) return unsafe('is an absolute path');
-  if (/^[a-zA-Z]:/.test(rel)) return unsafe('starts with a drive letter');
   const segments = rel.split('/');
+  // `C:x` is drive-relative on Windows wherever it stands (`a/C:x` too).
+  if (segments.some((s) => /^[a-zA-Z]:/.test(s))) return unsafe('has a drive letter');
   if (segments.some((s) => s === '..' || s === '.')) return unsafe('has a . or .. segment');
   if (segments.some((s) => s === '')) return unsafe('has an empty segment');
   const target = resolve(root, ...segments);
@@ -112,24 +133,23 @@ export async function downloadPrefix(
   destDir: string,
   options: DownloadPrefixOptions = {},
 ): Promise<DownloadPrefixResult> {
-  if (typeof destDir !== 'string' || destDir === '') {
-    throw new StorageError('InvalidArgument', 'destDir must be a directory path');
-  }
+  checkArgs('downloadPrefix', prefixUrl, destDir, options);
   const root = resolve(destDir);
   const items: { url: string; dest: string }[] = [];
   const sizes: number[] = [];
-  const refused: ItemOutcome<TransferResult>[] = [];
-  const skipped: string[] = [];
+  const skippedDetails: SkippedObject[] = [];
   for await (const o of list(prefixUrl, { store: options.store })) {
-    if (o.url.endsWith('/')) continue;
+    // A folder marker (a zero-byte key ending in `/`, what consoles create) is no file.
+    if (o.size === 0 && (o.key.endsWith('/') || o.url.endsWith('/'))) continue;
     if (options.filter && !options.filter(o)) continue;
     const target = safeTarget(root, o.relative);
     if (target instanceof StorageError) {
-      refused.push({ status: 'rejected', reason: Object.assign(target, { url: o.url }) });
+      const error = Object.assign(target, { url: o.url });
+      skippedDetails.push({ url: o.url, key: o.key, reason: 'unsafeKey', error });
       continue;
     }
     if (options.overwrite === false && (await lstat(target).catch(() => undefined))) {
-      skipped.push(o.url);
+      skippedDetails.push({ url: o.url, key: o.key, reason: 'exists' });
       continue;
     }
     items.push({ url: o.url, dest: target });
@@ -149,8 +169,8 @@ export async function downloadPrefix(
     if (!(e instanceof DownloadManyError)) throw e;
     outcomes = e.outcomes as ItemOutcome<TransferResult>[];
   }
-  valuesOrThrow([...outcomes, ...refused]);
-  return { results, skipped };
+  valuesOrThrow(outcomes);
+  return { results, skipped: skippedDetails.map((s) => s.url), skippedDetails };
 }
 
 /** Every regular file under `dir`, as `/`-separated paths relative to it (symlinks skipped). */
@@ -179,6 +199,7 @@ export async function uploadDir(
   prefixUrl: string,
   options: UploadDirOptions = {},
 ): Promise<UploadResult[]> {
+  checkArgs('uploadDir', dir, prefixUrl, options);
   let files: { rel: string; size: number }[];
   try {
     files = (await filesUnder(resolve(dir))).filter(

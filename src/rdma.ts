@@ -2,6 +2,7 @@
 // option checks both engines share. The data plane itself lives in the Rust engine.
 import { fromNative, StorageError } from './errors.js';
 import { loadNative } from './native.js';
+import { checkArgs } from './validate.js';
 import type { EngineName, RdmaInfo, StoreOptions } from './types.js';
 
 /** Whether RDMA can be used in this process, and if not, exactly why. Never throws. */
@@ -38,6 +39,7 @@ export function rdmaInfo(): RdmaInfo {
  * const view = await get('s3://bucket/shard-0', { into: buf, store: { rdma: true } });
  */
 export function allocRdmaBuffer(size: number): Buffer {
+  checkArgs('allocRdmaBuffer', size);
   const n = loadNative();
   if (!n.binding) {
     throw new StorageError(

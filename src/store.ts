@@ -1,6 +1,7 @@
 import { download, downloadMany, get, head } from './download.js';
 import { StorageError } from './errors.js';
 import { joinKey } from './urls.js';
+import { checkArgs } from './validate.js';
 import { copy, exists, list, remove, upload } from './ops.js';
 import {
   downloadPrefix,
@@ -38,6 +39,7 @@ export class Store {
   readonly options: StoreOptions;
 
   constructor(baseUrl: string, options: StoreOptions = {}) {
+    checkArgs('Store', baseUrl, options);
     if (typeof baseUrl !== 'string' || !/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(baseUrl)) {
       throw new StorageError('InvalidUrl', 'a Store needs a base URL such as s3://bucket/prefix');
     }

@@ -711,6 +711,14 @@ export function jsEngine(): Engine {
         }
       } catch (e) {
         if (signal?.aborted) throw abortedError(url);
+        // The last n bytes of an empty object are no bytes (HTTP answers 416): its size decides.
+        if (range && 'suffix' in range) {
+          const size = await engine.head(url, store).then(
+            (i) => i.size,
+            () => undefined,
+          );
+          if (size === 0) return Buffer.alloc(0);
+        }
         throw fromNodeError(e, url, loc.kind === 'file' ? loc.path : undefined);
       }
     },

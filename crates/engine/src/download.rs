@@ -233,7 +233,19 @@ impl Engine {
             let out = match range {
                 Some(r) => {
                     let _permit = self.request_permit().await?;
-                    let read = source.read(url, Some(r), None).await?;
+                    let read = match source.read(url, Some(r), None).await {
+                        Ok(read) => read,
+                        // The last n bytes of an empty object are no bytes. HTTP cannot say so
+                        // (S3 answers `Content-Range: bytes 0--1/0`, others 416): what the
+                        // object's size says decides.
+                        Err(e) if matches!(r, ByteRange::Suffix(_)) => {
+                            return match source.head(url).await {
+                                Ok(info) if info.size == 0 => Ok(Vec::new()),
+                                _ => Err(e),
+                            };
+                        }
+                        Err(e) => return Err(e),
+                    };
                     tracker.plan(read.len, 1);
                     let mut out = vec![0u8; usize_of(read.len)?];
                     fill(read.body, &mut out, &tracker, url, &mut PartCrc::None).await?;

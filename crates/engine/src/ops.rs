@@ -108,6 +108,19 @@ const URL_KEY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'[')
     .add(b']');
 
+/// A key as a URL path: characters a URL reserves percent-encoded, and the dots of a `.` or
+/// `..` segment too, so that the URL does not name another key once a parser resolves it.
+fn url_key(key: &str) -> String {
+    key.split('/')
+        .map(|seg| match seg {
+            "." => "%2E".to_string(),
+            ".." => "%2E%2E".to_string(),
+            s => percent_encoding::utf8_percent_encode(s, URL_KEY).to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
 /// smaller blocks, so one minimum serves every store.
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -215,7 +228,9 @@ impl Engine {
     }
 
     /// Every object under a prefix URL (`s3://bucket/dir/`), recursively, as the store pages
-    /// them.
+    /// them. S3 keys come exactly as stored, folder markers (`dir/sub/`) and keys object_store's
+    /// `Path` refuses (control characters, `.`/`..` or empty segments) included: objget lists
+    /// S3 with its own signed ListObjectsV2.
     pub async fn list(
         &self,
         prefix_url: &str,
@@ -231,6 +246,29 @@ impl Engine {
         let base = loc.store_url.trim_end_matches('/').to_string();
         let scheme = loc.scheme;
         let url = prefix_url.to_string();
+        // A store whose settings objget's own requests do not carry (requester pays, unsigned
+        // requests…) keeps object_store's listing.
+        if scheme == Scheme::S3 {
+            if let Ok(raw) = self.stores().s3_raw(&loc, opts).await {
+                return Ok(raw
+                    .list(below.clone(), url)
+                    .map_ok(move |o| {
+                        let rel = o.key.strip_prefix(below.as_str()).unwrap_or(&o.key);
+                        Listed {
+                            relative: rel.to_string(),
+                            url: format!("{base}/{}", url_key(&o.key)),
+                            key: o.key,
+                            info: ObjectInfo {
+                                size: o.size,
+                                etag: o.etag,
+                                last_modified: o.last_modified,
+                                version: None,
+                            },
+                        }
+                    })
+                    .boxed());
+            }
+        }
         let local = LocalFileSystem::new();
         let dir = loc
             .file
@@ -257,11 +295,10 @@ impl Engine {
                     let file = file.to_string_lossy().into_owned();
                     (file.trim_start_matches('/').to_string(), relative, file)
                 } else {
-                    let encoded = percent_encoding::utf8_percent_encode(raw, URL_KEY).to_string();
                     (
                         raw.to_string(),
                         rel.to_string(),
-                        format!("{base}/{encoded}"),
+                        format!("{base}/{}", url_key(raw)),
                     )
                 };
                 Listed {
@@ -853,18 +890,28 @@ async fn multipart(
         }
         // Completion is not cancelled: once it is sent the object may exist, and an `Aborted`
         // would then be a lie.
-        upload
-            .complete()
-            .await
-            .map_err(|e| Error::from_store(e, url))
+        match upload.complete().await {
+            Ok(put) => Ok((put.e_tag, put.version)),
+            // A retried completion whose first reply was lost finds the upload gone
+            // (NoSuchUpload): the object may be in place, ours. Then it succeeded.
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                let bytes = crcs.iter().map(|p| p.1).sum();
+                let sum = combine(Algorithm::Crc64Nvme, &mut crcs.clone());
+                match stored_is(store, path, bytes, &sum).await {
+                    Some(meta) => Ok((meta.e_tag, meta.version)),
+                    None => Err(Error::from_store(e, url)),
+                }
+            }
+            Err(e) => Err(Error::from_store(e, url)),
+        }
     }
     .await;
     match outcome {
-        Ok(put) => {
+        Ok((etag, version)) => {
             let bytes = crcs.iter().map(|p| p.1).sum();
             Ok(UploadResult {
-                etag: put.e_tag,
-                version: put.version,
+                etag,
+                version,
                 bytes,
                 parts: crcs.len() as u32,
                 checksum: combine(Algorithm::Crc64Nvme, &mut crcs),
@@ -876,6 +923,24 @@ async fn multipart(
             Err(e)
         }
     }
+}
+
+/// The object at `path`, when it is `size` bytes with the CRC64NVME `sum` (S3 keeps one for
+/// every object uploaded with it, whatever the part boundaries): how a completion whose reply
+/// was lost is recognised, as the AWS SDKs do. `None` when it is not, or cannot be told.
+async fn stored_is(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    size: u64,
+    sum: &Checksum,
+) -> Option<object_store::ObjectMeta> {
+    let seen = crate::checksum::Seen::default();
+    let meta = crate::checksum::capture(seen.clone(), store.head(path))
+        .await
+        .ok()?;
+    let (headers, _) = seen.take()?;
+    let offered = crate::checksum::advertised(&headers, false, crate::checksum::Dialect::Other);
+    (meta.size == size && offered.contains(sum)).then_some(meta)
 }
 
 fn absolute(p: &FsPath) -> Result<PathBuf> {

@@ -392,6 +392,8 @@ impl Stores {
             Some("server-side encryption settings")
         } else if is_true(value("aws_request_payer")) {
             Some("requester pays")
+        } else if is_true(value("aws_skip_signature")) {
+            Some("unsigned requests")
         } else {
             None
         };

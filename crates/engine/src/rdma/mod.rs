@@ -952,21 +952,40 @@ pub(crate) async fn upload(
                 .with_url(&ctx.url)
                 .with_cause(&e)
         })?;
-        let completed = xml_field(&body, "ETag").is_some() || etag.is_some();
-        if !status.is_success() || s3::error_code(&body).is_some() || !completed {
-            let code = s3::error_code(&body).unwrap_or_default();
-            if opts.if_not_exists
-                && (status.as_u16() == 412 || code == "PreconditionFailed")
-            {
-                return Err(already_exists(ctx));
-            }
-            return Err(status_error(status, &body, "CompleteMultipartUpload", &ctx.url));
-        }
         let path = if done.iter().all(|d| d.3 == TransferPath::Rdma) {
             TransferPath::Rdma
         } else {
             TransferPath::Http
         };
+        let completed = xml_field(&body, "ETag").is_some() || etag.is_some();
+        if !status.is_success() || s3::error_code(&body).is_some() || !completed {
+            let code = s3::error_code(&body).unwrap_or_default();
+            let precondition = status.as_u16() == 412 || code == "PreconditionFailed";
+            // A retried completion whose first reply was lost finds the upload gone
+            // (NoSuchUpload) or, under If-None-Match, the object it made (412). When the upload
+            // is gone and the object in place is the one these parts make, it succeeded.
+            if code == "NoSuchUpload" || (opts.if_not_exists && precondition) {
+                let gone = code == "NoSuchUpload" || upload_gone(ctx, &upload_id).await;
+                let ours = if gone {
+                    stored_is_ours(ctx, &done, whole).await
+                } else {
+                    None
+                };
+                if let Some((etag, version)) = ours {
+                    return Ok(Put {
+                        etag,
+                        version,
+                        parts: done.len() as u32,
+                        crc64nvme: whole,
+                        path,
+                    });
+                }
+            }
+            if opts.if_not_exists && precondition {
+                return Err(already_exists(ctx));
+            }
+            return Err(status_error(status, &body, "CompleteMultipartUpload", &ctx.url));
+        }
         Ok(Put {
             etag: etag.or_else(|| xml_field(&body, "ETag").map(|e| e.replace("&quot;", "\""))),
             version,
@@ -980,6 +999,64 @@ pub(crate) async fn upload(
         abort(ctx, &upload_id).await;
     }
     outcome
+}
+
+/// Whether a multipart upload no longer exists (ListParts answers NoSuchUpload): completed or
+/// aborted.
+async fn upload_gone(ctx: &Ctx, upload_id: &str) -> bool {
+    let query = vec![
+        ("max-parts", "1".to_string()),
+        ("uploadId", upload_id.to_string()),
+    ];
+    let Ok(resp) = ctx.request(Method::GET, query, vec![], Bytes::new()).await else {
+        return false;
+    };
+    let status = resp.status();
+    let body = resp.into_body().bytes().await.unwrap_or_default();
+    status.as_u16() == 404 && s3::error_code(&body).as_deref() == Some("NoSuchUpload")
+}
+
+/// The multipart ETag S3 gives the object these parts complete: the MD5 of the parts' MD5s,
+/// `-N`. `None` where a part's ETag is not its MD5 (KMS, SSE-C).
+fn multipart_etag<A, B, D>(done: &[(A, B, PartDone, D)]) -> Option<String> {
+    use md5::Digest as _;
+    let mut md5 = md5::Md5::new();
+    for d in done {
+        let hex = d.2.etag.as_deref()?.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        for i in (0..32).step_by(2) {
+            md5.update([u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()?]);
+        }
+    }
+    let sum: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{sum}-{}", done.len()))
+}
+
+/// The ETag and version of the object at the upload's key when it is the one these parts make
+/// (its multipart ETag or its CRC64NVME `whole` matches): how the AWS SDKs recognise a
+/// completion whose reply was lost.
+async fn stored_is_ours<A, B, D>(
+    ctx: &Ctx,
+    done: &[(A, B, PartDone, D)],
+    whole: u64,
+) -> Option<(Option<String>, Option<String>)> {
+    let resp = ctx
+        .request(Method::HEAD, vec![], vec![], Bytes::new())
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let etag = header(&resp, "etag").map(str::to_string);
+    let by_etag = multipart_etag(done).is_some_and(|want| {
+        etag.as_deref()
+            .is_some_and(|e| e.trim_matches('"').eq_ignore_ascii_case(&want))
+    });
+    let by_crc = header(&resp, "x-amz-checksum-crc64nvme") == Some(b64(whole).as_str());
+    let version = header(&resp, "x-amz-version-id").map(str::to_string);
+    (by_etag || by_crc).then_some((etag, version))
 }
 
 /// Abort a multipart upload; a failure here leaves what S3's lifecycle rules clean up.
@@ -1221,6 +1298,32 @@ fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multipart_etag_is_the_md5_of_the_part_md5s() {
+        let part = |etag: &str| {
+            (
+                0,
+                0,
+                PartDone {
+                    etag: Some(etag.to_string()),
+                    version: None,
+                    crc: 0,
+                },
+                (),
+            )
+        };
+        let done = [
+            part("\"0cc175b9c0f1b6a831c399e269772661\""),
+            part("92eb5ffee6ae2fec3ad71c777531578f"),
+        ];
+        assert_eq!(
+            multipart_etag(&done).as_deref(),
+            Some("96e024ba2074fe77e8e965ba43a704be-2")
+        );
+        // A part ETag that is not an MD5 (KMS, SSE-C): no multipart ETag to compare.
+        assert_eq!(multipart_etag(&[part("\"abc\"")]), None);
+    }
 
     #[test]
     fn parts_cover_the_object() {

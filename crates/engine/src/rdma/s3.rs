@@ -1,6 +1,8 @@
 //! S3 requests objget builds and signs itself (object_store's public `AwsAuthorizer`, sent on
 //! the store's own HTTP client): what object_store has no call for, the S3-over-RDMA requests
-//! that carry a signed `x-amz-rdma-token` and an empty body.
+//! that carry a signed `x-amz-rdma-token` and an empty body, and ListObjectsV2 for keys
+//! object_store's `Path` cannot represent (a trailing `/`, control characters, `.`/`..` or
+//! empty segments).
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -142,6 +144,141 @@ impl S3Raw {
     }
 }
 
+/// One object of a listing, its key exactly as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedKey {
+    pub(crate) key: String,
+    pub(crate) size: u64,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A ListObjectsV2 answer (the fields objget reads).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListPage {
+    #[serde(default)]
+    contents: Vec<ListEntry>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_continuation_token: Option<String>,
+    encoding_type: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListEntry {
+    key: String,
+    #[serde(default)]
+    size: u64,
+    last_modified: Option<String>,
+    #[serde(rename = "ETag")]
+    e_tag: Option<String>,
+}
+
+impl ListPage {
+    fn parse(body: &[u8]) -> std::result::Result<Self, quick_xml::DeError> {
+        quick_xml::de::from_reader(body)
+    }
+
+    /// The page's objects, keys decoded (`encoding-type=url`: form-encoded, `+` a space).
+    fn keys(self) -> std::result::Result<Vec<ListedKey>, String> {
+        let url_encoded = self
+            .encoding_type
+            .is_some_and(|t| t.eq_ignore_ascii_case("url"));
+        self.contents
+            .into_iter()
+            .map(|e| {
+                let key = if url_encoded {
+                    let plus = e.key.replace('+', " ");
+                    percent_encoding::percent_decode_str(&plus)
+                        .decode_utf8()
+                        .map_err(|_| "a listed key is not UTF-8".to_string())?
+                        .into_owned()
+                } else {
+                    e.key
+                };
+                let last_modified = e
+                    .last_modified
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                Ok(ListedKey {
+                    key,
+                    size: e.size,
+                    etag: e.e_tag,
+                    last_modified,
+                })
+            })
+            .collect()
+    }
+}
+
+impl S3Raw {
+    /// Every key under `prefix` (no delimiter: recursive), exactly as stored, page by page as
+    /// the stream is read. Keys travel URL-encoded (`encoding-type=url`), so control
+    /// characters XML cannot carry come through too.
+    pub(crate) fn list(
+        self,
+        prefix: String,
+        display_url: String,
+    ) -> futures::stream::BoxStream<'static, Result<ListedKey>> {
+        use futures::stream::{StreamExt, TryStreamExt};
+        // The state: the continuation token of the next page, `None` once the last is read.
+        futures::stream::try_unfold(Some(None::<String>), move |state| {
+            let (raw, prefix, url) = (self.clone(), prefix.clone(), display_url.clone());
+            async move {
+                let Some(token) = state else {
+                    return Ok(None);
+                };
+                let mut query = vec![
+                    ("encoding-type", "url".to_string()),
+                    ("list-type", "2".to_string()),
+                    ("prefix", prefix),
+                ];
+                if let Some(t) = token {
+                    query.insert(0, ("continuation-token", t));
+                }
+                let root = Path::default();
+                let req = Req {
+                    method: Method::GET,
+                    key: &root,
+                    query,
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                };
+                let resp = raw.send(req, &url).await?;
+                let status = resp.status();
+                let body = resp.into_body().bytes().await.map_err(|e| {
+                    Error::new(ErrorCode::Generic, "reading ListObjectsV2's answer failed")
+                        .with_url(&url)
+                        .with_cause(&e)
+                })?;
+                if !status.is_success() {
+                    return Err(status_error(status, &body, "ListObjectsV2", &url));
+                }
+                let bad = |why: String| {
+                    Error::new(
+                        ErrorCode::Generic,
+                        format!("ListObjectsV2 answered what objget cannot read: {why}"),
+                    )
+                    .with_url(&url)
+                };
+                let page = ListPage::parse(&body).map_err(|e| bad(e.to_string()))?;
+                let next = match (page.is_truncated, &page.next_continuation_token) {
+                    (true, Some(t)) if !t.is_empty() => Some(Some(t.clone())),
+                    (true, _) => return Err(bad("a truncated page without a token".into())),
+                    (false, _) => None,
+                };
+                let keys = page.keys().map_err(bad)?;
+                Ok(Some((keys, next)))
+            }
+        })
+        .map_ok(|keys| futures::stream::iter(keys.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
+    }
+}
+
 /// A header's value as text.
 pub(crate) fn header<'a>(resp: &'a HttpResponse, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
@@ -206,5 +343,39 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::RdmaInvalidToken);
         let e = status_error(StatusCode::PRECONDITION_FAILED, b"", "GET", "s3://b/k");
         assert_eq!(e.code(), ErrorCode::Precondition);
+    }
+
+    #[test]
+    fn listed_keys_come_back_exactly_as_stored() {
+        let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>
+<Prefix>p%2F</Prefix><KeyCount>4</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType>
+<IsTruncated>true</IsTruncated><NextContinuationToken>tok+1</NextContinuationToken>
+<Contents><Key>p/folder/</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag><Size>0</Size></Contents>
+<Contents><Key>p/a%0Ab%09c</Key><Size>3</Size></Contents>
+<Contents><Key>p/a/../x</Key><Size>1</Size></Contents>
+<Contents><Key>p/sp+ace%2Bplus//e</Key><Size>2</Size></Contents>
+</ListBucketResult>"#;
+        let page = ListPage::parse(body).unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(page.next_continuation_token.as_deref(), Some("tok+1"));
+        let keys = page.keys().unwrap();
+        let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(
+            names,
+            ["p/folder/", "p/a\nb\tc", "p/a/../x", "p/sp ace+plus//e"]
+        );
+        assert_eq!(
+            keys[0].etag.as_deref(),
+            Some("\"d41d8cd98f00b204e9800998ecf8427e\"")
+        );
+        assert_eq!(
+            keys[0].last_modified.map(|t| t.timestamp()),
+            Some(1_767_323_045)
+        );
+        assert_eq!(keys[1].size, 3);
+        // An empty listing has no Contents at all.
+        let empty = b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+        assert!(ListPage::parse(empty).unwrap().keys().unwrap().is_empty());
     }
 }

@@ -1,0 +1,219 @@
+// Argument checks for every public entry point, in one place: a wrong-typed argument is
+// `InvalidArgument` naming the argument and what it must be, before anything reaches an engine
+// (where it would surface as a napi conversion error or a TypeError, code `Generic`). Values are
+// not echoed (an option may hold a secret), only their kind; numbers are, to say what was wrong.
+import { Readable } from 'node:stream';
+import { StorageError } from './errors.js';
+
+/** What a value is, for a message: its kind, and a number's value. */
+function kind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (Buffer.isBuffer(v)) return 'a Buffer';
+  if (v instanceof Readable) return 'a Readable';
+  if (typeof v === 'number') return `the number ${v}`;
+  if (typeof v === 'boolean') return `${v}`;
+  if (typeof v === 'object') return 'an object';
+  return typeof v === 'undefined' ? 'undefined' : `a ${typeof v}`;
+}
+
+/** A check: `undefined` when `v` is acceptable, else the message naming `name`. */
+type Check = (v: unknown, name: string) => string | undefined;
+
+const is =
+  (ok: (v: unknown) => boolean, must: string): Check =>
+  (v, name) =>
+    ok(v) ? undefined : `${name} must be ${must}, got ${kind(v)}`;
+
+const optional =
+  (c: Check): Check =>
+  (v, name) =>
+    v === undefined ? undefined : c(v, name);
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v);
+
+/** An options object (or undefined) whose known fields are each optional and checked. */
+function shape(fields: Record<string, Check>): Check {
+  return (v, name) => {
+    if (v === undefined) return undefined;
+    if (!isObject(v)) return `${name} must be an object, got ${kind(v)}`;
+    for (const [k, c] of Object.entries(fields)) {
+      const m = optional(c)(v[k], `${name}.${k}`);
+      if (m) return m;
+    }
+    return undefined;
+  };
+}
+
+const string = is((v) => typeof v === 'string', 'a string');
+const nonEmpty = is((v) => typeof v === 'string' && v !== '', 'a non-empty string');
+const bool = is((v) => typeof v === 'boolean', 'true or false');
+const fn = is((v) => typeof v === 'function', 'a function');
+const buffer = is((v) => Buffer.isBuffer(v), 'a Buffer');
+const positive = is((v) => Number.isSafeInteger(v) && (v as number) >= 1, 'a positive integer');
+const natural = is((v) => Number.isSafeInteger(v) && (v as number) >= 0, 'an integer ≥ 0');
+const signal = is(
+  (v) =>
+    isObject(v) &&
+    typeof v.aborted === 'boolean' &&
+    typeof v.addEventListener === 'function' &&
+    typeof v.removeEventListener === 'function',
+  'an AbortSignal',
+);
+const stringRecord = is(
+  (v) => isObject(v) && Object.values(v).every((x) => typeof x === 'string'),
+  'an object of string values',
+);
+const oneOf =
+  (...values: unknown[]): Check =>
+  (v, name) =>
+    values.includes(v)
+      ? undefined
+      : `${name} must be ${values.map((x) => JSON.stringify(x)).join(', ')}, got ${
+          typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : kind(v)
+        }`;
+
+const range: Check = (v, name) => {
+  if (!isObject(v)) return `${name} must be { offset, length? } or { suffix }, got ${kind(v)}`;
+  if ('suffix' in v) {
+    if ('offset' in v || 'length' in v) {
+      return `${name} must be { offset, length? } or { suffix }, not both`;
+    }
+    return natural(v.suffix, `${name}.suffix`);
+  }
+  return natural(v.offset, `${name}.offset`) ?? optional(natural)(v.length, `${name}.length`);
+};
+
+const store = shape({
+  config: stringRecord,
+  skipSignature: bool,
+  allowHttp: bool,
+  caCert: is((v) => typeof v === 'string' || Buffer.isBuffer(v), 'a string or a Buffer'),
+  connectTimeoutMs: natural,
+  readTimeoutMs: natural,
+  maxRetries: natural,
+  retryTimeoutMs: natural,
+  initialBackoffMs: natural,
+  rdma: oneOf(true, false, 'require'),
+  rdmaPartSize: positive,
+  rdmaBuffers: positive,
+});
+
+const call = { store, signal, onProgress: fn };
+const transfer = {
+  ...call,
+  partSize: positive,
+  durable: bool,
+  checksum: oneOf('auto', 'required', 'off'),
+};
+const uploadOptions = {
+  ...call,
+  ifNotExists: bool,
+  partSize: positive,
+  concurrency: positive,
+  contentType: string,
+  metadata: stringRecord,
+};
+
+const source = is(
+  (v) => typeof v === 'string' || Buffer.isBuffer(v) || v instanceof Readable,
+  'a path, a Buffer or a Readable',
+);
+const urls = is(
+  (v) => typeof v === 'string' || (Array.isArray(v) && v.every((u) => typeof u === 'string')),
+  'a URL string or an array of them',
+);
+const items = is(
+  (v) =>
+    Array.isArray(v) &&
+    v.every((i) => isObject(i) && typeof i.url === 'string' && typeof i.dest === 'string'),
+  'an array of { url: string, dest: string }',
+);
+
+/** Each public call's arguments, in order. */
+const CALLS = {
+  download: [
+    ['url', string],
+    ['dest', nonEmpty],
+    ['options', shape({ ...transfer, concurrency: positive, resume: bool })],
+  ],
+  get: [
+    ['url', string],
+    ['options', shape({ ...transfer, concurrency: positive, range, into: buffer })],
+  ],
+  getDetailed: [
+    ['url', string],
+    ['options', shape({ ...transfer, concurrency: positive, into: buffer })],
+  ],
+  head: [
+    ['url', string],
+    ['options', shape({ store })],
+  ],
+  downloadMany: [
+    ['items', items],
+    [
+      'options',
+      shape({ ...transfer, concurrency: positive, partConcurrency: positive, resume: bool }),
+    ],
+  ],
+  downloadPrefix: [
+    ['prefixUrl', string],
+    ['destDir', nonEmpty],
+    [
+      'options',
+      shape({
+        ...transfer,
+        concurrency: positive,
+        partConcurrency: positive,
+        resume: bool,
+        filter: fn,
+        overwrite: bool,
+      }),
+    ],
+  ],
+  upload: [
+    ['source', source],
+    ['url', string],
+    ['options', shape(uploadOptions)],
+  ],
+  uploadDir: [
+    ['dir', nonEmpty],
+    ['prefixUrl', string],
+    ['options', shape({ ...uploadOptions, fileConcurrency: positive, filter: fn })],
+  ],
+  exists: [
+    ['url', string],
+    ['options', shape({ store })],
+  ],
+  remove: [
+    ['urls', urls],
+    ['options', shape({ store })],
+  ],
+  copy: [
+    ['from', string],
+    ['to', string],
+    ['options', shape({ store, ifNotExists: bool })],
+  ],
+  list: [
+    ['prefixUrl', string],
+    ['options', shape({ store })],
+  ],
+  Store: [
+    ['baseUrl', string],
+    ['options', store],
+  ],
+  allocRdmaBuffer: [['size', positive]],
+} satisfies Record<string, [string, Check][]>;
+
+/**
+ * Check a public call's arguments (in order); `InvalidArgument` naming the first one that is
+ * not what it must be. Unknown option fields are left alone.
+ */
+export function checkArgs(name: keyof typeof CALLS, ...args: unknown[]): void {
+  const spec: [string, Check][] = CALLS[name];
+  for (const [i, [arg, check]] of spec.entries()) {
+    const msg = check(args[i], arg);
+    if (msg) throw new StorageError('InvalidArgument', `${name}: ${msg}`);
+  }
+}
