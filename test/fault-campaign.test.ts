@@ -28,7 +28,7 @@ const SEED = process.env.OBJGET_FAULT_SEED
   ? Number(process.env.OBJGET_FAULT_SEED) >>> 0
   : randomBytes(4).readUInt32LE(0);
 const TRIALS = Number(process.env.OBJGET_FAULT_TRIALS ?? 300);
-const WATCHDOG_MS = Number(process.env.OBJGET_FAULT_WATCHDOG_MS ?? 30_000);
+const WATCHDOG_MS = Number(process.env.OBJGET_FAULT_WATCHDOG_MS ?? 45_000);
 const PARALLEL = 8;
 /**
  * Longest silence a store waits. Short stalls stay well under it (they must be ridden out), long
