@@ -28,7 +28,7 @@ const SEED = process.env.OBJGET_FAULT_SEED
   ? Number(process.env.OBJGET_FAULT_SEED) >>> 0
   : randomBytes(4).readUInt32LE(0);
 const TRIALS = Number(process.env.OBJGET_FAULT_TRIALS ?? 300);
-const WATCHDOG_MS = Number(process.env.OBJGET_FAULT_WATCHDOG_MS ?? 30_000);
+const WATCHDOG_MS = Number(process.env.OBJGET_FAULT_WATCHDOG_MS ?? 45_000);
 const PARALLEL = 8;
 /**
  * Longest silence a store waits. Short stalls stay well under it (they must be ridden out), long
@@ -82,6 +82,8 @@ interface Trial {
   digest: boolean;
   /** `dest` already holds an older file, which a failure must leave as it was. */
   existing: boolean;
+  /** For 'get': a byte range (as fractions of the size), read instead of the whole object. */
+  range?: { from: number; length: number };
 }
 
 const pick = <T>(rng: () => number, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
@@ -151,6 +153,11 @@ function trialOf(seed: number, index: number): Trial {
     profile,
     digest: profile === 'corrupt' || rng() < 0.5,
     existing: rng() < 0.3,
+    // A range cannot be verified ('required' refuses it), so corrupt trials read whole objects.
+    range:
+      rng() < 0.4 && profile !== 'corrupt' && checksum !== 'required'
+        ? { from: rng(), length: rng() }
+        : undefined,
   };
 }
 
@@ -291,8 +298,21 @@ function urlOf(t: Trial): { url: string; store: StoreOptions } {
   }
 }
 
+/** The range a 'get' trial reads: bytes inside the object, at least one (so never empty). */
+function rangeOf(t: Trial): { offset: number; length: number } | undefined {
+  if (t.op !== 'get' || !t.range || t.size === 0) return undefined;
+  const offset = Math.floor(t.range.from * t.size);
+  return { offset, length: 1 + Math.floor(t.range.length * (t.size - offset)) };
+}
+
+/** What a trial must read of one version of its object (a replacement may be shorter). */
+function sliceOf(t: Trial, v: Buffer): Buffer {
+  const r = rangeOf(t);
+  return r ? v.subarray(r.offset, r.offset + r.length) : v;
+}
+
 function describeTrial(t: Trial): string {
-  return `t${t.index} ${t.path} ${t.op} size=${t.size}${t.profile === 'replace' ? `->${t.size2}` : ''} part=${t.partSize} conc=${t.concurrency} checksum=${t.checksum} profile=${t.profile}${t.path.includes('http') ? ` digest=${t.digest}` : ''}${t.op === 'download' && t.existing ? ' existing' : ''}`;
+  return `t${t.index} ${t.path} ${t.op} size=${t.size}${t.profile === 'replace' ? `->${t.size2}` : ''} part=${t.partSize} conc=${t.concurrency} checksum=${t.checksum} profile=${t.profile}${t.path.includes('http') ? ` digest=${t.digest}` : ''}${t.op === 'download' && t.existing ? ' existing' : ''}${rangeOf(t) ? ` range=${JSON.stringify(rangeOf(t))}` : ''}`;
 }
 
 async function runTrial(t: Trial): Promise<Outcome> {
@@ -339,7 +359,9 @@ async function runTrial(t: Trial): Promise<Outcome> {
   let call: Promise<Buffer | undefined>;
   try {
     call =
-      t.op === 'download' ? download(url, dest, options).then(() => undefined) : get(url, options);
+      t.op === 'download'
+        ? download(url, dest, options).then(() => undefined)
+        : get(url, { ...options, range: rangeOf(t) });
   } finally {
     if (engineBefore === undefined) delete process.env.OBJGET_ENGINE;
     else process.env.OBJGET_ENGINE = engineBefore;
@@ -367,7 +389,7 @@ async function runTrial(t: Trial): Promise<Outcome> {
 
   if (error === undefined) {
     const got = t.op === 'download' ? readFileSync(dest) : (result as Buffer);
-    const versions = t.profile === 'replace' ? [v1, v2] : [v1];
+    const versions = (t.profile === 'replace' ? [v1, v2] : [v1]).map((v) => sliceOf(t, v));
     if (!versions.some((v) => v.equals(got))) {
       const which = t.profile === 'replace' ? 'either version' : 'the object';
       return done(

@@ -423,6 +423,47 @@ mod tests {
     }
 
     #[test]
+    fn the_status_object_store_gave_up_on_names_the_code() {
+        let gave_up = |status: &str| {
+            object_store::Error::Generic {
+            store: "S3",
+            source: format!("Error performing GET http://h/b/k in 5s, after 10 retries - Server returned non-2xx status code: {status}: <Error><Code>SlowDown</Code></Error>").into(),
+        }
+        };
+        let code = |s: &str| Error::from_store(gave_up(s), "s3://b/k").code();
+        assert_eq!(code("503 Service Unavailable"), ErrorCode::Throttled);
+        assert_eq!(code("429 Too Many Requests"), ErrorCode::Throttled);
+        assert_eq!(code("403 Forbidden"), ErrorCode::PermissionDenied);
+        assert_eq!(code("500 Internal Server Error"), ErrorCode::Generic);
+        let reset = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
+        };
+        assert_eq!(
+            Error::from_store(reset, "s3://b/k").code(),
+            ErrorCode::Network
+        );
+    }
+
+    #[test]
+    fn a_refused_certificate_is_named() {
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        let err = object_store::Error::Generic {
+            store: "HTTP",
+            source: Box::new(tls),
+        };
+        let e = Error::from_store(err, "https://h/k");
+        assert_eq!(e.code(), ErrorCode::TlsCertificate);
+        assert!(e.message().contains("expired"), "{}", e.message());
+    }
+
+    #[test]
     fn url_query_never_reaches_the_message() {
         let e = Error::new(
             ErrorCode::Generic,

@@ -718,6 +718,40 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn default_retries_outlast_a_five_second_storm() {
+        let retry = StoreOptions::default().retry_config();
+        for _ in 0..100 {
+            let mut backoff = Backoff::new(&retry.backoff);
+            let waits: Vec<Duration> = (0..retry.max_retries).map(|_| backoff.next()).collect();
+            assert!(waits
+                .iter()
+                .all(|w| *w >= retry.backoff.init_backoff && *w <= retry.backoff.max_backoff));
+            assert!(waits.iter().sum::<Duration>() >= Duration::from_secs(5));
+        }
+    }
+
+    #[tokio::test]
+    async fn config_keys_that_turn_tls_checks_off_are_refused() {
+        let stores = Stores::new();
+        for key in [
+            "allow_invalid_certificates",
+            "aws_allow_invalid_certificates",
+        ] {
+            let mut opts = StoreOptions {
+                skip_signature: true,
+                ..Default::default()
+            };
+            opts.config.insert(key.into(), "true".into());
+            let err = stores
+                .backend(&Location::parse("s3://bucket/k").unwrap(), &opts)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidArgument);
+            assert!(err.message().contains("insecureSkipTlsVerify"));
+        }
+    }
+
     #[tokio::test]
     async fn stores_are_cached_per_bucket_and_options() {
         let stores = Stores::new();
