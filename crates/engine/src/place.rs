@@ -199,6 +199,30 @@ mod unix {
             .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
     }
 
+    /// From `root` (open as `fd`) down `names`, one component at a time: each opened with
+    /// `O_NOFOLLOW`, created where missing; a link is `UnsafeKey`.
+    pub(super) fn walk(mut fd: OwnedFd, root: &Path, names: &[&OsStr]) -> Result<OwnedFd> {
+        let mut at = root.to_path_buf();
+        for &name in names {
+            at.push(name);
+            let next = match child(&fd, name) {
+                Err(Errno::NOENT) => {
+                    match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o777)) {
+                        Ok(()) | Err(Errno::EXIST) => child(&fd, name),
+                        Err(e) => return Err(io(&at, e)),
+                    }
+                }
+                other => other,
+            };
+            fd = match next {
+                Ok(next) => next,
+                Err(_) if is_link(&fd, name) => return Err(planted(&at, "a symbolic link")),
+                Err(e) => return Err(io(&at, e)),
+            };
+        }
+        Ok(fd)
+    }
+
     impl Dir {
         /// Open `dir`, creating what is missing. With `root`, `dir` must lie beneath it and no
         /// component below `root` may be a link (`root` itself is the caller's, links and all).
@@ -213,7 +237,7 @@ mod unix {
             };
             let names = super::beneath(dir, root)?;
             std::fs::create_dir_all(root).map_err(|e| Error::io(root, &e))?;
-            let mut fd = open_dir(root)?;
+            let fd = open_dir(root)?;
             if names.is_empty() {
                 return Ok(Self { fd, path });
             }
@@ -237,29 +261,11 @@ mod unix {
                     Err(_) => {}
                 }
             }
-            let mut at = root.to_path_buf();
-            for name in names {
-                at.push(name);
-                let next = match child(&fd, name) {
-                    Err(Errno::NOENT) => {
-                        match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o777)) {
-                            Ok(()) | Err(Errno::EXIST) => child(&fd, name),
-                            Err(e) => return Err(io(&at, e)),
-                        }
-                    }
-                    other => other,
-                };
-                fd = match next {
-                    Ok(next) => next,
-                    Err(_) if is_link(&fd, name) => {
-                        return Err(planted(&at, "a symbolic link"));
-                    }
-                    Err(e) => return Err(io(&at, e)),
-                };
-            }
-            Ok(Self { fd, path })
+            Ok(Self {
+                fd: walk(fd, root, &names)?,
+                path,
+            })
         }
-
         /// What `name` is now: `None` for nothing, a regular file or a link (all replaced by the
         /// rename), the file opened for writing in order for a character device or FIFO;
         /// a directory, a block device or a socket is refused. `follow`: look through a link
@@ -603,5 +609,14 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.code(), ErrorCode::UnsafeKey);
+        // The walk a kernel without openat2 takes, on its own.
+        let open = |p: &Path| std::fs::File::open(p).unwrap().into();
+        let names = [OsStr::new("sub"), OsStr::new("deeper")];
+        let err = unix::walk(open(&root), &root, &names).err().unwrap();
+        assert_eq!(err.code(), ErrorCode::UnsafeKey);
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        let names = [OsStr::new("c"), OsStr::new("d")];
+        unix::walk(open(&root), &root, &names).unwrap();
+        assert!(root.join("c/d").is_dir());
     }
 }
