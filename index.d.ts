@@ -339,6 +339,11 @@ export interface TransferConfig {
   checksum?: string
   /** Continue an interrupted download from its journal (default false). */
   resume?: boolean
+  /**
+   * Resolve every destination beneath this directory without following links (a link below
+   * it is `UnsafeKey`): `downloadPrefix`'s destination directory.
+   */
+  root?: string
 }
 
 /**

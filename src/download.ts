@@ -174,9 +174,23 @@ export async function downloadMany(
   options: DownloadManyOptions = {},
 ): Promise<TransferResult[]> {
   checkArgs('downloadMany', items, options);
+  return downloadManyBeneath(items, options, undefined);
+}
+
+/**
+ * `downloadMany`, with every `dest` resolved beneath `root` without following links (a link
+ * below `root` is `UnsafeKey`): `downloadPrefix`'s way in.
+ */
+export async function downloadManyBeneath(
+  items: DownloadItem[],
+  options: DownloadManyOptions,
+  root: string | undefined,
+): Promise<TransferResult[]> {
   const concurrency = options.concurrency ?? 16;
   if (items.length === 0) return [];
-  if (items.some((i) => handlerFor(i.url))) return mixedMany(items, concurrency, options);
+  if (items.some((i) => handlerFor(i.url))) {
+    return mixedMany(items, concurrency, { ...options, root });
+  }
   let engine;
   try {
     engine = selectEngine();
@@ -186,6 +200,7 @@ export async function downloadMany(
   const raw = await engine.downloadMany(items, concurrency, {
     ...options,
     concurrency: options.partConcurrency,
+    root,
   });
   const outcomes: ItemOutcome<TransferResult>[] = raw.map((o, i) =>
     o.status === 'fulfilled'
@@ -212,14 +227,14 @@ export async function downloadMany(
 async function mixedMany(
   items: DownloadItem[],
   concurrency: number,
-  options: DownloadManyOptions,
+  options: DownloadManyOptions & { root?: string },
 ): Promise<TransferResult[]> {
   const progress = options.onProgress;
   const outcomes = await settleAll(
     items,
     concurrency,
     ({ url, dest }, i) => {
-      const o: DownloadOptions = {
+      const o: DownloadOptions & { root?: string } = {
         ...options,
         concurrency: options.partConcurrency,
         onProgress: progress && ((p) => progress({ ...p, index: i })),

@@ -120,6 +120,7 @@ function transfer(t: TransferSettings): Binding.TransferConfig {
     durable: t.durable,
     checksum: t.checksum,
     resume: t.resume,
+    root: t.root,
   };
 }
 

@@ -1,6 +1,6 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { downloadMany } from './download.js';
+import { downloadManyBeneath } from './download.js';
 import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from './errors.js';
 import { list, upload } from './ops.js';
 import { settleAll, valuesOrThrow } from './pool.js';
@@ -121,8 +121,9 @@ export function safeTarget(root: string, rel: string): string | StorageError {
 /**
  * Download every object under a prefix URL into `destDir`, keeping the key structure below the
  * prefix, through the same scheduler as `downloadMany` (at most `concurrency` objects at once).
- * Directory markers (keys ending in `/`) are skipped. A key that would land outside `destDir` is
- * refused with `UnsafeKey` and nothing is written for it. If any object fails the others still
+ * Directory markers (keys ending in `/`) are skipped. A key that would land outside `destDir` —
+ * by its own segments, or through a link inside `destDir` — is refused with `UnsafeKey` and
+ * nothing is written for it. If any object fails the others still
  * finish, then the call rejects with a `DownloadManyError` listing every outcome.
  *
  * @example
@@ -160,10 +161,13 @@ export async function downloadPrefix(
   let results: TransferResult[] = [];
   let outcomes: ItemOutcome<TransferResult>[] = [];
   try {
-    results = await downloadMany(items, {
-      ...options,
-      onProgress: set && ((p) => set.item(p.index ?? 0, p)),
-    });
+    // Every file beneath `root`, with no link on the way: a directory inside destDir that is a
+    // link to elsewhere is refused (UnsafeKey), not written through.
+    results = await downloadManyBeneath(
+      items,
+      { ...options, onProgress: set && ((p) => set.item(p.index ?? 0, p)) },
+      root,
+    );
     outcomes = results.map((value) => ({ status: 'fulfilled', value }));
   } catch (e) {
     if (!(e instanceof DownloadManyError)) throw e;

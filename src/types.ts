@@ -166,6 +166,11 @@ export interface TransferSettings {
   resume?: boolean;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
+  /**
+   * Resolve every destination beneath this directory without following links (a link below it
+   * is `UnsafeKey`): `downloadPrefix`'s destination directory. Internal.
+   */
+  root?: string;
 }
 
 export interface ObjectInfo {

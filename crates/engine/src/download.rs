@@ -27,6 +27,7 @@ use crate::checksum::{check, choose, combine, Checksum, ChecksumMode, Dialect, O
 use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
+use crate::place::Place;
 use crate::progress::{ProgressFn, Tracker};
 use crate::rdma::{self, TransferPath};
 use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
@@ -143,6 +144,9 @@ pub struct CallOptions {
     pub transfer: TransferOptions,
     /// Progress reports, throttled.
     pub progress: Option<ProgressFn>,
+    /// Resolve every destination beneath this directory without following links (a link below
+    /// it is `UnsafeKey`): `downloadPrefix`'s destination directory.
+    pub root: Option<PathBuf>,
 }
 
 /// The engine: a store cache, the shared request budget, and the operations.
@@ -411,7 +415,7 @@ impl Engine {
     async fn rdma_download(
         &self,
         ctx: &rdma::Ctx,
-        dest: &Path,
+        place: &Place,
         t: TransferOptions,
         opts: &CallOptions,
         index: Option<u32>,
@@ -423,7 +427,8 @@ impl Engine {
         let tracker = Tracker::new(opts.progress.clone(), index);
         let head = rdma::head(ctx).await?;
         let expected = choose(t.checksum, &head.offered, &url)?;
-        let temp = TempFile::create(dest, t.durable).await?;
+        let dest = &place.dest;
+        let temp = TempFile::create(place, t.durable).await?;
         temp.set_len(head.size).await?;
         let (mut done, path) = rdma::read(
             ctx,
@@ -448,7 +453,7 @@ impl Engine {
         t: TransferOptions,
         tracker: &Tracker,
     ) -> Result<Whole> {
-        let opened = self.open(source, url, t).await?;
+        let opened = self.open(source, url, t, false).await?;
         let seen_etag = opened.etag.clone().or_else(|| opened.first.etag.clone());
         let size = opened.first.size;
         let rest = opened.rest(t.part_size);
@@ -505,15 +510,19 @@ impl Engine {
     }
 
     /// The first request: the first part (or the whole object), its pinned ETag, and the
-    /// checksum to verify.
+    /// checksum to verify. `whole`: the whole object in one read, its bytes in order.
     async fn open<'a>(
         &'a self,
         source: &Source,
         url: &str,
         t: TransferOptions,
+        whole: bool,
     ) -> Result<Opened<'a>> {
         let permit = self.request_permit().await?;
-        let mut first = read_first(source, url, t.part_size).await?;
+        let mut first = match whole {
+            true => source.read(url, None, None).await?,
+            false => read_first(source, url, t.part_size).await?,
+        };
         let etag = pin(&first);
         if etag.is_none() && first.len < first.size {
             // No strong ETag to pin parts to: one whole read instead.
@@ -616,7 +625,7 @@ impl Engine {
     ) -> Result<TransferResult> {
         opts.transfer.validate()?;
         let started = Instant::now();
-        let t = opts.transfer;
+        let mut t = opts.transfer;
         // Not dropped on abort: waits on the network give way to `cancel` where they are (see
         // `cancellable` below), but file work runs to its end, so that when the call returns no
         // write of it is still in flight (the writer thread has drained and written its last
@@ -624,42 +633,61 @@ impl Engine {
         let work = async {
             let loc = Location::parse(url)?;
             let dest = absolute(dest)?;
+            let root = opts.root.as_deref().map(absolute).transpose()?;
+            let (place, stream) = blocking(move || Place::open(&dest, root.as_deref())).await?;
+            if stream.is_some() {
+                // A character device or FIFO: one read, written in order; nothing to resume.
+                if opts.store.rdma.mode == rdma::RdmaMode::Require {
+                    return Err(Error::invalid_argument(format!(
+                        "{}: a character device or FIFO is written in order over HTTP; rdma 'require' cannot",
+                        place.dest.display()
+                    )));
+                }
+                t.resume = false;
+            }
             if t.resume && opts.store.rdma.mode == rdma::RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "resume is not available with rdma 'require' (rdma: true resumes over HTTP)",
                 ));
             }
-            let ctx = match t.resume {
+            let ctx = match t.resume || stream.is_some() {
                 true => None,
                 false => cancellable(cancel, url, self.rdma_ctx(&loc, url, &opts.store)).await?,
             };
             if let Some(ctx) = ctx {
-                let rdma = self.rdma_download(&ctx, &dest, t, opts, index, dirs, started, cancel);
+                let rdma = self.rdma_download(&ctx, &place, t, opts, index, dirs, started, cancel);
                 return cancellable(cancel, url, rdma).await;
             }
             let source = cancellable(cancel, url, self.source(&loc, &opts.store)).await?;
             let tracker = Tracker::new(opts.progress.clone(), index);
-            let (temp, previous) = if t.resume && !matches!(source, Source::File(_)) {
+            let in_order = stream.is_some();
+            let (temp, previous) = if let Some(file) = stream {
+                (TempFile::direct(&place, file, t.durable), None)
+            } else if t.resume && !matches!(source, Source::File(_)) {
                 // Dropped on abort only between attempts at the lock, or during one (which
                 // opens and locks the part file and reads the journal, and writes nothing).
-                cancellable(cancel, url, TempFile::resumable(&dest, t.durable)).await?
+                cancellable(cancel, url, TempFile::resumable(&place, t.durable)).await?
             } else {
-                (TempFile::create(&dest, t.durable).await?, None)
+                (TempFile::create(&place, t.durable).await?, None)
             };
             let fetched = match &source {
                 Source::File(src) => copy_local(src, &temp, &tracker, t.checksum, url).await,
                 _ => {
-                    self.fetch_to(&source, url, &temp, previous, t, &tracker, cancel)
+                    self.fetch_to(&source, url, &temp, previous, t, in_order, &tracker, cancel)
                         .await
                 }
             };
             let fetched = match fetched {
                 Ok(f) => f,
                 Err(e) => {
-                    // What a later attempt cannot use goes now.
+                    // What a later attempt cannot use goes now, and so does a part file the
+                    // disk could not take (kept, it would hold a full disk full).
                     let stale = matches!(
                         e.code(),
-                        ErrorCode::Precondition | ErrorCode::ChecksumMismatch | ErrorCode::NotFound
+                        ErrorCode::Precondition
+                            | ErrorCode::ChecksumMismatch
+                            | ErrorCode::NotFound
+                            | ErrorCode::Io
                     );
                     if stale {
                         temp.keep_on_failure(false);
@@ -667,8 +695,10 @@ impl Engine {
                     return Err(e);
                 }
             };
-            temp.persist(&dest, dirs.is_none()).await?;
-            note_dir(dirs, &dest);
+            temp.persist(&place.dest, dirs.is_none()).await?;
+            if !in_order {
+                note_dir(dirs, &place.dest);
+            }
             tracker.finish();
             Ok(TransferResult {
                 bytes: tracker.bytes(),
@@ -686,6 +716,8 @@ impl Engine {
         work.await
     }
 
+    /// Fetch into `temp`: from the journal's parts if it still applies, else from scratch; with
+    /// `in_order`, in one read whose bytes arrive in order (a device or FIFO).
     #[allow(clippy::too_many_arguments)]
     async fn fetch_to(
         &self,
@@ -694,6 +726,7 @@ impl Engine {
         temp: &TempFile,
         previous: Option<Journal>,
         t: TransferOptions,
+        in_order: bool,
         tracker: &Tracker,
         cancel: &CancellationToken,
     ) -> Result<Fetched> {
@@ -707,7 +740,7 @@ impl Engine {
         if t.resume {
             temp.reset().await?;
         }
-        let opened = cancellable(cancel, url, self.open(source, url, t)).await?;
+        let opened = cancellable(cancel, url, self.open(source, url, t, in_order)).await?;
         let size = opened.first.size;
         let rest = opened.rest(t.part_size);
         tracker.plan(size, 1 + rest.len() as u32);
@@ -1213,11 +1246,13 @@ async fn copy_local(
     // A local file carries no checksum of its own.
     choose(mode, &[], url)?;
     let src = src.to_path_buf();
-    let dst = temp.path.clone();
+    let (dst, path) = (temp.file().clone(), temp.path.clone());
     let (n, etag) = blocking(move || {
         let (info, _) = file_info(&src)?;
-        // std::fs::copy uses copy_file_range / reflinks where the filesystem offers them.
-        let n = std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, &e))?;
+        let mut from = std::fs::File::open(&src).map_err(|e| Error::io(&src, &e))?;
+        // Into the file objget opened (never by name again); std's copy uses copy_file_range
+        // (reflinks where the filesystem has them), or sendfile/splice into a device or FIFO.
+        let n = std::io::copy(&mut from, &mut &*dst).map_err(|e| Error::io(&path, &e))?;
         Ok((n, info.etag))
     })
     .await?;

@@ -10,6 +10,7 @@ pub mod error;
 mod fetch;
 pub mod locate;
 pub mod ops;
+mod place;
 pub mod progress;
 pub mod rdma;
 pub mod redact;

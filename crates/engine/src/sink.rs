@@ -1,6 +1,7 @@
 //! Where bytes land: a temporary file beside the destination, written at offsets, fsynced and
 //! renamed into place only when complete.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,10 +10,12 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::place::{stem, Dir, Place};
 use crate::progress::Tracker;
 
 /// A temporary file beside the destination, removed on drop unless persisted or kept for a
-/// later resume.
+/// later resume. Every file it makes, opens, renames or removes is relative to the
+/// destination's open directory (see `place`).
 pub(crate) struct TempFile {
     pub(crate) path: PathBuf,
     file: Arc<std::fs::File>,
@@ -22,47 +25,73 @@ pub(crate) struct TempFile {
     journal: Option<PathBuf>,
     /// Leave the file and journal in place on failure, for `resume: true`.
     keep: AtomicBool,
+    /// The destination's directory, open.
+    dir: Arc<Dir>,
+    /// The destination itself, a character device or FIFO written in order: no temporary,
+    /// nothing to rename or remove.
+    direct: bool,
+}
+
+/// A file name of `path` (every file of a download is in its directory).
+fn name_of(path: &Path) -> &OsStr {
+    path.file_name().unwrap_or_default()
 }
 
 impl TempFile {
-    pub(crate) async fn create(dest: &Path, durable: bool) -> Result<Self> {
-        let dest = dest.to_path_buf();
+    fn new(place: &Place, path: PathBuf, file: std::fs::File, durable: bool) -> Self {
+        Self {
+            path,
+            file: Arc::new(file),
+            persisted: AtomicBool::new(false),
+            durable,
+            journal: None,
+            keep: AtomicBool::new(false),
+            dir: place.dir.clone(),
+            direct: false,
+        }
+    }
+
+    /// A new temporary `.name.objget-<random>.part` beside the destination (`O_EXCL`, no link
+    /// followed).
+    pub(crate) async fn create(place: &Place, durable: bool) -> Result<Self> {
+        let place = place.clone();
         blocking(move || {
-            let (dir, name) = prepare(&dest)?;
-            let path = dir.join(format!(
-                ".{name}.objget-{:016x}.part",
-                rand::random::<u64>()
-            ));
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, &e))?;
-            Ok(Self {
-                path,
-                file: Arc::new(file),
-                persisted: AtomicBool::new(false),
+            let mut name = OsString::from(".");
+            name.push(stem(&place.name));
+            name.push(format!(".objget-{:016x}.part", rand::random::<u64>()));
+            let file = place.dir.create_new(&name, 0o666)?;
+            Ok(Self::new(
+                &place,
+                place.dir.path().join(name),
+                file,
                 durable,
-                journal: None,
-                keep: AtomicBool::new(false),
-            })
+            ))
         })
         .await
+    }
+
+    /// The destination itself, a character device or FIFO, written in order: nothing is
+    /// renamed or removed, and nothing can be resumed.
+    pub(crate) fn direct(place: &Place, file: std::fs::File, durable: bool) -> Self {
+        let mut temp = Self::new(place, place.dest.clone(), file, durable);
+        temp.direct = true;
+        temp
     }
 
     /// The resumable temporary for `dest`: a fixed name, `.name.objget.part`, with its journal
     /// `.name.objget.json`, locked against a second process resuming the same download. Returns
     /// the journal left by an earlier attempt, if there is one whose part file is still there.
     ///
+    /// Both are opened without following links and must be regular files of this user.
+    ///
     /// A download that holds the lock is waited for up to [`LOCK_WAIT`], then this fails with
     /// `Busy`. When the holder lets go after moving its part file away (it finished and renamed
     /// it into place, or failed and removed it), the lock is taken again on a fresh part file,
     /// never on the one that is now `dest`.
-    pub(crate) async fn resumable(dest: &Path, durable: bool) -> Result<(Self, Option<Journal>)> {
+    pub(crate) async fn resumable(place: &Place, durable: bool) -> Result<(Self, Option<Journal>)> {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
-            if let Some(got) = Self::try_resumable(dest.to_path_buf(), durable).await? {
+            if let Some(got) = Self::try_resumable(place.clone(), durable).await? {
                 return Ok(got);
             }
             if std::time::Instant::now() >= deadline {
@@ -70,7 +99,7 @@ impl TempFile {
                     ErrorCode::Busy,
                     format!(
                         "{}: another download is resuming into this destination",
-                        dest.display()
+                        place.dest.display()
                     ),
                 ));
             }
@@ -79,39 +108,41 @@ impl TempFile {
     }
 
     /// One attempt at [`TempFile::resumable`]: `None` while another download holds the lock.
-    async fn try_resumable(
-        dest: PathBuf,
-        durable: bool,
-    ) -> Result<Option<(Self, Option<Journal>)>> {
+    async fn try_resumable(place: Place, durable: bool) -> Result<Option<(Self, Option<Journal>)>> {
         blocking(move || {
-            let (dir, name) = prepare(&dest)?;
-            let path = dir.join(format!(".{name}.objget.part"));
-            let journal = dir.join(format!(".{name}.objget.json"));
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| Error::io(&path, &e))?;
+            let dir = &place.dir;
+            let stem = stem(&place.name);
+            let named = |suffix: &str| {
+                let mut n = OsString::from(".");
+                n.push(&stem);
+                n.push(suffix);
+                dir.path().join(n)
+            };
+            let path = named(".objget.part");
+            let journal = named(".objget.json");
+            // Refused before anything is created, so a refusal leaves nothing behind.
+            dir.check_own(name_of(&journal_tmp(&journal)))?;
+            dir.check_own(name_of(&journal))?;
+            let file = dir
+                .open_own(name_of(&path), true)?
+                .ok_or_else(|| Error::new(ErrorCode::Io, "the part file vanished"))?;
             if !lock(&file, &path)? {
                 return Ok(None);
             }
-            let previous = std::fs::read_to_string(&journal)
-                .ok()
-                .and_then(|j| Journal::parse(&j))
-                .filter(|j| file.metadata().is_ok_and(|m| m.len() == j.size));
-            Ok(Some((
-                Self {
-                    path,
-                    file: Arc::new(file),
-                    persisted: AtomicBool::new(false),
-                    durable,
-                    journal: Some(journal),
-                    keep: AtomicBool::new(true),
-                },
-                previous,
-            )))
+            let previous = match dir.open_own(name_of(&journal), false)? {
+                Some(mut f) => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut text)
+                        .ok()
+                        .and_then(|_| Journal::parse(&text))
+                }
+                None => None,
+            }
+            .filter(|j| file.metadata().is_ok_and(|m| m.len() == j.size));
+            let mut temp = Self::new(&place, path, file, durable);
+            temp.journal = Some(journal);
+            temp.keep = AtomicBool::new(true);
+            Ok(Some((temp, previous)))
         })
         .await
     }
@@ -119,9 +150,10 @@ impl TempFile {
     /// Start over: empty the file and forget the journal.
     pub(crate) async fn reset(&self) -> Result<()> {
         let (file, path, journal) = (self.file.clone(), self.path.clone(), self.journal.clone());
+        let dir = self.dir.clone();
         blocking(move || {
             if let Some(j) = journal {
-                let _ = std::fs::remove_file(j);
+                let _ = dir.remove(name_of(&j));
             }
             file.set_len(0).map_err(|e| Error::io(&path, &e))
         })
@@ -182,6 +214,9 @@ impl TempFile {
 
     /// Size the file up front so that parts can be written at their offsets in any order.
     pub(crate) async fn set_len(&self, len: u64) -> Result<()> {
+        if self.direct {
+            return Ok(());
+        }
         let (file, path) = (self.file.clone(), self.path.clone());
         blocking(move || file.set_len(len).map_err(|e| Error::io(&path, &e))).await
     }
@@ -193,7 +228,7 @@ impl TempFile {
     /// `durable`, once they are synced). [`Writer::finish`] returns only after the last record.
     pub(crate) fn writer(&self, journal: Option<Journal>) -> Writer {
         let (file, path) = (self.file.clone(), self.path.clone());
-        let durable = self.durable;
+        let (durable, direct, dir) = (self.durable, self.direct, self.dir.clone());
         let mut journal = journal.zip(self.journal.clone());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(WRITE_QUEUE);
         let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
@@ -205,7 +240,12 @@ impl TempFile {
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     Msg::Chunk(offset, chunk) => {
-                        if let Err(e) = write_all_at(&file, &chunk, offset) {
+                        let wrote = if direct {
+                            write_in_order(&file, &chunk, offset, written)
+                        } else {
+                            write_all_at(&file, &chunk, offset)
+                        };
+                        if let Err(e) = wrote {
                             outcome = Err(Error::io(&path, &e));
                             break;
                         }
@@ -226,7 +266,7 @@ impl TempFile {
                         // Durable: the journal never claims bytes the disk may not hold, and
                         // the data is synced at most once a second for it.
                         if !durable || recorded.elapsed() >= JOURNAL_EVERY {
-                            record(&file, journal.as_ref(), durable);
+                            record(&dir, &file, journal.as_ref(), durable);
                             recorded = std::time::Instant::now();
                             dirty = false;
                         }
@@ -235,31 +275,36 @@ impl TempFile {
             }
             if dirty {
                 // The last completed parts, whatever ended the transfer.
-                record(&file, journal.as_ref(), durable);
+                record(&dir, &file, journal.as_ref(), durable);
             }
             outcome.map(|()| written)
         });
         Writer { tx, handle }
     }
 
-    /// fsync, rename over `dest`, fsync the directory.
+    /// fsync, rename over `dest`, fsync the directory (relative to the directory opened at the
+    /// start, so a link swapped in along the path since cannot redirect the rename).
     /// `sync_dir: false` leaves the directory's fsync to the caller (downloadMany syncs each
     /// directory once, after all its files).
     pub(crate) async fn persist(&self, dest: &Path, sync_dir: bool) -> Result<()> {
+        if self.direct {
+            // Written in order into a device or FIFO: there is nothing to sync or rename.
+            self.persisted.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
         let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
-        let (durable, journal) = (self.durable, self.journal.clone());
+        let (durable, journal, dir) = (self.durable, self.journal.clone(), self.dir.clone());
         blocking(move || {
             // fdatasync: the data and the size; the rename is made durable by the directory sync.
             if durable {
                 file.sync_data().map_err(|e| Error::io(&path, &e))?;
             }
-            std::fs::rename(&path, &dest).map_err(|e| Error::io(&dest, &e))?;
+            dir.rename(name_of(&path), name_of(&dest))?;
             if let Some(j) = &journal {
-                let _ = std::fs::remove_file(j);
+                let _ = dir.remove(name_of(j));
             }
-            #[cfg(unix)]
-            if let Some(dir) = dest.parent().filter(|_| durable && sync_dir) {
-                sync_dir_of(dir);
+            if durable && sync_dir {
+                dir.sync();
             }
             Ok(())
         })
@@ -281,38 +326,16 @@ pub(crate) fn sync_dir_of(dir: &Path) {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.persisted.load(Ordering::SeqCst) && !self.keep.load(Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&self.path);
+        if !self.persisted.load(Ordering::SeqCst)
+            && !self.keep.load(Ordering::SeqCst)
+            && !self.direct
+        {
+            let _ = self.dir.remove(name_of(&self.path));
             if let Some(j) = &self.journal {
-                let _ = std::fs::remove_file(j);
+                let _ = self.dir.remove(name_of(j));
             }
         }
     }
-}
-
-/// Create `dest`'s directory and refuse a `dest` that is a directory; returns the directory and
-/// `dest`'s file name, from which the temporary's name is made.
-fn prepare(dest: &Path) -> Result<(PathBuf, String)> {
-    let dir = parent(dest)?;
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
-    if std::fs::metadata(dest).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::new(
-            ErrorCode::InvalidArgument,
-            format!("{}: is a directory", dest.display()),
-        ));
-    }
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok((dir, name))
-}
-
-fn parent(dest: &Path) -> Result<PathBuf> {
-    Ok(dest
-        .parent()
-        .ok_or_else(|| Error::invalid_argument(format!("{}: no parent directory", dest.display())))?
-        .to_path_buf())
 }
 
 /// A part whose bytes are all written: `(offset, length, crc)`. In a journal the CRC is always
@@ -444,19 +467,25 @@ fn verify_parts(
     Ok(Some(kept))
 }
 
-/// Write the journal beside the part file (atomically, by rename). A failure only costs a
-/// later resume some parts, so it is not an error.
-fn record(file: &std::fs::File, journal: Option<&(Journal, PathBuf)>, durable: bool) {
+/// Write the journal beside the part file (atomically, by rename, never through a link). A
+/// failure only costs a later resume some parts, so it is not an error.
+fn record(dir: &Dir, file: &std::fs::File, journal: Option<&(Journal, PathBuf)>, durable: bool) {
     let Some((j, path)) = journal else {
         return;
     };
     if durable && file.sync_data().is_err() {
         return;
     }
-    let tmp = path.with_extension("json.tmp");
-    if std::fs::write(&tmp, j.to_json()).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
-    }
+    let _ = dir.replace(
+        name_of(&journal_tmp(path)),
+        name_of(path),
+        j.to_json().as_bytes(),
+    );
+}
+
+/// Where the journal is written before its rename.
+fn journal_tmp(journal: &Path) -> PathBuf {
+    journal.with_extension("json.tmp")
 }
 
 /// Journal writes at most this often when durable (each costs an fdatasync of the data).
@@ -564,6 +593,21 @@ fn start_writeback(file: &std::fs::File) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &std::fs::File) {}
+
+/// A device or FIFO takes bytes in order only; the single read that feeds it sends them so.
+fn write_in_order(
+    file: &std::fs::File,
+    buf: &[u8],
+    offset: u64,
+    written: u64,
+) -> std::io::Result<()> {
+    if offset != written {
+        return Err(std::io::Error::other(format!(
+            "bytes for offset {offset} arrived at {written}; a device or FIFO is written in order"
+        )));
+    }
+    std::io::Write::write_all(&mut &*file, buf)
+}
 
 #[cfg(unix)]
 pub(crate) fn write_all_at(file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
@@ -741,11 +785,11 @@ mod tests {
     #[tokio::test]
     async fn a_held_destination_is_busy_after_the_wait() {
         let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("d");
-        let (held, _) = TempFile::resumable(&dest, false).await.unwrap();
-        let err = TempFile::resumable(&dest, false).await.err().unwrap();
+        let (place, _) = Place::open(&dir.path().join("d"), None).unwrap();
+        let (held, _) = TempFile::resumable(&place, false).await.unwrap();
+        let err = TempFile::resumable(&place, false).await.err().unwrap();
         assert_eq!(err.code(), ErrorCode::Busy);
         drop(held);
-        assert!(TempFile::resumable(&dest, false).await.is_ok());
+        assert!(TempFile::resumable(&place, false).await.is_ok());
     }
 }

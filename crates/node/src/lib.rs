@@ -106,6 +106,9 @@ pub struct TransferConfig {
     pub checksum: Option<String>,
     /// Continue an interrupted download from its journal (default false).
     pub resume: Option<bool>,
+    /// Resolve every destination beneath this directory without following links (a link below
+    /// it is `UnsafeKey`): `downloadPrefix`'s destination directory.
+    pub root: Option<String>,
 }
 
 /// A progress report, throttled to about ten a second per transfer, plus a final one.
@@ -181,6 +184,7 @@ fn call_options(
             resume: t.resume.unwrap_or(defaults.resume),
         },
         progress: progress_fn(on_progress),
+        root: t.root.map(PathBuf::from),
     })
 }
 
