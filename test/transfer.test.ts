@@ -82,6 +82,9 @@ describe('native engine: pinned parts', () => {
     const { url, file, path } = seedHttp(8 * PART);
     await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
     const dir = tempDir();
+    // Made before the download starts: generating it blocks this thread for a second or more on
+    // a loaded machine, long enough for the whole download to finish before the replacement.
+    const next = bytes(8 * PART, 18);
     let replaced = false;
     const err = await rejection(
       download(url, join(dir, 'x.bin'), {
@@ -91,7 +94,7 @@ describe('native engine: pinned parts', () => {
         onProgress: (p) => {
           if (!replaced && p.bytes >= PART) {
             replaced = true;
-            writeFileSync(file, bytes(8 * PART, 18)); // a new version: new ETag
+            writeFileSync(file, next); // a new version: new ETag
           }
         },
       }),
@@ -105,6 +108,7 @@ describe('native engine: pinned parts', () => {
     useEngine('native');
     const { url, file, path } = seedHttp(6 * PART);
     await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
+    const next = bytes(6 * PART, 19);
     let replaced = false;
     const err = await rejection(
       get(url, {
@@ -114,7 +118,7 @@ describe('native engine: pinned parts', () => {
         onProgress: (p) => {
           if (!replaced && p.bytes >= PART) {
             replaced = true;
-            writeFileSync(file, bytes(6 * PART, 19));
+            writeFileSync(file, next);
           }
         },
       }),

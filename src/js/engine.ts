@@ -93,7 +93,9 @@ function statusError(status: number, url: string): StorageError {
                 ? 'Timeout'
                 : status === 429 || status === 503
                   ? 'Throttled'
-                  : 'Generic';
+                  : status === 405 || status === 501
+                    ? 'NotSupported'
+                    : 'Generic';
   return new StorageError(code, `${displayUrl(url)}: HTTP ${status}`, { url });
 }
 

@@ -325,6 +325,8 @@ fn classify_chain(err: &(dyn std::error::Error + 'static)) -> (ErrorCode, Option
             416 => ErrorCode::InvalidArgument,
             408 | 504 => ErrorCode::Timeout,
             429 | 503 => ErrorCode::Throttled,
+            // The server does not do this (a PUT or PROPFIND to a read-only HTTP server).
+            405 | 501 => ErrorCode::NotSupported,
             _ => ErrorCode::Generic,
         };
         return (code, None);
