@@ -24,7 +24,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SchemeChange};
 
 /// How a store's clients verify TLS.
 #[derive(Debug, Clone, Default)]
@@ -207,25 +207,6 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-
-/// A redirect refused because it leaves the request's scheme (https → http).
-#[derive(Debug)]
-pub(crate) struct SchemeChange {
-    from: String,
-    to: String,
-}
-
-impl std::fmt::Display for SchemeChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "a redirect from {}:// to {}:// was refused: objget never follows a redirect that changes the scheme",
-            self.from, self.to
-        )
-    }
-}
-
-impl std::error::Error for SchemeChange {}
 
 /// Follow redirects within the scheme, at most ten; refuse any that leaves it.
 fn redirect_policy() -> reqwest::redirect::Policy {

@@ -302,7 +302,7 @@ fn classify_chain(err: &(dyn std::error::Error + 'static)) -> (ErrorCode, Option
             )),
         );
     }
-    if let Some(s) = chain(err).find_map(|e| e.downcast_ref::<crate::client::SchemeChange>()) {
+    if let Some(s) = chain(err).find_map(|e| e.downcast_ref::<SchemeChange>()) {
         return (ErrorCode::NotSupported, Some(s.to_string()));
     }
     let timed_out = chain(err).any(|e| {
@@ -382,6 +382,25 @@ fn render_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+/// A redirect refused because it leaves the request's scheme (https → http).
+#[derive(Debug)]
+pub(crate) struct SchemeChange {
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+impl std::fmt::Display for SchemeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a redirect from {}:// to {}:// was refused: objget never follows a redirect that changes the scheme",
+            self.from, self.to
+        )
+    }
+}
+
+impl std::error::Error for SchemeChange {}
 
 #[cfg(test)]
 mod tests {
