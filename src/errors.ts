@@ -27,7 +27,8 @@ export type ErrorCode =
   | 'Busy'
   | 'Generic';
 
-const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+/** Every code, for checking a value that crossed a boundary (the native binding, a test). */
+export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'NotFound',
   'PermissionDenied',
   'Unauthenticated',
@@ -114,7 +115,7 @@ export function fromNative(err: unknown): StorageError {
   if (at >= 0) {
     try {
       const body = JSON.parse(text.slice(at + NATIVE_PREFIX.length)) as NativeErrorBody;
-      const code = (CODES.has(body.code) ? body.code : 'Generic') as ErrorCode;
+      const code = (ERROR_CODES.has(body.code) ? body.code : 'Generic') as ErrorCode;
       return new StorageError(code, body.message, {
         url: body.url ?? undefined,
         cause: body.cause ? new Error(scrub(body.cause)) : undefined,

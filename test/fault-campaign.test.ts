@@ -23,6 +23,7 @@ import { download, get, StorageError, type ChecksumMode, type StoreOptions } fro
 import { presign } from '../scripts/lib/http-fixture.mjs';
 import { chaosProxy, hash32, mulberry32, type ChaosProxy, type Fault } from './helpers/chaos.js';
 import { bytes, s3Client, servers, tempDir } from './helpers/servers.js';
+import { ERROR_CODES } from '../src/errors.js';
 
 const SEED = process.env.OBJGET_FAULT_SEED
   ? Number(process.env.OBJGET_FAULT_SEED) >>> 0
@@ -37,32 +38,7 @@ const PARALLEL = 8;
  */
 const READ_TIMEOUT_MS = 4_000;
 
-const KNOWN = new Set([
-  'NotFound',
-  'PermissionDenied',
-  'Unauthenticated',
-  'Precondition',
-  'AlreadyExists',
-  'InvalidUrl',
-  'UnsupportedScheme',
-  'InvalidArgument',
-  'Timeout',
-  'Aborted',
-  'Io',
-  'NotSupported',
-  'ChecksumMismatch',
-  'ChecksumUnavailable',
-  'UnsafeKey',
-  'RdmaUnavailable',
-  'RdmaDeclined',
-  'RdmaInvalidToken',
-  'RdmaTransferFailed',
-  'Network',
-  'Throttled',
-  'TlsCertificate',
-  'Busy',
-  'Generic',
-]);
+const KNOWN = ERROR_CODES;
 
 type Path = 's3' | 'http' | 'http-query' | 'js-http' | 'js-http-query';
 type Profile = 'clean' | 'flaky' | 'hostile' | 'storm' | 'corrupt' | 'replace';

@@ -19,6 +19,7 @@ import {
   type StoreOptions,
 } from '../src/index.js';
 import { bytes, s3Client, s3Store, servers, tempDir, uniqueKey } from './helpers/servers.js';
+import { ERROR_CODES } from '../src/errors.js';
 
 const SEED = Number(process.env.OBJGET_PROPERTY_SEED ?? 20_261_129);
 const RUNS = Number(process.env.OBJGET_PROPERTY_RUNS ?? 60);
@@ -27,31 +28,8 @@ const RUNS = Number(process.env.OBJGET_PROPERTY_RUNS ?? 60);
 // 16 s, rarely over 40 s), far below a hang.
 const CALL_LIMIT_MS = 60_000;
 
-const KNOWN = new Set([
-  'NotFound',
-  'PermissionDenied',
-  'Unauthenticated',
-  'Precondition',
-  'AlreadyExists',
-  'InvalidUrl',
-  'UnsupportedScheme',
-  'InvalidArgument',
-  'Timeout',
-  'Aborted',
-  'Io',
-  'NotSupported',
-  'ChecksumMismatch',
-  'ChecksumUnavailable',
-  'UnsafeKey',
-  'RdmaUnavailable',
-  'RdmaDeclined',
-  'RdmaInvalidToken',
-  'RdmaTransferFailed',
-  'Network',
-  'Throttled',
-  'TlsCertificate',
-  'Busy',
-]);
+/** Every code but `Generic`: a cause objget knows must have its own code. */
+const KNOWN = new Set([...ERROR_CODES].filter((c) => c !== 'Generic'));
 
 const s = servers();
 const httpHost = new URL(s.http.url).host;
