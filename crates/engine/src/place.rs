@@ -151,11 +151,28 @@ fn beneath<'a>(dir: &'a Path, root: &Path) -> Result<Vec<&'a OsStr>> {
 #[cfg(unix)]
 pub(crate) use unix::Dir;
 
+impl Dir {
+    /// Replace `name` with `data`, atomically: written to `tmp` (whatever was at `tmp` is
+    /// unlinked first, never followed), then renamed.
+    pub(crate) fn replace(&self, tmp: &OsStr, name: &OsStr, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let _ = self.remove(tmp);
+        let mut f = self.create_new(tmp, 0o600)?;
+        let written = f
+            .write_all(data)
+            .map_err(|e| Error::io(&self.path().join(tmp), &e))
+            .and_then(|()| self.rename(tmp, name));
+        if written.is_err() {
+            let _ = self.remove(tmp);
+        }
+        written
+    }
+}
+
 #[cfg(unix)]
 mod unix {
     use std::ffi::OsStr;
     use std::fs::File;
-    use std::io::Write;
     use std::os::fd::OwnedFd;
     use std::path::{Path, PathBuf};
 
@@ -421,21 +438,6 @@ mod unix {
             }
         }
 
-        /// Replace `name` with `data`, atomically: written to `tmp` (whatever was at `tmp` is
-        /// unlinked first, never followed), then renamed.
-        pub(crate) fn replace(&self, tmp: &OsStr, name: &OsStr, data: &[u8]) -> Result<()> {
-            let _ = self.remove(tmp);
-            let mut f = self.create_new(tmp, 0o600)?;
-            let written = f
-                .write_all(data)
-                .map_err(|e| Error::io(&self.path.join(tmp), &e))
-                .and_then(|()| self.rename(tmp, name));
-            if written.is_err() {
-                let _ = self.remove(tmp);
-            }
-            written
-        }
-
         /// Rename `from` to `to`, both in this directory.
         pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> Result<()> {
             rustix::fs::renameat(&self.fd, from, &self.fd, to)
@@ -541,20 +543,6 @@ mod other {
                 Ok(m) if !m.is_file() => Err(planted(&path, "not a regular file")),
                 _ => Ok(()),
             }
-        }
-
-        pub(crate) fn replace(&self, tmp: &OsStr, name: &OsStr, data: &[u8]) -> Result<()> {
-            use std::io::Write;
-            let _ = self.remove(tmp);
-            let mut f = self.create_new(tmp, 0o600)?;
-            let written = f
-                .write_all(data)
-                .map_err(|e| Error::io(&self.path.join(tmp), &e))
-                .and_then(|()| self.rename(tmp, name));
-            if written.is_err() {
-                let _ = self.remove(tmp);
-            }
-            written
         }
 
         pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> Result<()> {
