@@ -1,7 +1,6 @@
 // Typed errors, and no credential in any message, cause, URL or log line.
-import { inspect } from 'node:util';
 import { join } from 'node:path';
-import { rejection } from './helpers/expect.js';
+import { everything, rejection } from './helpers/expect.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { download, get, head, StorageError } from '../src/index.js';
 // @ts-expect-error plain ESM script without types
@@ -18,19 +17,6 @@ import {
 } from './helpers/servers.js';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-
-function everything(e: unknown): string {
-  const err = e as StorageError;
-  return [
-    err.message,
-    err.stack,
-    String(err.url),
-    inspect(err, { depth: 10 }),
-    JSON.stringify(err),
-    String((err.cause as Error | undefined)?.message),
-    String((err.cause as Error | undefined)?.stack),
-  ].join('\n');
-}
 
 describe('secrets never leak', () => {
   const previous = process.env.OBJGET_ENGINE;

@@ -4,7 +4,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   download,
@@ -20,7 +19,7 @@ import { presign, startHttpFixture } from '../scripts/lib/http-fixture.mjs';
 // @ts-expect-error plain ESM script without types
 import { makeCerts } from '../scripts/lib/certs.mjs';
 import { distEntry, runModule } from './helpers/child.js';
-import { rejection } from './helpers/expect.js';
+import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
 import { clearFaults, fault, seedHttp } from './helpers/fixture.js';
 import {
@@ -39,18 +38,6 @@ afterAll(async () => {
   process.env.OBJGET_ENGINE = previous;
   await clearFaults();
 });
-
-function everything(e: unknown): string {
-  const err = e as StorageError;
-  return [
-    err.message,
-    err.stack,
-    String(err.url),
-    inspect(err, { depth: 10 }),
-    String((err.cause as Error | undefined)?.message),
-    String((err.cause as Error | undefined)?.stack),
-  ].join('\n');
-}
 
 /** The S3 test object `key` with `data`, put directly. */
 async function seedS3(prefix: string, data: Buffer): Promise<string> {
