@@ -22,8 +22,6 @@ import type {
   UploadResult,
 } from './types.js';
 
-type Bound<T> = Omit<T, 'store'>;
-
 /**
  * A base URL and its options (credentials, endpoint, region, retries, timeouts), offering every
  * operation on keys relative to it. Calls share the engine's cached store and connections for
@@ -62,11 +60,11 @@ export class Store {
     return { ...(o ?? ({} as T)), store: this.options };
   }
 
-  download(key: string, dest: string, o?: Bound<DownloadOptions>): Promise<TransferResult> {
+  download(key: string, dest: string, o?: Omit<DownloadOptions, 'store'>): Promise<TransferResult> {
     return download(this.url(key), dest, this.with(o));
   }
 
-  get(key: string, o?: Bound<GetOptions>): Promise<Buffer> {
+  get(key: string, o?: Omit<GetOptions, 'store'>): Promise<Buffer> {
     return get(this.url(key), this.with(o));
   }
 
@@ -81,7 +79,7 @@ export class Store {
   upload(
     source: Parameters<typeof upload>[0],
     key: string,
-    o?: Bound<UploadOptions>,
+    o?: Omit<UploadOptions, 'store'>,
   ): Promise<UploadResult> {
     return upload(source, this.url(key), this.with(o));
   }
@@ -104,7 +102,7 @@ export class Store {
 
   downloadMany(
     items: { key: string; dest: string }[],
-    o?: Bound<DownloadManyOptions>,
+    o?: Omit<DownloadManyOptions, 'store'>,
   ): Promise<TransferResult[]> {
     return downloadMany(
       items.map((i) => ({ url: this.url(i.key), dest: i.dest })),
@@ -115,12 +113,16 @@ export class Store {
   downloadPrefix(
     prefix: string,
     destDir: string,
-    o?: Bound<DownloadPrefixOptions>,
+    o?: Omit<DownloadPrefixOptions, 'store'>,
   ): Promise<DownloadPrefixResult> {
     return downloadPrefix(this.url(prefix), destDir, this.with(o));
   }
 
-  uploadDir(dir: string, prefix = '', o?: Bound<UploadDirOptions>): Promise<UploadResult[]> {
+  uploadDir(
+    dir: string,
+    prefix = '',
+    o?: Omit<UploadDirOptions, 'store'>,
+  ): Promise<UploadResult[]> {
     return uploadDir(dir, this.url(prefix), this.with(o));
   }
 }
