@@ -6,12 +6,23 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, head, Store, upload, type StoreOptions } from '../src/index.js';
+import { get, getDetailed, head, Store, upload, type StoreOptions } from '../src/index.js';
 import { distEntry, runModule } from './helpers/child.js';
 import { everything, rejection } from './helpers/expect.js';
+import { startGateway } from './helpers/gateway.js';
 import { SENTINEL_SECRET, servers, type ServersInfo } from './helpers/servers.js';
 
 const dirs: string[] = [];
+
+// The simulated cuObject client connects when CUFILE_ENV_PATH_JSON lists an RDMA device (as in
+// rdma.test.ts); set before the shim first loads in this worker.
+const cufileDir = mkdtempSync(join(tmpdir(), 'objget-cufile-'));
+dirs.push(cufileDir);
+writeFileSync(
+  join(cufileDir, 'cufile.json'),
+  JSON.stringify({ properties: { rdma_dev_addr_list: ['192.0.2.10'] } }),
+);
+process.env.CUFILE_ENV_PATH_JSON = join(cufileDir, 'cufile.json');
 afterAll(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -323,5 +334,51 @@ describe('store.credentials', () => {
     const wrong = await rejection(head(gcsUrl, { store: { ...gcsStore, credentials: aws } }));
     expect(wrong.code).toBe('Unauthenticated');
     expect(everything(wrong)).not.toContain(SENTINEL_SECRET);
+  });
+  it("signs objget's own S3 requests too (S3 over RDMA through the verifying gateway)", async () => {
+    const gw = await startGateway();
+    try {
+      const key = unique('rdma');
+      const data = Buffer.alloc(3 * 1024 * 1024 + 5, 7);
+      await upload(data, `s3://${s.s3.bucket}/${key}`, {
+        store: {
+          ...base,
+          credentials: async () => ({
+            accessKeyId: s.s3.accessKeyId,
+            secretAccessKey: s.s3.secretAccessKey,
+          }),
+        },
+      });
+      let calls = 0;
+      let secret = s.s3.secretAccessKey;
+      const store: StoreOptions = {
+        config: { aws_endpoint: gw.url, aws_region: s.s3.region },
+        maxRetries: 0,
+        rdma: 'require',
+        credentials: async () => {
+          calls++;
+          return {
+            accessKeyId: s.s3.accessKeyId,
+            secretAccessKey: secret,
+            expiration: new Date(Date.now() + 60_000),
+          };
+        },
+      };
+      const got = await getDetailed(`s3://${s.s3.bucket}/${key}`, { store });
+      expect(got.result.path).toBe('rdma');
+      expect(got.data.equals(data)).toBe(true);
+      expect(calls).toBeGreaterThanOrEqual(1);
+      const log = (await gw.log()).filter((e) => e.tokenPresent);
+      expect(log.length).toBeGreaterThan(0);
+      expect(log.every((e) => e.tokenSigned && e.status < 300)).toBe(true);
+
+      // Keys rotated to wrong ones: the gateway (which checks every signature) refuses them.
+      secret = SENTINEL_SECRET;
+      const err = await rejection(getDetailed(`s3://${s.s3.bucket}/${key}`, { store }));
+      expect(['Unauthenticated', 'PermissionDenied']).toContain(err.code);
+      expect(everything(err)).not.toContain(SENTINEL_SECRET);
+    } finally {
+      await gw.stop();
+    }
   });
 });
