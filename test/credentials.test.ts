@@ -2,6 +2,7 @@
 // role chains, and `store.credentials` (rotation, refresh before expiry, validation), against the
 // real MinIO, fake-gcs-server and Azurite. Profile tests run in a child process with its own
 // HOME, as users have them; none depends on the developer's own ~/.aws.
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,6 +160,46 @@ describe('AWS credentials the way the SDKs find them (child processes)', () => {
     );
     const r = await roundTrip(home, { AWS_PROFILE: 'objget-role' });
     expect(r).toMatchObject({ ok: true, same: true });
+  });
+});
+
+describe('GCS application default credentials where gcloud writes them (child processes)', () => {
+  it('a service-account file under CLOUDSDK_CONFIG is used, with no metadata server', async () => {
+    const s = servers();
+    const gcloud = tempDir('objget-gcloud-');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(
+      join(gcloud, 'application_default_credentials.json'),
+      JSON.stringify({
+        type: 'service_account',
+        client_email: 'objget-test@example.iam.gserviceaccount.com',
+        private_key_id: 'objget-test-key',
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      }),
+    );
+    const head = async (env: Record<string, string | undefined>) => {
+      const source = `
+        import { head } from ${JSON.stringify(distEntry())};
+        const store = { config: { google_base_url: ${JSON.stringify(s.gcs.url)} }, maxRetries: 0 };
+        const code = await head('gs://${s.gcs.bucket}/${unique('adc')}', { store }).then(() => 'found', (e) => e.code);
+        console.log(code);
+      `;
+      const { done } = runModule(source, {
+        HOME: tempDir('objget-home-'),
+        GOOGLE_APPLICATION_CREDENTIALS: undefined,
+        GOOGLE_SERVICE_ACCOUNT: undefined,
+        GOOGLE_SERVICE_ACCOUNT_KEY: undefined,
+        OBJGET_ENGINE: 'native',
+        ...env,
+      });
+      const r = await done;
+      expect(r.stderr).toBe('');
+      return r.stdout.trim();
+    };
+    // The request reached fake-gcs-server signed with a token from that file.
+    expect(await head({ CLOUDSDK_CONFIG: gcloud })).toBe('NotFound');
+    // Without it there are no credentials (and the metadata server is off in tests).
+    expect(await head({ CLOUDSDK_CONFIG: undefined })).toBe('Unauthenticated');
   });
 });
 

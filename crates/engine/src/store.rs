@@ -487,11 +487,15 @@ impl Stores {
         if opts.skip_signature {
             b = b.with_skip_signature(true);
         }
-        // An emulator's base URL lives inside the service-account key (gcs_base_url).
+        // An emulator's base URL: `google_base_url`, or inside the service-account key
+        // (gcs_base_url).
         let base_url = b
-            .get_config_value(&GoogleConfigKey::ServiceAccountKey)
-            .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
-            .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
+            .get_config_value(&GoogleConfigKey::BaseUrl)
+            .or_else(|| {
+                b.get_config_value(&GoogleConfigKey::ServiceAccountKey)
+                    .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
+                    .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
+            })
             .unwrap_or_default();
         let configured = b.get_config_value(&GoogleConfigKey::Client(
             object_store::ClientConfigKey::AllowHttp,
@@ -889,6 +893,28 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn azure_sources_object_store_knows_are_let_through() {
+        // A closed port stands in for "no metadata service": each of these builds a store
+        // where objget used to answer Unauthenticated before object_store could try it.
+        for (key, value) in [
+            ("azure_credential_type", "azure_cli"),
+            ("azure_fabric_token_service_url", "https://fabric.invalid"),
+        ] {
+            let mut opts = StoreOptions::default();
+            opts.config
+                .insert("azure_storage_account_name".into(), "objgettest".into());
+            opts.config
+                .insert("azure_msi_endpoint".into(), "http://127.0.0.1:9".into());
+            opts.config.insert(key.into(), value.into());
+            let loc = Location::parse("az://container/k").unwrap();
+            assert!(
+                Stores::new().backend(&loc, &opts).await.is_ok(),
+                "{key} was refused"
+            );
+        }
     }
 
     #[tokio::test]
