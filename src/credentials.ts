@@ -152,7 +152,7 @@ async function awsDefaultChain(): Promise<Binding.NativeCredential> {
       !!env.AWS_WEB_IDENTITY_TOKEN_FILE ||
       !!env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ||
       !!env.AWS_CONTAINER_CREDENTIALS_FULL_URI ||
-      (await sharedFiles()).some((f) => existsSync(f));
+      (await sharedFiles().catch(() => [])).some((f) => existsSync(f));
     if (!local) {
       return {
         error: `no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE (with ~/.aws/config), a web identity or store.credentials, or skipSignature for public data (the instance metadata service is disabled)`,
@@ -205,6 +205,16 @@ export function awsProfileSettings(): Promise<ProfileSettings> {
 }
 
 async function loadProfileSettings(): Promise<ProfileSettings> {
+  try {
+    return await readProfileSettings();
+  } catch {
+    // An unreadable profile (or a missing loader) gives no region or endpoint; the credential
+    // chain, which reads the same files, reports what is wrong with them.
+    return {};
+  }
+}
+
+async function readProfileSettings(): Promise<ProfileSettings> {
   const config = await import('@smithy/core/config');
   const { loadConfig, booleanSelector, SelectorType, CONFIG_PREFIX_SEPARATOR } = config;
   type Section = Record<string, string | undefined>;
@@ -217,28 +227,22 @@ async function loadProfileSettings(): Promise<ProfileSettings> {
       { environmentVariableSelector: () => undefined, configFileSelector, default: undefined },
       preferredFile ? { preferredFile } : {},
     )();
-  try {
-    const profileRegion = await fromFiles(
-      (p) => p.region,
-      config.NODE_REGION_CONFIG_FILE_OPTIONS.preferredFile as 'credentials',
-    );
-    const ignore =
-      booleanSelector(process.env, 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS', SelectorType.ENV) ??
-      (await fromFiles((p) =>
-        booleanSelector(p, 'ignore_configured_endpoint_urls', SelectorType.CONFIG),
-      ));
-    const profileEndpoint = ignore
-      ? undefined
-      : await fromFiles((p, files) => {
-          const services = p.services
-            ? files?.[['services', p.services].join(CONFIG_PREFIX_SEPARATOR)]
-            : undefined;
-          return services?.[['s3', 'endpoint_url'].join(CONFIG_PREFIX_SEPARATOR)] ?? p.endpoint_url;
-        });
-    return { profileRegion, profileEndpoint };
-  } catch {
-    // An unreadable profile gives no region or endpoint; the credential chain, which reads the
-    // same files, reports what is wrong with them.
-    return {};
-  }
+  const profileRegion = await fromFiles(
+    (p) => p.region,
+    config.NODE_REGION_CONFIG_FILE_OPTIONS.preferredFile as 'credentials',
+  );
+  const ignore =
+    booleanSelector(process.env, 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS', SelectorType.ENV) ??
+    (await fromFiles((p) =>
+      booleanSelector(p, 'ignore_configured_endpoint_urls', SelectorType.CONFIG),
+    ));
+  const profileEndpoint = ignore
+    ? undefined
+    : await fromFiles((p, files) => {
+        const services = p.services
+          ? files?.[['services', p.services].join(CONFIG_PREFIX_SEPARATOR)]
+          : undefined;
+        return services?.[['s3', 'endpoint_url'].join(CONFIG_PREFIX_SEPARATOR)] ?? p.endpoint_url;
+      });
+  return { profileRegion, profileEndpoint };
 }

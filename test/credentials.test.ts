@@ -114,6 +114,17 @@ describe('AWS credentials the way the SDKs find them (child processes)', () => {
     expect(without.message).not.toContain(s.s3.secretAccessKey);
   });
 
+  it("a profile's services section gives the S3 endpoint ahead of its own endpoint_url", async () => {
+    const s = servers();
+    const home = awsHome(
+      `[profile objget-services]\nregion = ${s.s3.region}\nendpoint_url = http://127.0.0.1:9\nservices = objget-s3\n` +
+        `[services objget-s3]\ns3 =\n  endpoint_url = ${s.s3.endpoint}\n`,
+      `[objget-services]\naws_access_key_id = ${s.s3.accessKeyId}\naws_secret_access_key = ${s.s3.secretAccessKey}\n`,
+    );
+    const r = await roundTrip(home, { AWS_PROFILE: 'objget-services' });
+    expect(r).toMatchObject({ ok: true, same: true });
+  });
+
   it('static keys in the environment never load the SDK chain', async () => {
     const s = servers();
     const home = awsHome(minioProfile(s, 'default').replace('[profile default]', '[default]'));
