@@ -3,6 +3,7 @@
 // real MinIO, fake-gcs-server and Azurite. Profile tests run in a child process with its own
 // HOME, as users have them; none depends on the developer's own ~/.aws.
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -171,6 +172,56 @@ describe('AWS credentials the way the SDKs find them (child processes)', () => {
     );
     const r = await roundTrip(home, { AWS_PROFILE: 'objget-role' });
     expect(r).toMatchObject({ ok: true, same: true });
+  });
+
+  it('container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI, as ECS and EKS Pod Identity serve them)', async () => {
+    const s = servers();
+    // Temporary keys from MinIO's STS, fetched through the role profile by the SDK's own chain.
+    const roleHome = awsHome(
+      minioProfile(s, 'objget-base') +
+        minioProfile(
+          s,
+          'objget-role',
+          'role_arn = arn:aws:iam::123456789012:role/objget-test\nsource_profile = objget-base\n',
+        ),
+      `[objget-base]\naws_access_key_id = ${s.s3.accessKeyId}\naws_secret_access_key = ${s.s3.secretAccessKey}\n`,
+    );
+    const { done } = runModule(
+      `import { defaultProvider } from '@aws-sdk/credential-provider-node';
+       const c = await defaultProvider()();
+       console.log(JSON.stringify({ AccessKeyId: c.accessKeyId, SecretAccessKey: c.secretAccessKey,
+         Token: c.sessionToken, Expiration: c.expiration.toISOString() }));`,
+      {
+        ...noAwsEnv(),
+        HOME: roleHome,
+        AWS_PROFILE: 'objget-role',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+    );
+    const temp = await done;
+    expect(temp.stderr).toBe('');
+    const body = temp.stdout.trim();
+    expect(JSON.parse(body).Token).toBeTruthy();
+
+    let hits = 0;
+    const agent = createServer((req, res) => {
+      hits++;
+      res.setHeader('content-type', 'application/json');
+      res.end(req.url === '/creds' ? body : '{}');
+    });
+    await new Promise<void>((r) => agent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (agent.address() as { port: number }).port;
+      const r = await roundTrip(tempDir('objget-home-'), {
+        AWS_CONTAINER_CREDENTIALS_FULL_URI: `http://127.0.0.1:${port}/creds`,
+        AWS_ENDPOINT_URL: s.s3.endpoint,
+        AWS_REGION: s.s3.region,
+      });
+      expect(r).toMatchObject({ ok: true, same: true, sdk: true });
+      expect(hits).toBeGreaterThanOrEqual(1);
+    } finally {
+      agent.close();
+    }
   });
 });
 
