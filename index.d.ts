@@ -64,6 +64,12 @@ export declare function allocRdmaBuffer(size: number): Buffer
 /** Copy an object within one store. */
 export declare function copy(from: string, to: string, ifNotExists?: boolean | undefined | null, store?: StoreConfig | undefined | null): Promise<void>
 
+/** What a credential function is asked for. */
+export interface CredentialRequest {
+  /** `'s3'`, `'gcs'` or `'azure'`: the store that needs the credential. */
+  provider: string
+}
+
 /**
  * Download an object to a file: temporary file, fsync, rename.
  *
@@ -123,6 +129,25 @@ export interface NativeChecksum {
   algorithm: string
   /** The value, base64 (as S3 and GCS send it). */
   value: string
+}
+
+/**
+ * A credential, as the TypeScript layer hands it over: AWS keys, or a bearer token, or why
+ * there is none. Never printed.
+ */
+export interface NativeCredential {
+  /** S3: the access key id. */
+  accessKeyId?: string
+  /** S3: the secret access key. */
+  secretAccessKey?: string
+  /** S3: the session token of temporary credentials. */
+  sessionToken?: string
+  /** GCS, Azure: an OAuth bearer token. */
+  token?: string
+  /** When it expires, in milliseconds since the epoch; absent: it does not. */
+  expiresAtMs?: number
+  /** Why there is no credential (the message names no secret). */
+  error?: string
 }
 
 /** The bytes of a `getDetailed` and what the transfer did. */
@@ -287,8 +312,27 @@ export declare function rdmaSearchPath(dirs: Array<string>): void
  */
 export declare function rdmaStatus(): NativeRdmaStatus
 
+/**
+ * Register a credential function (`store.credentials`); pass the id as
+ * `StoreConfig.credentials`. The TypeScript layer registers each function once.
+ *
+ * ```js
+ * const id = registerCredentials(async ({ provider }) => ({ accessKeyId, secretAccessKey }))
+ * ```
+ */
+export declare function registerCredentials(callback: ((arg: CredentialRequest) => Promise<NativeCredential>)): number
+
 /** Remove objects (batched per store; a missing object is not an error). */
 export declare function remove(urls: Array<string>, store?: StoreConfig | undefined | null): Promise<void>
+
+/**
+ * Set the AWS default credential chain: S3 stores with no static credentials ask it.
+ *
+ * ```js
+ * setAwsDefaultChain(async () => fromTheSdkChain())
+ * ```
+ */
+export declare function setAwsDefaultChain(callback: ((arg: CredentialRequest) => Promise<NativeCredential>)): void
 
 /** Per-store settings: credentials, endpoint, TLS, timeouts, retries. */
 export interface StoreConfig {
@@ -325,6 +369,18 @@ export interface StoreConfig {
   rdmaPartSize?: number
   /** Registered buffers in the pool, also the RDMA parts in flight (default 4). */
   rdmaBuffers?: number
+  /**
+   * A credential function's id from `registerCredentials`: it takes precedence over every
+   * other credential.
+   */
+  credentials?: number
+  /** S3: the AWS profile's region, used where neither `config` nor `AWS_*` give one. */
+  profileRegion?: string
+  /**
+   * S3: the AWS profile's `endpoint_url`, used for `s3://` URLs where neither `config` nor
+   * `AWS_*` give an endpoint.
+   */
+  profileEndpoint?: string
 }
 
 /** Part size and parts in flight per object. */

@@ -13,6 +13,9 @@ export default defineConfig({
       NO_GCE_CHECK: 'true',
       OBJGET_METADATA: 'off',
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      // Nor may a developer's own ~/.aws profiles answer for a test that expects no credentials.
+      AWS_CONFIG_FILE: '/nonexistent/objget-test/aws-config',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/objget-test/aws-credentials',
     },
     reporters: ['default'],
   },

@@ -15,10 +15,14 @@ export { Store } from './store.js';
 export { DownloadManyError, StorageError } from './errors.js';
 export type { ErrorCode, ItemOutcome } from './errors.js';
 export type {
+  AwsCredentials,
+  BearerCredentials,
   ByteRange,
   CallOptions,
   ChecksumAlgorithm,
   ChecksumMode,
+  CredentialsFunction,
+  CredentialsProvider,
   DataPath,
   DownloadItem,
   DownloadManyOptions,

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromNative, StorageError, type ItemOutcome } from './errors.js';
 import { checkStoreTls } from './tls.js';
+import { awsProfileSettings, credentialsId, installAwsDefaultChain } from './credentials.js';
 import type {
   ByteRange,
   ChecksumAlgorithm,
@@ -38,6 +39,7 @@ export function loadNative(): Loaded {
     // The RDMA shim is looked for here (OBJGET_RDMA_SHIM overrides); it is loaded only when
     // RDMA is first asked for, so a machine without it loads objget as usual.
     binding.rdmaSearchPath([join(packageRoot(), 'native', 'build', 'lib')]);
+    installAwsDefaultChain(binding);
     loaded = { binding };
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -48,10 +50,23 @@ export function loadNative(): Loaded {
   return loaded;
 }
 
-function storeConfig(store: StoreOptions | undefined): Binding.StoreConfig | undefined {
+/**
+ * The addon's store options for a call on `urls`: the caller's, with its credential function's
+ * id, and for S3 URLs the AWS profile's region and endpoint (used by the engine only where
+ * nothing else gives one).
+ */
+async function storeConfig(
+  binding: NativeBinding,
+  urls: string | string[],
+  store: StoreOptions | undefined,
+): Promise<Binding.StoreConfig | undefined> {
   checkStoreTls(store);
-  if (!store) return undefined;
+  const s3 = (Array.isArray(urls) ? urls : [urls]).some((u) => /^s3a?:\/\//i.test(u));
+  const profile = s3 ? await awsProfileSettings() : {};
+  if (!store) return s3 ? profile : undefined;
   return {
+    ...profile,
+    credentials: store.credentials ? credentialsId(binding, store.credentials) : undefined,
     config: store.config,
     skipSignature: store.skipSignature,
     allowHttp: store.allowHttp,
@@ -151,7 +166,7 @@ export function nativeEngine(binding: NativeBinding): Engine {
     name: 'native',
     async head(url, store) {
       try {
-        const i = await binding.head(url, storeConfig(store));
+        const i = await binding.head(url, await storeConfig(binding, url, store));
         return {
           size: i.size,
           etag: i.etag ?? undefined,
@@ -164,8 +179,15 @@ export function nativeEngine(binding: NativeBinding): Engine {
     },
     async get(url, range, t) {
       try {
-        return await withCancel(binding, url, t.signal, (id) =>
-          binding.get(url, nativeRange(range), storeConfig(t.store), transfer(t), progress(t), id),
+        return await withCancel(binding, url, t.signal, async (id) =>
+          binding.get(
+            url,
+            nativeRange(range),
+            await storeConfig(binding, url, t.store),
+            transfer(t),
+            progress(t),
+            id,
+          ),
         );
       } catch (e) {
         throw fromNative(e);
@@ -173,8 +195,15 @@ export function nativeEngine(binding: NativeBinding): Engine {
     },
     async getDetailed(url, into, t) {
       try {
-        const r = await withCancel(binding, url, t.signal, (id) =>
-          binding.getDetailed(url, into, storeConfig(t.store), transfer(t), progress(t), id),
+        const r = await withCancel(binding, url, t.signal, async (id) =>
+          binding.getDetailed(
+            url,
+            into,
+            await storeConfig(binding, url, t.store),
+            transfer(t),
+            progress(t),
+            id,
+          ),
         );
         // With `into`, the filled view of it.
         const data = into ? r.data.subarray(0, r.result.bytes) : r.data;
@@ -186,8 +215,15 @@ export function nativeEngine(binding: NativeBinding): Engine {
     async download(url, dest, t) {
       try {
         return done(
-          await withCancel(binding, url, t.signal, (id) =>
-            binding.download(url, dest, storeConfig(t.store), transfer(t), progress(t), id),
+          await withCancel(binding, url, t.signal, async (id) =>
+            binding.download(
+              url,
+              dest,
+              await storeConfig(binding, url, t.store),
+              transfer(t),
+              progress(t),
+              id,
+            ),
           ),
         );
       } catch (e) {
@@ -195,11 +231,15 @@ export function nativeEngine(binding: NativeBinding): Engine {
       }
     },
     async downloadMany(items: DownloadItem[], concurrency, t) {
-      const outcomes = await withCancel(binding, items[0]?.url ?? '', t.signal, (id) =>
+      const outcomes = await withCancel(binding, items[0]?.url ?? '', t.signal, async (id) =>
         binding.downloadMany(
           items,
           concurrency,
-          storeConfig(t.store),
+          await storeConfig(
+            binding,
+            items.map((i) => i.url),
+            t.store,
+          ),
           transfer(t),
           progress(t),
           id,
@@ -224,14 +264,21 @@ export function nativeEngine(binding: NativeBinding): Engine {
       try {
         const r = await withCancel(binding, url, o.signal, async (id) => {
           if (typeof source === 'string' || Buffer.isBuffer(source)) {
-            return binding.upload(source, url, config, storeConfig(o.store), progress(o), id);
+            return binding.upload(
+              source,
+              url,
+              config,
+              await storeConfig(binding, url, o.store),
+              progress(o),
+              id,
+            );
           }
           // A stream: chunks go to the engine as they come, parts are cut there; the
           // engine's backpressure paces the reads.
           const sink = await binding.uploadStream(
             url,
             config,
-            storeConfig(o.store),
+            await storeConfig(binding, url, o.store),
             progress(o),
             id,
           );
@@ -283,21 +330,21 @@ export function nativeEngine(binding: NativeBinding): Engine {
     },
     async exists(url, store) {
       try {
-        return await binding.exists(url, storeConfig(store));
+        return await binding.exists(url, await storeConfig(binding, url, store));
       } catch (e) {
         throw fromNative(e);
       }
     },
     async remove(urls, store) {
       try {
-        await binding.remove(urls, storeConfig(store));
+        await binding.remove(urls, await storeConfig(binding, urls, store));
       } catch (e) {
         throw fromNative(e);
       }
     },
     async copy(from, to, ifNotExists, store) {
       try {
-        await binding.copy(from, to, ifNotExists, storeConfig(store));
+        await binding.copy(from, to, ifNotExists, await storeConfig(binding, [from, to], store));
       } catch (e) {
         throw fromNative(e);
       }
@@ -305,7 +352,7 @@ export function nativeEngine(binding: NativeBinding): Engine {
     async *list(prefixUrl, store) {
       let cursor;
       try {
-        cursor = await binding.list(prefixUrl, storeConfig(store));
+        cursor = await binding.list(prefixUrl, await storeConfig(binding, prefixUrl, store));
       } catch (e) {
         throw fromNative(e);
       }

@@ -57,7 +57,45 @@ export interface StoreOptions {
   rdmaPartSize?: number;
   /** Registered buffers in the pool (also RDMA parts in flight), 1 to 64, default 4. */
   rdmaBuffers?: number;
+  /**
+   * Where this store's credentials come from, ahead of every other source (the `config` keys,
+   * the environment, profiles, metadata services), for any provider. Called when a store first
+   * needs a credential and again before each request once the one it returned is within 5
+   * minutes of its `expiration`; one without `expiration` is kept. S3 stores take
+   * `{ accessKeyId, secretAccessKey, sessionToken?, expiration? }`, GCS and Azure stores
+   * `{ token, expiration? }` (an OAuth bearer token). A throw or a wrong shape fails the request
+   * with `Unauthenticated`; no message shows a secret, nor the text of the function's own error.
+   * Native engine only.
+   *
+   * @example
+   * const store = { credentials: async () => ({ accessKeyId, secretAccessKey, expiration }) };
+   */
+  credentials?: CredentialsFunction;
 }
+
+/** The store a credential function is asked for. */
+export type CredentialsProvider = 's3' | 'gcs' | 'azure';
+
+/** S3 keys, as `@aws-sdk/credential-providers` returns them. */
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  /** When they stop working; they are fetched again 5 minutes before. */
+  expiration?: Date;
+}
+
+/** An OAuth bearer token, for GCS and Azure. */
+export interface BearerCredentials {
+  token: string;
+  /** When it stops working; it is fetched again 5 minutes before. */
+  expiration?: Date;
+}
+
+/** `StoreOptions.credentials`: the caller's own source of credentials. */
+export type CredentialsFunction = (request: {
+  provider: CredentialsProvider;
+}) => Promise<AwsCredentials | BearerCredentials> | AwsCredentials | BearerCredentials;
 
 /** Which data path moved an object's bytes. */
 export type DataPath = 'rdma' | 'http';

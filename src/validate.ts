@@ -98,6 +98,7 @@ const store = shape({
   rdma: oneOf(true, false, 'require'),
   rdmaPartSize: positive,
   rdmaBuffers: positive,
+  credentials: fn,
 });
 
 const call = { store, signal, onProgress: fn };

@@ -187,9 +187,15 @@ impl Error {
             E::UnknownConfigurationKey { .. } => ErrorCode::InvalidArgument,
             _ => ErrorCode::Generic,
         };
-        let (code, detail) = match code {
-            ErrorCode::Generic => classify_chain(&err),
-            code => (code, None),
+        // A credential source that gave nothing (store.credentials, the AWS default chain)
+        // says why itself.
+        let from_source = chain(&err)
+            .find_map(|e| e.downcast_ref::<crate::credentials::CredentialError>())
+            .map(|c| (c.code, Some(c.message.clone())));
+        let (code, detail) = match (from_source, code) {
+            (Some(found), _) => found,
+            (None, ErrorCode::Generic) => classify_chain(&err),
+            (None, code) => (code, None),
         };
         let display = crate::redact::url_for_display(url);
         let summary = match code {

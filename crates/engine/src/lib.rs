@@ -1,10 +1,12 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
 //! `locate` turns a URL into a store and a key, `store` builds and caches the stores,
-//! `download` plans and runs transfers (`fetch` reads, `sink` writes, `progress` reports), `error` and `redact` keep failures typed and free of secrets.
+//! `download` plans and runs transfers (`fetch` reads, `sink` writes, `progress` reports), `error` and `redact` keep failures typed and free of secrets, `credentials` brings
+//! credentials from outside object_store (a caller's function, the AWS SDKs' default chain).
 
 pub mod checksum;
 mod client;
+pub mod credentials;
 pub mod download;
 pub mod error;
 mod fetch;
@@ -18,6 +20,9 @@ mod sink;
 pub mod store;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};
+pub use credentials::{
+    Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
+};
 pub use download::{ByteRange, CallOptions, Engine, ObjectInfo, TransferOptions, TransferResult};
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};

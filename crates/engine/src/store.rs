@@ -55,6 +55,15 @@ pub struct StoreOptions {
     pub(crate) no_upload_checksum: bool,
     /// S3 only: move object bytes by RDMA (cuObject) where available.
     pub rdma: crate::rdma::RdmaOptions,
+    /// A registered credential source (`store.credentials`): it takes precedence over every
+    /// other credential, for any provider.
+    pub credentials: Option<crate::credentials::CredentialsId>,
+    /// S3 only: the region of the AWS profile (`~/.aws/config`, `AWS_PROFILE`), used where
+    /// neither the options nor an `AWS_*` variable give one.
+    pub profile_region: Option<String>,
+    /// S3 only: the profile's `endpoint_url` (or its `services` section's `s3` one), used for
+    /// `s3://` URLs where neither the options nor an `AWS_*` variable give an endpoint.
+    pub profile_endpoint: Option<String>,
 }
 
 // The retry policy's defaults, in one place (README's store options say the same, and
@@ -327,6 +336,26 @@ impl Stores {
             loc,
             |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
         )?;
+        // The AWS profile's region and endpoint, where nothing else gives one (an R2 URL names
+        // its own endpoint).
+        let given = |b: &AmazonS3Builder, k: AmazonS3ConfigKey| {
+            b.get_config_value(&k).is_some_and(|v| !v.is_empty())
+        };
+        if let Some(region) = &opts.profile_region {
+            if !given(&b, AmazonS3ConfigKey::Region) {
+                b = b.with_config(AmazonS3ConfigKey::Region, region);
+            }
+        }
+        if let Some(endpoint) = &opts.profile_endpoint {
+            let url_names_bucket_only =
+                loc.store_url.starts_with("s3://") || loc.store_url.starts_with("s3a://");
+            if url_names_bucket_only
+                && !given(&b, AmazonS3ConfigKey::Endpoint)
+                && !given(&b, AmazonS3ConfigKey::S3Endpoint)
+            {
+                b = b.with_config(AmazonS3ConfigKey::Endpoint, endpoint);
+            }
+        }
         b = b.with_url(&loc.store_url);
         if opts.skip_signature {
             b = b.with_skip_signature(true);
@@ -368,12 +397,38 @@ impl Stores {
             b = b.with_config(AmazonS3ConfigKey::UnsignedPayload, "true");
         }
         let has = |k: AmazonS3ConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-        let has_credentials = (has(AmazonS3ConfigKey::AccessKeyId)
-            && has(AmazonS3ConfigKey::SecretAccessKey))
+        let unsigned = is_true(b.get_config_value(&AmazonS3ConfigKey::SkipSignature));
+        // Where the credentials come from, first match wins: the caller's source; static keys
+        // (options, then AWS_ACCESS_KEY_ID); a web identity or container credentials named in
+        // the options; the AWS SDKs' default chain when the binding set one (profiles, SSO,
+        // credential_process, web identity, containers, IMDS); object_store's own providers.
+        let explicit = |k: AmazonS3ConfigKey| {
+            opts.config
+                .keys()
+                .any(|name| name.parse::<AmazonS3ConfigKey>().is_ok_and(|p| p == k))
+        };
+        let source = if unsigned {
+            None
+        } else if let Some(id) = opts.credentials {
+            Some(id)
+        } else if has(AmazonS3ConfigKey::AccessKeyId)
+            || explicit(AmazonS3ConfigKey::WebIdentityTokenFile)
+            || explicit(AmazonS3ConfigKey::ContainerCredentialsRelativeUri)
+            || explicit(AmazonS3ConfigKey::ContainerCredentialsFullUri)
+        {
+            None
+        } else {
+            crate::credentials::aws_default_chain()
+        };
+        let has_credentials = source.is_some()
+            || (has(AmazonS3ConfigKey::AccessKeyId) && has(AmazonS3ConfigKey::SecretAccessKey))
             || has(AmazonS3ConfigKey::WebIdentityTokenFile)
             || has(AmazonS3ConfigKey::ContainerCredentialsRelativeUri)
             || has(AmazonS3ConfigKey::ContainerCredentialsFullUri)
-            || is_true(b.get_config_value(&AmazonS3ConfigKey::SkipSignature));
+            || unsigned;
+        if let Some(id) = source {
+            b = b.with_credentials(crate::credentials::aws(id).map_err(|e| e.with_url(&loc.url))?);
+        }
         if !has_credentials {
             let endpoint = b
                 .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
@@ -432,11 +487,15 @@ impl Stores {
         if opts.skip_signature {
             b = b.with_skip_signature(true);
         }
-        // An emulator's base URL lives inside the service-account key (gcs_base_url).
+        // An emulator's base URL: `google_base_url`, or inside the service-account key
+        // (gcs_base_url).
         let base_url = b
-            .get_config_value(&GoogleConfigKey::ServiceAccountKey)
-            .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
-            .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
+            .get_config_value(&GoogleConfigKey::BaseUrl)
+            .or_else(|| {
+                b.get_config_value(&GoogleConfigKey::ServiceAccountKey)
+                    .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
+                    .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
+            })
             .unwrap_or_default();
         let configured = b.get_config_value(&GoogleConfigKey::Client(
             object_store::ClientConfigKey::AllowHttp,
@@ -446,20 +505,29 @@ impl Stores {
             GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
             allow.to_string(),
         );
+        if let Some(id) = opts.credentials {
+            b = b.with_credentials(crate::credentials::gcp(id).map_err(|e| e.with_url(&loc.url))?);
+        }
         let has = |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-        let adc = std::env::var_os("HOME")
-            .map(|h| {
-                std::path::Path::new(&h).join(".config/gcloud/application_default_credentials.json")
-            })
-            .is_some_and(|p| p.exists());
-        let has_credentials = has(GoogleConfigKey::ServiceAccount)
+        let has_credentials = opts.credentials.is_some()
+            || has(GoogleConfigKey::ServiceAccount)
             || has(GoogleConfigKey::ServiceAccountKey)
             || has(GoogleConfigKey::ApplicationCredentials)
             || has(GoogleConfigKey::BearerToken)
-            || adc
             || is_true(b.get_config_value(&GoogleConfigKey::SkipSignature));
-        if !has_credentials {
-            self.require_metadata(loc, Some("NO_GCE_CHECK"), "http://169.254.169.254", "Google credentials (GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS)").await?;
+        // Application default credentials where gcloud writes them: object_store reads the
+        // well-known file under $HOME (%APPDATA% on Windows) itself, but not the one under
+        // CLOUDSDK_CONFIG, gcloud's own override of its directory, which is handed over here.
+        let (adc_found, adc_path) = if has_credentials {
+            (false, None)
+        } else {
+            gcloud_adc()
+        };
+        if let Some(path) = adc_path {
+            b = b.with_config(GoogleConfigKey::ApplicationCredentials, path);
+        }
+        if !has_credentials && !adc_found {
+            self.require_metadata(loc, Some("NO_GCE_CHECK"), &gce_metadata_endpoint(), "Google credentials (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY)").await?;
         }
         let store = b.build().map_err(|e| build_error(e, loc))?;
         Ok(Backend::Store(Arc::new(store)))
@@ -492,13 +560,23 @@ impl Stores {
             AzureConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
             allow.to_string(),
         );
+        if let Some(id) = opts.credentials {
+            b = b
+                .with_credentials(crate::credentials::azure(id).map_err(|e| e.with_url(&loc.url))?);
+        }
         let has = |k: AzureConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-        let has_credentials = has(AzureConfigKey::AccessKey)
+        let credential_type = b
+            .get_config_value(&AzureConfigKey::CredentialType)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("auto"));
+        let has_credentials = opts.credentials.is_some()
+            || has(AzureConfigKey::AccessKey)
             || has(AzureConfigKey::SasKey)
             || has(AzureConfigKey::Token)
             || (has(AzureConfigKey::ClientId) && has(AzureConfigKey::ClientSecret))
             || has(AzureConfigKey::FederatedTokenFile)
             || is_true(b.get_config_value(&AzureConfigKey::UseAzureCli))
+            || has(AzureConfigKey::FabricTokenServiceUrl)
+            || credential_type.is_some()
             || is_true(b.get_config_value(&AzureConfigKey::UseEmulator))
             || is_true(b.get_config_value(&AzureConfigKey::SkipSignature));
         if !has_credentials {
@@ -563,6 +641,37 @@ impl Stores {
         probes.insert(endpoint.to_string(), ok);
         ok
     }
+}
+
+/// Where gcloud keeps application default credentials: whether the well-known file object_store
+/// reads itself exists, and the path of one under `CLOUDSDK_CONFIG` (which it does not read)
+/// when `GOOGLE_APPLICATION_CREDENTIALS` does not name another.
+fn gcloud_adc() -> (bool, Option<String>) {
+    const FILE: &str = "application_default_credentials.json";
+    if let Some(dir) = std::env::var_os("CLOUDSDK_CONFIG").filter(|d| !d.is_empty()) {
+        let path = std::path::Path::new(&dir).join(FILE);
+        if path.is_file() {
+            return (true, Some(path.to_string_lossy().into_owned()));
+        }
+    }
+    let (var, dir) = if cfg!(windows) {
+        ("APPDATA", "gcloud")
+    } else {
+        ("HOME", ".config/gcloud")
+    };
+    let found = std::env::var_os(var)
+        .is_some_and(|h| std::path::Path::new(&h).join(dir).join(FILE).is_file());
+    (found, None)
+}
+
+/// The GCE metadata server object_store asks (GCE_METADATA_HOST, GCE_METADATA_ROOT,
+/// GCE_METADATA_IP, else the link-local address).
+fn gce_metadata_endpoint() -> String {
+    ["GCE_METADATA_HOST", "GCE_METADATA_ROOT", "GCE_METADATA_IP"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|h| !h.is_empty()))
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_else(|| "http://169.254.169.254".into())
 }
 
 /// Apply the provider's own environment variables, then the explicit options, to a builder.
@@ -784,6 +893,28 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn azure_sources_object_store_knows_are_let_through() {
+        // A closed port stands in for "no metadata service": each of these builds a store
+        // where objget used to answer Unauthenticated before object_store could try it.
+        for (key, value) in [
+            ("azure_credential_type", "azure_cli"),
+            ("azure_fabric_token_service_url", "https://fabric.invalid"),
+        ] {
+            let mut opts = StoreOptions::default();
+            opts.config
+                .insert("azure_storage_account_name".into(), "objgettest".into());
+            opts.config
+                .insert("azure_msi_endpoint".into(), "http://127.0.0.1:9".into());
+            opts.config.insert(key.into(), value.into());
+            let loc = Location::parse("az://container/k").unwrap();
+            assert!(
+                Stores::new().backend(&loc, &opts).await.is_ok(),
+                "{key} was refused"
+            );
+        }
     }
 
     #[tokio::test]

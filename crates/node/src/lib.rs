@@ -18,6 +18,7 @@ use objget_engine::{
     RdmaMode, StoreOptions, TransferOptions,
 };
 
+pub mod credentials;
 pub mod ops;
 
 pub(crate) static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
@@ -62,6 +63,14 @@ pub struct StoreConfig {
     pub rdma_part_size: Option<f64>,
     /// Registered buffers in the pool, also the RDMA parts in flight (default 4).
     pub rdma_buffers: Option<u32>,
+    /// A credential function's id from `registerCredentials`: it takes precedence over every
+    /// other credential.
+    pub credentials: Option<u32>,
+    /// S3: the AWS profile's region, used where neither `config` nor `AWS_*` give one.
+    pub profile_region: Option<String>,
+    /// S3: the AWS profile's `endpoint_url`, used for `s3://` URLs where neither `config` nor
+    /// `AWS_*` give an endpoint.
+    pub profile_endpoint: Option<String>,
 }
 
 impl From<StoreConfig> for StoreOptions {
@@ -88,6 +97,9 @@ impl From<StoreConfig> for StoreOptions {
             part_size: c.rdma_part_size.map(|v| v.max(0.0) as u64),
             buffers: c.rdma_buffers,
         };
+        o.credentials = c.credentials;
+        o.profile_region = c.profile_region;
+        o.profile_endpoint = c.profile_endpoint;
         o
     }
 }
