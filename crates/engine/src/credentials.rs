@@ -20,6 +20,7 @@ use object_store::azure::AzureCredential;
 use object_store::client::CredentialProvider;
 use object_store::gcp::GcpCredential;
 
+pub use crate::error::CredentialError;
 use crate::error::{Error, ErrorCode, Result};
 use crate::redact;
 
@@ -90,34 +91,6 @@ pub struct Fetched {
     /// Its expiration; `None`: valid until the process ends.
     pub expires_at: Option<SystemTime>,
 }
-
-/// Why a source gave no credential. The message names the source and the reason, never a
-/// secret (it is scrubbed of registered secrets again before it is shown).
-#[derive(Debug, Clone)]
-pub struct CredentialError {
-    /// `Unauthenticated`, or `Timeout` when the source did not answer.
-    pub code: ErrorCode,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl CredentialError {
-    /// An `Unauthenticated` failure.
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self {
-            code: ErrorCode::Unauthenticated,
-            message: redact::scrub(&message.into()),
-        }
-    }
-}
-
-impl fmt::Display for CredentialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CredentialError {}
 
 /// Something that produces credentials on demand: the binding implements it over a JavaScript
 /// function.

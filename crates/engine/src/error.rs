@@ -190,7 +190,7 @@ impl Error {
         // A credential source that gave nothing (store.credentials, the AWS default chain)
         // says why itself.
         let from_source = chain(&err)
-            .find_map(|e| e.downcast_ref::<crate::credentials::CredentialError>())
+            .find_map(|e| e.downcast_ref::<CredentialError>())
             .map(|c| (c.code, Some(c.message.clone())));
         let (code, detail) = match (from_source, code) {
             (Some(found), _) => found,
@@ -407,6 +407,34 @@ impl std::fmt::Display for SchemeChange {
 }
 
 impl std::error::Error for SchemeChange {}
+
+/// Why a source gave no credential. The message names the source and the reason, never a
+/// secret (it is scrubbed of registered secrets again before it is shown).
+#[derive(Debug, Clone)]
+pub struct CredentialError {
+    /// `Unauthenticated`, or `Timeout` when the source did not answer.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl CredentialError {
+    /// An `Unauthenticated` failure.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::Unauthenticated,
+            message: crate::redact::scrub(&message.into()),
+        }
+    }
+}
+
+impl fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CredentialError {}
 
 #[cfg(test)]
 mod tests {
