@@ -9,8 +9,13 @@
 # zig and cargo-zigbuild come from PyPI into a venv under $OBJGET_CACHE (cached, like the Rust
 # target dir): nothing else is downloaded. The gnu targets are pinned to glibc 2.17 with
 # cargo-zigbuild's `<triple>.2.17` spelling; napi adds `-C target-feature=-crt-static` for musl
-# (a cdylib must link musl dynamically, as Node itself does on Alpine). Artifacts land under
-# $CARGO_TARGET_DIR/<triple>/release, beside (never over) the developer build.
+# (a cdylib must link musl dynamically, as Node itself does on Alpine).
+#
+# Each target builds in its own $CARGO_TARGET_DIR/zig/<triple> (cached with the rest): for
+# x86_64-unknown-linux-gnu the target is the host, so zig also links the build scripts and proc
+# macros, and sharing one directory with `npm run build` (or with the other targets) made each
+# build throw the other's host artifacts away and recompile everything (measured: 130 crates,
+# 5.5 min, after every zig build).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -63,6 +68,7 @@ for t in "${targets[@]}"; do
   scratch=$(mktemp -d)
   started=$SECONDS
   npx napi build --platform --release --cross-compile --target "$spec" \
+    --target-dir "${CARGO_TARGET_DIR:-$root/target}/zig/$t" \
     --manifest-path crates/node/Cargo.toml --package-json-path package.json \
     --output-dir "$scratch" --no-js
   node=objget.$dir.node
