@@ -493,4 +493,26 @@ describe('installed without its platform package', () => {
     const cjs = `console.log(require('objget').engineInfo().native.reason)`;
     expect((await ok(run(process.execPath, ['-e', cjs], app), 'bare require')).trim()).toBe(reason);
   });
+
+  it('a platform package whose binary cannot load (a too-old glibc, a bad file) is named with the error', async () => {
+    const pkg = join(app, 'node_modules', PLATFORM_PKG);
+    mkdirSync(pkg);
+    writeFileSync(
+      join(pkg, 'package.json'),
+      JSON.stringify({ name: PLATFORM_PKG, version: '0.1.0', main: BINARY }),
+    );
+    writeFileSync(join(pkg, BINARY), 'not an ELF file');
+    const src = `import { engineInfo, head } from 'objget';
+      const e = await head('s3://bucket/key').catch((e) => e);
+      console.log(JSON.stringify({ reason: engineInfo().native.reason, code: e.code, message: e.message }));`;
+    const out = JSON.parse(
+      await ok(run(process.execPath, ['--input-type=module', '-e', src], app), 'broken binary'),
+    );
+    expect(out.reason).toMatch(
+      new RegExp(`^the native addon in ${PLATFORM_PKG} did not load: .*${BINARY}`),
+    );
+    expect(out.code).toBe('NotSupported');
+    expect(out.message).toContain(out.reason);
+    rmSync(pkg, { recursive: true });
+  });
 });
