@@ -5,9 +5,15 @@
 # else "simulator" (the project's simulated libcuobjclient, for tests); OBJGET_RDMA_SIM=1 forces
 # the simulator. The simulator build also runs the C ABI test. Without cmake or a C/C++ compiler
 # it says so and exits 0: RDMA is optional and simply stays unavailable.
+#
+# The installed package carries this script and native/'s sources: on a GPU host,
+# `npx objget-build-rdma` (the package's bin, a link to this file) builds the shim into
+# <package>/native/build/lib, where the addon looks for it. cmake-js is a devDependency: an
+# installed package uses cmake directly.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Through the bin link, BASH_SOURCE is node_modules/.bin/objget-build-rdma: follow it.
+root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 native="$root/native"
 out="$native/build"
 
@@ -55,7 +61,7 @@ if [[ -x "$cmake_js" ]] && command -v node >/dev/null 2>&1; then
   export npm_config_nodedir="$nodedir"
   cmake_js_args=(--directory "$native" --out "$out" --CDOBJGET_RDMA_SIM="$sim")
 else
-  echo "build-rdma: cmake-js not installed (run npm ci); using cmake directly"
+  echo "build-rdma: no cmake-js (a devDependency, absent from an installed package); using cmake directly"
 fi
 
 # Configure every time (cmake-js build alone configures only a fresh directory), so a changed

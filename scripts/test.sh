@@ -21,6 +21,10 @@ env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PR
 
 npx vitest run --reporter=default --reporter=json --outputFile="$logs/vitest.json" "$@"
 
+# Proven by installing: the packed packages installed from a local registry with no Rust on PATH
+# (builds the linux-x64-gnu binary with zig first; cached under $OBJGET_CACHE).
+bash scripts/test-package.sh --reporter=default --reporter=json --outputFile="$logs/package.json"
+
 node -e '
 const fs = require("fs");
 const cargo = fs.readFileSync(process.argv[1], "utf8");
@@ -28,10 +32,14 @@ let passed = 0, failed = 0, skipped = 0;
 for (const m of cargo.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/g)) {
   passed += +m[1]; failed += +m[2]; skipped += +m[3];
 }
-const v = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-passed += v.numPassedTests; failed += v.numFailedTests;
-skipped += v.numPendingTests + v.numTodoTests;
-console.log(`rust ${cargo.match(/test result/g)?.length ?? 0} suites, vitest ${v.numTotalTests} tests`);
+let total = 0;
+for (const file of process.argv.slice(2)) {
+  const v = JSON.parse(fs.readFileSync(file, "utf8"));
+  passed += v.numPassedTests; failed += v.numFailedTests;
+  skipped += v.numPendingTests + v.numTodoTests;
+  total += v.numTotalTests;
+}
+console.log(`rust ${cargo.match(/test result/g)?.length ?? 0} suites, vitest ${total} tests (package test included)`);
 console.log(`total: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 if (failed || skipped) process.exit(1);
-' "$logs/cargo.txt" "$logs/vitest.json"
+' "$logs/cargo.txt" "$logs/vitest.json" "$logs/package.json"

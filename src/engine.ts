@@ -14,9 +14,15 @@ function forced(): EngineName | undefined {
   return undefined;
 }
 
+/** Why calls run on the JS engine, for the messages of the calls it cannot serve. */
+function whyJs(): string | undefined {
+  if (forced() === 'js') return 'OBJGET_ENGINE=js selects the JS engine';
+  return loadNative().reason;
+}
+
 /** The JS engine (always available). */
 export function getJsEngine(): Engine {
-  return (js ??= jsEngine());
+  return (js ??= jsEngine(whyJs));
 }
 
 /**

@@ -33,8 +33,8 @@ function packageRoot(): string {
 /** Load the napi-rs addon once. Never throws: a missing addon is a state, reported by reason. */
 export function loadNative(): Loaded {
   if (loaded) return loaded;
+  const require = createRequire(join(packageRoot(), 'package.json'));
   try {
-    const require = createRequire(join(packageRoot(), 'package.json'));
     const binding = require('./index.cjs') as NativeBinding;
     // The RDMA shim is looked for here (OBJGET_RDMA_SHIM overrides); it is loaded only when
     // RDMA is first asked for, so a machine without it loads objget as usual.
@@ -42,12 +42,79 @@ export function loadNative(): Loaded {
     installAwsDefaultChain(binding);
     loaded = { binding };
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    loaded = {
-      reason: `the native addon for ${process.platform}-${process.arch} did not load: ${msg.split('\n')[0]}`,
-    };
+    loaded = { reason: whyNotLoaded(require, e) };
   }
   return loaded;
+}
+
+const firstLine = (e: unknown): string =>
+  (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
+
+/**
+ * The napi-rs platform suffix of this process, as the generated loader (index.cjs) spells it:
+ * the addon is `objget.<suffix>.node` beside the package or in the package `objget-<suffix>`.
+ */
+function platformSuffix(): string {
+  const { platform, arch } = process;
+  if (platform === 'linux') {
+    // What the loader checks too: a glibc runtime reports its version, musl does not.
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
+    return `linux-${arch}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`;
+  }
+  if (platform === 'win32') return `win32-${arch}-msvc`;
+  return `${platform}-${arch}`;
+}
+
+/**
+ * Why the addon did not load, and what to do about it: which platform package is missing and
+ * how to install it, or why the one installed did not load, or that this platform has none.
+ */
+function whyNotLoaded(require: NodeJS.Require, e: unknown): string {
+  let pkg: { name?: string; version?: string; optionalDependencies?: Record<string, string> };
+  let suffix: string;
+  try {
+    pkg = require('./package.json') as typeof pkg;
+    suffix = platformSuffix();
+  } catch {
+    return `the native addon for ${process.platform}-${process.arch} did not load: ${firstLine(e)}`;
+  }
+  const name = `${pkg.name ?? 'objget'}-${suffix}`;
+  const prebuilt = Object.keys(pkg.optionalDependencies ?? {});
+  const local = `./${pkg.name ?? 'objget'}.${suffix}.node`;
+  try {
+    // A binary beside the package (a source build) is what the loader tries first.
+    require.resolve(local);
+    try {
+      require(local);
+    } catch (err) {
+      return `the native addon ${local.slice(2)} did not load: ${firstLine(err)}`;
+    }
+  } catch {
+    // none beside the package: the platform package is next
+  }
+  if (!prebuilt.includes(name)) {
+    const list = prebuilt.map((p) => p.slice((pkg.name ?? 'objget').length + 1)).join(', ');
+    return (
+      `objget has no prebuilt native addon for ${suffix} (prebuilt: ${list || 'none'}); ` +
+      `the JS engine serves http(s) and local files (${firstLine(e)})`
+    );
+  }
+  try {
+    require.resolve(`${name}/package.json`);
+  } catch {
+    return (
+      `the native addon for ${suffix} is in the package ${name}, which is not installed ` +
+      `(npm leaves optional dependencies out under --omit=optional, or when the lock file was ` +
+      `written on another platform): install it with \`npm install --include=optional\` or ` +
+      `\`npm install ${name}@${pkg.version ?? 'latest'}\``
+    );
+  }
+  try {
+    require(name);
+  } catch (err) {
+    return `the native addon in ${name} did not load: ${firstLine(err)}`;
+  }
+  return `the native addon for ${suffix} did not load: ${firstLine(e)}`;
 }
 
 /**

@@ -29,10 +29,21 @@ export const JS_SCHEMES = ['http', 'https', 'file'];
 /** What the JS engine does; every other call answers `NotSupported` (see engineInfo()). */
 export const JS_CAPABILITIES = ['head', 'get', 'download', 'downloadMany', 'exists'];
 
-function nativeOnly(what: string, url: string): StorageError {
+/**
+ * Why calls run on the JS engine (the addon's load failure, or OBJGET_ENGINE=js), so that a call
+ * only the native engine serves says what to install instead of a bare `NotSupported`.
+ */
+export type WhyJs = () => string | undefined;
+
+function because(why: WhyJs): string {
+  const reason = why();
+  return reason ? `: ${reason}` : ' (see engineInfo())';
+}
+
+function nativeOnly(what: string, url: string, why: WhyJs): StorageError {
   return new StorageError(
     'NotSupported',
-    `${displayUrl(url)}: ${what} needs the native addon; the JS engine only reads (see engineInfo())`,
+    `${displayUrl(url)}: ${what} needs the native engine; the JS engine only reads${because(why)}`,
     { url },
   );
 }
@@ -69,10 +80,10 @@ function agentFor(store: StoreOptions | undefined, Agent: typeof import('undici'
   return agent;
 }
 
-function notSupported(url: string, scheme: string): StorageError {
+function notSupported(url: string, scheme: string, why: WhyJs): StorageError {
   return new StorageError(
     'NotSupported',
-    `${displayUrl(url)}: the JS engine reads http(s) and local files; ${scheme}:// needs the native addon (see engineInfo())`,
+    `${displayUrl(url)}: the JS engine reads http(s) and local files; ${scheme}:// needs the native engine${because(why)}`,
     { url },
   );
 }
@@ -744,8 +755,8 @@ function abortedError(url: string): StorageError {
   return new StorageError('Aborted', 'the transfer was aborted', { url });
 }
 
-/** Pure-JS engine: undici for http(s), fs for files. */
-export function jsEngine(): Engine {
+/** Pure-JS engine: undici for http(s), fs for files. `why` says why it runs (see WhyJs). */
+export function jsEngine(why: WhyJs): Engine {
   const engine: Engine = {
     name: 'js',
     async exists(url, store) {
@@ -758,22 +769,22 @@ export function jsEngine(): Engine {
       }
     },
     upload(_source, url) {
-      return Promise.reject(nativeOnly('upload', url));
+      return Promise.reject(nativeOnly('upload', url, why));
     },
     remove(urls) {
-      return Promise.reject(nativeOnly('remove', urls[0] ?? ''));
+      return Promise.reject(nativeOnly('remove', urls[0] ?? '', why));
     },
     copy(_from, to) {
-      return Promise.reject(nativeOnly('copy', to));
+      return Promise.reject(nativeOnly('copy', to, why));
     },
     // eslint-disable-next-line require-yield
     async *list(prefixUrl) {
-      throw nativeOnly('list', prefixUrl);
+      throw nativeOnly('list', prefixUrl, why);
     },
     async head(url, store) {
       checkStoreTls(store);
       const loc = locate(url);
-      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
       if (loc.kind === 'http') return httpHead(loc.url, store);
       try {
         const f = await fileEtag(loc.path);
@@ -815,7 +826,7 @@ export function jsEngine(): Engine {
         return Buffer.alloc(0);
       }
       const loc = locate(url);
-      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
       try {
         if (loc.kind === 'http') {
           const { body, raw, length, offered } = await httpOpen(loc.url, range, store, signal);
@@ -873,14 +884,14 @@ export function jsEngine(): Engine {
     },
 
     async download(url, dest, t) {
-      return downloadOne(url, dest, t, undefined);
+      return downloadOne(url, dest, t, undefined, why);
     },
 
     async downloadMany(items, concurrency, t) {
       return settleAll(
         items,
         concurrency,
-        (item, i) => downloadOne(item.url, item.dest, t, i),
+        (item, i) => downloadOne(item.url, item.dest, t, i, why),
         (e, item) => fromNodeError(e, item.url),
       );
     },
@@ -893,6 +904,7 @@ async function downloadOne(
   dest: string,
   t: TransferSettings,
   index: number | undefined,
+  why: WhyJs,
 ): Promise<Done> {
   const { store, signal } = t;
   checkStoreTls(store);
@@ -902,7 +914,7 @@ async function downloadOne(
   if (signal?.aborted) throw abortedError(url);
   if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
   const loc = locate(url);
-  if (loc.kind === 'cloud') throw notSupported(url, loc.scheme);
+  if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
   if (t.resume) {
     throw new StorageError(
       'NotSupported',
