@@ -248,6 +248,8 @@ describe('the packed main package', () => {
     for (const f of [
       'package.json',
       'README.md',
+      'LICENSE',
+      'CHANGELOG.md',
       'index.cjs',
       'index.d.ts',
       'dist/index.js',
