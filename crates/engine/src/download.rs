@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
@@ -27,40 +26,12 @@ use crate::checksum::{check, choose, combine, Checksum, ChecksumMode, Dialect, O
 use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
 use crate::locate::Location;
+use crate::object::{ByteRange, ObjectInfo};
 use crate::place::Place;
 use crate::progress::{ProgressFn, Tracker};
 use crate::rdma::{self, TransferPath};
 use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
 use crate::store::{Backend, StoreOptions, Stores};
-
-/// What is known about an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Size in bytes.
-    pub size: u64,
-    /// The entity tag, as the store sends it (quotes included for HTTP-based stores).
-    pub etag: Option<String>,
-    /// Last modification time.
-    pub last_modified: Option<DateTime<Utc>>,
-    /// The object version, where the store versions objects.
-    pub version: Option<String>,
-}
-
-/// A byte range to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ByteRange {
-    /// `length` bytes from `offset` (clipped at the end of the object, as HTTP does).
-    Bounded {
-        /// First byte.
-        offset: u64,
-        /// Number of bytes.
-        length: u64,
-    },
-    /// Everything from `offset` to the end.
-    From(u64),
-    /// The last `n` bytes (the whole object if it is shorter).
-    Suffix(u64),
-}
 
 /// The outcome of one download.
 #[derive(Debug, Clone, PartialEq)]

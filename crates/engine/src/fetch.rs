@@ -12,8 +12,8 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
-use crate::download::{ByteRange, ObjectInfo};
 use crate::error::{Error, ErrorCode, Result};
+use crate::object::{ByteRange, ObjectInfo};
 use crate::sink::blocking;
 use crate::store::Backoff;
 

@@ -11,6 +11,7 @@ pub mod download;
 pub mod error;
 mod fetch;
 pub mod locate;
+mod object;
 pub mod ops;
 mod place;
 pub mod progress;
@@ -23,9 +24,10 @@ pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
     Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
 };
-pub use download::{ByteRange, CallOptions, Engine, ObjectInfo, TransferOptions, TransferResult};
+pub use download::{CallOptions, Engine, TransferOptions, TransferResult};
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
+pub use object::{ByteRange, ObjectInfo};
 pub use ops::{Listed, UploadOptions, UploadResult, UploadSource};
 pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaMode, RdmaOptions, RdmaStatus, TransferPath};

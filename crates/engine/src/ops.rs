@@ -20,9 +20,10 @@ use object_store::{
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{combine, Algorithm, Checksum, PartCrc};
-use crate::download::{Engine, ObjectInfo};
+use crate::download::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::{Location, Scheme};
+use crate::object::ObjectInfo;
 use crate::progress::{ProgressFn, Tracker};
 use crate::sink::blocking;
 use crate::store::{Backend, StoreOptions};
