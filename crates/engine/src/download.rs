@@ -25,12 +25,13 @@ use tokio_util::sync::CancellationToken;
 use crate::checksum::{check, choose, combine, Checksum, ChecksumMode, Dialect, Ordered, PartCrc};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
+use crate::fs::blocking;
 use crate::locate::Location;
 use crate::object::{ByteRange, ObjectInfo};
 use crate::place::Place;
 use crate::progress::{ProgressFn, Tracker};
 use crate::rdma::{self, TransferPath};
-use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
+use crate::sink::{send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
 use crate::store::{Backend, StoreOptions, Stores};
 
 /// The outcome of one download.

@@ -13,8 +13,8 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfi
 
 use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
 use crate::error::{Error, ErrorCode, Result};
+use crate::fs::blocking;
 use crate::object::{ByteRange, ObjectInfo};
-use crate::sink::blocking;
 use crate::store::Backoff;
 
 /// Where an object's bytes come from.

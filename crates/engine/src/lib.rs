@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod download;
 pub mod error;
 mod fetch;
+mod fs;
 pub mod locate;
 mod object;
 pub mod ops;

@@ -19,13 +19,13 @@ use object_store::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::{combine, Algorithm, Checksum, PartCrc};
+use crate::checksum::{combine, crc64, Algorithm, Checksum};
 use crate::download::Engine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
 use crate::object::ObjectInfo;
 use crate::progress::{ProgressFn, Tracker};
-use crate::sink::blocking;
 use crate::store::{Backend, StoreOptions};
 
 /// Where upload bytes come from.
@@ -683,15 +683,6 @@ async fn file_size(p: &FsPath) -> Result<u64> {
     .await
 }
 
-pub(crate) fn crc64(bytes: &[u8]) -> u64 {
-    let mut c = PartCrc::new(Some(&Checksum {
-        algorithm: Algorithm::Crc64Nvme,
-        value: Vec::new(),
-    }));
-    c.update(bytes);
-    c.finish().0
-}
-
 fn staging_path(path: &Path) -> Path {
     let s = path.as_ref();
     let (dir, name) = s.rsplit_once('/').map_or(("", s), |(d, n)| (d, n));
@@ -779,55 +770,6 @@ fn attributes(opts: &UploadOptions) -> Attributes {
         );
     }
     a
-}
-
-async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
-    let p = p.to_path_buf();
-    blocking(move || {
-        let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, &e))?;
-        bytes_at(&f, &p, offset, len)
-    })
-    .await
-}
-
-/// `len` bytes of an open file at `offset` (`path` names it in errors).
-pub(crate) async fn read_at(
-    f: Arc<std::fs::File>,
-    path: PathBuf,
-    offset: u64,
-    len: u64,
-) -> Result<Bytes> {
-    blocking(move || bytes_at(&f, &path, offset, len)).await
-}
-
-fn bytes_at(f: &std::fs::File, path: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
-    let mut buf = vec![0u8; len as usize];
-    read_exact_at(f, &mut buf, offset).map_err(|e| Error::io(path, &e))?;
-    Ok(Bytes::from(buf))
-}
-
-#[cfg(unix)]
-pub(crate) fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
-}
-
-#[cfg(windows)]
-pub(crate) fn read_exact_at(
-    f: &std::fs::File,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match f.seek_read(buf, offset)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A parallel multipart upload; aborted on any failure or cancellation.

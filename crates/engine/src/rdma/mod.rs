@@ -36,10 +36,10 @@ use s3::{header, status_error, xml_field, Headers, Req};
 pub use shim::set_search_path;
 use shim::{Shim, OP_GET, OP_PUT};
 
-use crate::checksum::{advertised, Checksum, Dialect};
+use crate::checksum::{advertised, crc64, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
+use crate::fs::{read_bytes_at, read_exact_at};
 use crate::locate::{Location, Scheme};
-use crate::ops::{crc64, read_at, read_exact_at};
 use crate::progress::Tracker;
 use crate::store::StoreOptions;
 
@@ -676,9 +676,9 @@ pub(crate) async fn read(
                     };
                 }
                 if let Some((file, fpath)) = file {
-                    crate::sink::blocking(move || {
+                    crate::fs::blocking(move || {
                         let _lease = lease;
-                        crate::sink::write_all_at(&file, slot.bytes(), offset)
+                        crate::fs::write_all_at(&file, slot.bytes(), offset)
                             .map_err(|e| Error::io(&fpath, &e))
                     })
                     .await?;
@@ -793,7 +793,7 @@ async fn fill(source: &PutSource, offset: u64, slot: Slot) -> Result<()> {
         }
         PutSource::File(file, path, _) => {
             let (file, path) = (file.clone(), path.clone());
-            crate::sink::blocking(move || {
+            crate::fs::blocking(move || {
                 let slot = slot;
                 read_exact_at(&file, slot.bytes(), offset).map_err(|e| Error::io(&path, &e))
             })
@@ -1143,7 +1143,7 @@ async fn put_part(
         let body = match source {
             PutSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
             PutSource::File(file, path, _) => {
-                read_at(file.clone(), path.clone(), offset, len).await?
+                read_bytes_at(file.clone(), path.clone(), offset, len).await?
             }
         };
         let crc = crc64(&body);
