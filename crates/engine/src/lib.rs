@@ -18,6 +18,7 @@ mod place;
 pub mod progress;
 pub mod rdma;
 pub mod redact;
+mod s3;
 mod sink;
 pub mod store;
 

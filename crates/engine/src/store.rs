@@ -243,7 +243,7 @@ impl Stores {
         &self,
         loc: &Location,
         opts: &StoreOptions,
-    ) -> Result<crate::rdma::S3Raw> {
+    ) -> Result<crate::s3::S3Raw> {
         self.backend(loc, opts).await?;
         let key = StoreKey {
             scheme: loc.scheme,
@@ -288,7 +288,7 @@ impl Stores {
             .strip_suffix("/objget-endpoint-probe")
             .ok_or_else(|| Error::new(ErrorCode::Generic, "unexpected presigned URL shape"))?
             .to_string();
-        Ok(crate::rdma::S3Raw {
+        Ok(crate::s3::S3Raw {
             http: parts.http,
             credentials: parts.store.credentials().clone(),
             region,

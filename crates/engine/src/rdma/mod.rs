@@ -14,7 +14,6 @@
 //! released when their request is over, whatever happened.
 
 mod pool;
-pub(crate) mod s3;
 mod shim;
 
 use std::collections::BTreeMap;
@@ -31,8 +30,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use pool::{Pool, RegBuf};
-pub(crate) use s3::S3Raw;
-use s3::{header, status_error, xml_field, Headers, Req};
 pub use shim::set_search_path;
 use shim::{Shim, OP_GET, OP_PUT};
 
@@ -41,6 +38,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{read_bytes_at, read_exact_at};
 use crate::locate::{Location, Scheme};
 use crate::progress::Tracker;
+use crate::s3::{self, header, status_error, xml_field, Headers, Req, S3Raw};
 use crate::store::StoreOptions;
 
 /// Whether a store uses RDMA.
