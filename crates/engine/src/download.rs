@@ -28,11 +28,12 @@ use crate::fetch::{file_info, Read, Source};
 use crate::fs::blocking;
 use crate::locate::Location;
 use crate::object::{ByteRange, ObjectInfo};
+use crate::options::{RdmaMode, StoreOptions};
 use crate::place::Place;
 use crate::progress::{ProgressFn, Tracker};
 use crate::rdma::{self, TransferPath};
 use crate::sink::{send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
-use crate::store::{Backend, StoreOptions, Stores};
+use crate::store::{Backend, Stores};
 
 /// The outcome of one download.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,7 +200,7 @@ impl Engine {
                     tracker.finish();
                     return Ok(out);
                 }
-            } else if opts.store.rdma.mode == rdma::RdmaMode::Require {
+            } else if opts.store.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "rdma reads whole objects; a byte range goes over HTTP (rdma: true)",
                 ));
@@ -246,7 +247,7 @@ impl Engine {
         url: &str,
         store: &StoreOptions,
     ) -> Result<Option<rdma::Ctx>> {
-        if store.rdma.mode == rdma::RdmaMode::Off {
+        if store.rdma.mode == RdmaMode::Off {
             return Ok(None);
         }
         let raw = if loc.scheme == crate::locate::Scheme::S3 {
@@ -609,7 +610,7 @@ impl Engine {
             let (place, stream) = blocking(move || Place::open(&dest, root.as_deref())).await?;
             if stream.is_some() {
                 // A character device or FIFO: one read, written in order; nothing to resume.
-                if opts.store.rdma.mode == rdma::RdmaMode::Require {
+                if opts.store.rdma.mode == RdmaMode::Require {
                     return Err(Error::invalid_argument(format!(
                         "{}: a character device or FIFO is written in order over HTTP; rdma 'require' cannot",
                         place.dest.display()
@@ -617,7 +618,7 @@ impl Engine {
                 }
                 t.resume = false;
             }
-            if t.resume && opts.store.rdma.mode == rdma::RdmaMode::Require {
+            if t.resume && opts.store.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "resume is not available with rdma 'require' (rdma: true resumes over HTTP)",
                 ));

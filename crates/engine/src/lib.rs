@@ -14,6 +14,7 @@ mod fs;
 pub mod locate;
 mod object;
 pub mod ops;
+pub mod options;
 mod place;
 pub mod progress;
 pub mod rdma;
@@ -31,9 +32,9 @@ pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
 pub use object::{ByteRange, ObjectInfo};
 pub use ops::{Listed, UploadOptions, UploadResult, UploadSource};
+pub use options::{RdmaMode, RdmaOptions, StoreOptions};
 pub use progress::{Progress, ProgressFn};
-pub use rdma::{rdma_status, RdmaBuffer, RdmaMode, RdmaOptions, RdmaStatus, TransferPath};
-pub use store::StoreOptions;
+pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
 pub use tokio_util::sync::CancellationToken;
 
 /// objget's own version.

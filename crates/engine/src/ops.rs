@@ -25,8 +25,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
 use crate::object::ObjectInfo;
+use crate::options::StoreOptions;
 use crate::progress::{ProgressFn, Tracker};
-use crate::store::{Backend, StoreOptions};
+use crate::store::Backend;
 
 /// Where upload bytes come from.
 #[derive(Debug)]
@@ -704,7 +705,8 @@ impl Engine {
         opts: &UploadOptions,
         cancel: &CancellationToken,
     ) -> Result<UploadResult> {
-        use crate::rdma::{PutOptions, PutSource, RdmaMode};
+        use crate::options::RdmaMode;
+        use crate::rdma::{PutOptions, PutSource};
         let url = ctx.url().to_string();
         let source = match source {
             UploadSource::Bytes(b) => PutSource::Bytes(b),
