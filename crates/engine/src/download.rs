@@ -122,26 +122,17 @@ pub struct CallOptions {
     pub root: Option<PathBuf>,
 }
 
-/// The engine: a store cache, the shared request budget, and the operations.
-///
-/// Memory is bounded by design rather than by a budget: file transfers stream every chunk to a
-/// per-file writer queue of bounded length, and `get` writes parts straight into the one buffer
-/// it returns.
+/// What every operation shares: the store cache and the request budget. [`crate::Engine`] is
+/// its public face.
 #[derive(Debug)]
-pub struct Engine {
+pub(crate) struct Core {
     stores: Stores,
     requests: Arc<Semaphore>,
 }
 
-impl Default for Engine {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Engine {
-    /// A new engine with an empty store cache.
-    pub fn new() -> Self {
+impl Core {
+    /// An empty store cache and a full request budget.
+    pub(crate) fn new() -> Self {
         Self {
             stores: Stores::new(),
             requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
@@ -167,15 +158,12 @@ impl Engine {
         })
     }
 
-    /// Size, ETag, modification time and version of an object.
-    pub async fn head(&self, url: &str, opts: &StoreOptions) -> Result<ObjectInfo> {
+    pub(crate) async fn head(&self, url: &str, opts: &StoreOptions) -> Result<ObjectInfo> {
         let loc = Location::parse(url)?;
         self.source(&loc, opts).await?.head(url).await
     }
 
-    /// Read an object (or a range of it) into memory. Whole large objects come as parallel
-    /// parts written straight into their slices of one buffer.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         url: &str,
         range: Option<ByteRange>,
@@ -285,9 +273,7 @@ impl Engine {
         Ok((out, whole_result(head, done.len(), checksum, path, started)))
     }
 
-    /// Read a whole object into memory, with the transfer's result (`path` says whether RDMA
-    /// moved it).
-    pub async fn get_detailed(
+    pub(crate) async fn get_detailed(
         &self,
         url: &str,
         opts: &CallOptions,
@@ -322,10 +308,7 @@ impl Engine {
         cancellable(cancel, url, work).await
     }
 
-    /// Read a whole S3 object into caller-registered memory (`allocRdmaBuffer`): by RDMA with
-    /// no copy on the client, or over HTTP into the same memory when RDMA is off, unavailable
-    /// under `rdma: true`, or declined.
-    pub async fn get_into(
+    pub(crate) async fn get_into(
         &self,
         url: &str,
         into: &mut [u8],
@@ -573,10 +556,7 @@ impl Engine {
             .await
     }
 
-    /// Download an object to `dest` (parent directories are created). On failure `dest` is
-    /// untouched and nothing is left behind (with `resume`, the part file and its journal stay
-    /// for the next attempt unless the object changed or failed its checksum).
-    pub async fn download(
+    pub(crate) async fn download(
         &self,
         url: &str,
         dest: &Path,
@@ -932,10 +912,7 @@ impl Engine {
         Ok((written, fetched?, hashed))
     }
 
-    /// Download many objects with at most `concurrency` objects in flight (their parts share the
-    /// engine's request budget). Every item runs to its own end; outcomes come back in input
-    /// order. Progress reports carry the item's index.
-    pub async fn download_many(
+    pub(crate) async fn download_many(
         &self,
         items: Vec<(String, PathBuf)>,
         concurrency: usize,
@@ -1275,7 +1252,7 @@ mod tests {
         let data: Vec<u8> = (0..300_001u32).map(|i| (i * 31 % 251) as u8).collect();
         let src = write(dir.path(), "src.bin", &data);
         let url = src.to_str().unwrap();
-        let e = Engine::new();
+        let e = Core::new();
         let o = small_parts();
         let c = CancellationToken::new();
         assert_eq!(e.get(url, None, &o, &c).await.unwrap(), data);
@@ -1310,7 +1287,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_transfer_options_are_invalid_arguments() {
-        let e = Engine::new();
+        let e = Core::new();
         let o = CallOptions {
             transfer: TransferOptions {
                 part_size: 1,
@@ -1329,7 +1306,7 @@ mod tests {
     #[tokio::test]
     async fn missing_file_is_not_found_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Engine::new();
+        let e = Core::new();
         let dest = dir.path().join("d.bin");
         let err = e
             .download(
@@ -1350,7 +1327,7 @@ mod tests {
         let src = write(dir.path(), "s", b"abc");
         let c = CancellationToken::new();
         c.cancel();
-        let err = Engine::new()
+        let err = Core::new()
             .download(
                 src.to_str().unwrap(),
                 &dir.path().join("d"),
@@ -1375,7 +1352,7 @@ mod tests {
             ),
             ("ftp://x/y".to_string(), dir.path().join("o/c")),
         ];
-        let out = Engine::new()
+        let out = Core::new()
             .download_many(items, 2, &CallOptions::default(), &CancellationToken::new())
             .await;
         assert_eq!(out[0].as_ref().unwrap().bytes, 3);
@@ -1395,7 +1372,7 @@ mod tests {
         let sink = seen.clone();
         let mut o = small_parts();
         o.progress = Some(Arc::new(move |p| sink.lock().unwrap().push(p)));
-        Engine::new()
+        Core::new()
             .get(src.to_str().unwrap(), None, &o, &CancellationToken::new())
             .await
             .unwrap();

@@ -8,6 +8,7 @@ pub mod checksum;
 mod client;
 pub mod credentials;
 pub mod download;
+mod engine;
 pub mod error;
 mod fetch;
 mod fs;
@@ -27,7 +28,8 @@ pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
     Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
 };
-pub use download::{CallOptions, Engine, TransferOptions, TransferResult};
+pub use download::{CallOptions, TransferOptions, TransferResult};
+pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
 pub use object::{ByteRange, ObjectInfo};

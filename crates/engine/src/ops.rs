@@ -20,7 +20,7 @@ use object_store::{
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{combine, crc64, Algorithm, Checksum};
-use crate::download::Engine;
+use crate::download::Core;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
@@ -144,7 +144,7 @@ pub fn upload_part_size(size: u64, requested: Option<u64>) -> u64 {
     part
 }
 
-impl Engine {
+impl Core {
     /// The store and key that write operations use for `loc`.
     async fn writable(
         &self,
@@ -168,8 +168,7 @@ impl Engine {
         }
     }
 
-    /// Whether an object exists: `false` only for `NotFound`; any other failure is an error.
-    pub async fn exists(&self, url: &str, opts: &StoreOptions) -> Result<bool> {
+    pub(crate) async fn exists(&self, url: &str, opts: &StoreOptions) -> Result<bool> {
         match self.head(url, opts).await {
             Ok(_) => Ok(true),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(false),
@@ -177,9 +176,7 @@ impl Engine {
         }
     }
 
-    /// Remove objects; one that does not exist is not an error (removal is idempotent). Objects
-    /// of one store go in batches where the store has a batch delete (S3 DeleteObjects).
-    pub async fn remove(&self, urls: &[String], opts: &StoreOptions) -> Result<()> {
+    pub(crate) async fn remove(&self, urls: &[String], opts: &StoreOptions) -> Result<()> {
         /// One store's share of the URLs: the store, its keys, and a URL to name in errors.
         type Group = (Arc<dyn ObjectStore>, Vec<Path>, String);
         let mut groups: BTreeMap<(Scheme, String), Group> = BTreeMap::new();
@@ -205,8 +202,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Copy an object to another key of the same store (server-side where the store can).
-    pub async fn copy(
+    pub(crate) async fn copy(
         &self,
         from: &str,
         to: &str,
@@ -229,11 +225,7 @@ impl Engine {
         r.map_err(|e| Error::from_store(e, to))
     }
 
-    /// Every object under a prefix URL (`s3://bucket/dir/`), recursively, as the store pages
-    /// them. S3 keys come exactly as stored, folder markers (`dir/sub/`) and keys object_store's
-    /// `Path` refuses (control characters, `.`/`..` or empty segments) included: objget lists
-    /// S3 with its own signed ListObjectsV2.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         prefix_url: &str,
         opts: &StoreOptions,
@@ -318,9 +310,7 @@ impl Engine {
             .boxed())
     }
 
-    /// Upload a file, bytes or a stream to `url`: one PUT up to one part, parallel multipart
-    /// above. Any failure or cancellation aborts the multipart upload, so nothing is left behind.
-    pub async fn upload(
+    pub(crate) async fn upload(
         &self,
         source: UploadSource,
         url: &str,
@@ -695,7 +685,7 @@ fn staging_path(path: &Path) -> Path {
     }
 }
 
-impl Engine {
+impl Core {
     /// An upload over RDMA: from a file or a Buffer (one in a caller's RDMA buffer goes with no
     /// copy); a stream goes over HTTP under `rdma: true`.
     async fn rdma_upload(
