@@ -28,9 +28,9 @@ use crate::fetch::{file_info, Read, Source};
 use crate::fs::blocking;
 use crate::locate::Location;
 use crate::object::{ByteRange, ObjectInfo};
-use crate::options::{RdmaMode, StoreOptions};
+use crate::options::{CallOptions, RdmaMode, StoreOptions, TransferOptions, REQUEST_BUDGET};
 use crate::place::Place;
-use crate::progress::{ProgressFn, Tracker};
+use crate::progress::Tracker;
 use crate::rdma::{self, TransferPath};
 use crate::sink::{send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
 use crate::store::{Backend, Stores};
@@ -53,73 +53,6 @@ pub struct TransferResult {
     pub resumed_bytes: u64,
     /// Which data path moved the bytes.
     pub path: TransferPath,
-}
-
-/// Per-call transfer settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TransferOptions {
-    /// Bytes per ranged part.
-    pub part_size: u64,
-    /// Parts of one object in flight at once.
-    pub concurrency: usize,
-    /// fdatasync the file and its directory before and after the rename, so a finished
-    /// download survives a power loss. Off, the rename is still atomic for every process.
-    pub durable: bool,
-    /// Which checksum to verify.
-    pub checksum: ChecksumMode,
-    /// Keep an interrupted download's part file and journal, and continue from them.
-    pub resume: bool,
-}
-
-/// Default part size: 8 MiB, as AWS's own transfer clients use.
-pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
-/// Default parts in flight per object.
-pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Requests in flight across every transfer of the process.
-pub const REQUEST_BUDGET: usize = 64;
-
-impl Default for TransferOptions {
-    fn default() -> Self {
-        Self {
-            part_size: DEFAULT_PART_SIZE,
-            concurrency: DEFAULT_CONCURRENCY,
-            durable: true,
-            checksum: ChecksumMode::Auto,
-            resume: false,
-        }
-    }
-}
-
-impl TransferOptions {
-    fn validate(&self) -> Result<()> {
-        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.part_size) {
-            return Err(Error::invalid_argument(format!(
-                "partSize must be between 64 KiB and 1 GiB, got {}",
-                self.part_size
-            )));
-        }
-        if !(1..=REQUEST_BUDGET).contains(&self.concurrency) {
-            return Err(Error::invalid_argument(format!(
-                "concurrency must be between 1 and {REQUEST_BUDGET}, got {}",
-                self.concurrency
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Everything a transfer call takes besides the URL and destination.
-#[derive(Clone, Default)]
-pub struct CallOptions {
-    /// Store settings.
-    pub store: StoreOptions,
-    /// Part size and concurrency.
-    pub transfer: TransferOptions,
-    /// Progress reports, throttled.
-    pub progress: Option<ProgressFn>,
-    /// Resolve every destination beneath this directory without following links (a link below
-    /// it is `UnsafeKey`): `downloadPrefix`'s destination directory.
-    pub root: Option<PathBuf>,
 }
 
 /// What every operation shares: the store cache and the request budget. [`crate::Engine`] is

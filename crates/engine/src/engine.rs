@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::download::{CallOptions, Core, TransferResult};
+use crate::download::{Core, TransferResult};
 use crate::error::Result;
 use crate::object::{ByteRange, ObjectInfo};
-use crate::ops::{Listed, UploadOptions, UploadResult, UploadSource};
-use crate::options::StoreOptions;
+use crate::ops::{Listed, UploadResult, UploadSource};
+use crate::options::{CallOptions, StoreOptions, UploadOptions};
 
 /// The engine: a store cache, the shared request budget, and the operations.
 ///

@@ -28,13 +28,15 @@ pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
     Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
 };
-pub use download::{CallOptions, TransferOptions, TransferResult};
+pub use download::TransferResult;
 pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
 pub use object::{ByteRange, ObjectInfo};
-pub use ops::{Listed, UploadOptions, UploadResult, UploadSource};
-pub use options::{RdmaMode, RdmaOptions, StoreOptions};
+pub use ops::{Listed, UploadResult, UploadSource};
+pub use options::{
+    CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions, UploadOptions,
+};
 pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
 pub use tokio_util::sync::CancellationToken;

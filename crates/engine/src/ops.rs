@@ -25,8 +25,11 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
 use crate::object::ObjectInfo;
-use crate::options::StoreOptions;
-use crate::progress::{ProgressFn, Tracker};
+use crate::options::{
+    StoreOptions, UploadOptions, DEFAULT_UPLOAD_CONCURRENCY, DEFAULT_UPLOAD_PART, MAX_PARTS,
+    MIN_PART,
+};
+use crate::progress::Tracker;
 use crate::store::Backend;
 
 /// Where upload bytes come from.
@@ -39,26 +42,6 @@ pub enum UploadSource {
     /// Chunks of unknown total length (a Node stream), cut into parts as they arrive: memory
     /// stays near `concurrency × partSize` whatever the length. The sender closing ends it.
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
-}
-
-/// Upload settings.
-#[derive(Clone, Default)]
-pub struct UploadOptions {
-    /// Store settings.
-    pub store: StoreOptions,
-    /// Fail with `AlreadyExists` instead of overwriting, atomically where the store allows.
-    pub if_not_exists: bool,
-    /// Bytes per multipart part (default 16 MiB; grown to stay within 10,000 parts and above the
-    /// provider's minimum). Objects up to one part go in a single PUT.
-    pub part_size: Option<u64>,
-    /// Parts in flight (default 8).
-    pub concurrency: Option<usize>,
-    /// `Content-Type` to store.
-    pub content_type: Option<String>,
-    /// User metadata to store.
-    pub metadata: BTreeMap<String, String>,
-    /// Progress reports.
-    pub progress: Option<ProgressFn>,
 }
 
 /// The outcome of an upload.
@@ -122,17 +105,6 @@ fn url_key(key: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
-
-/// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
-/// smaller blocks, so one minimum serves every store.
-const MIN_PART: u64 = 5 * 1024 * 1024;
-/// S3's limit on parts per upload.
-const MAX_PARTS: u64 = 10_000;
-/// Default part size for uploads: 16 MiB uploaded 256 MiB to the test MinIO ~8% faster than
-/// 8 MiB (and 32 or 64 MiB with fewer parts in flight were slower); objects up to it go in one PUT.
-pub const DEFAULT_UPLOAD_PART: u64 = 16 * 1024 * 1024;
-/// Default parts of one upload in flight.
-pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 8;
 
 /// The part size an upload of `size` bytes uses: the requested one, raised to the providers'
 /// minimum and until the object fits in 10,000 parts.

@@ -37,7 +37,7 @@ use crate::checksum::{advertised, crc64, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{read_bytes_at, read_exact_at};
 use crate::locate::Location;
-use crate::options::{RdmaMode, StoreOptions};
+use crate::options::{RdmaMode, StoreOptions, MAX_PARTS};
 use crate::progress::Tracker;
 use crate::s3::{self, header, status_error, xml_field, Headers, Req, S3Raw};
 
@@ -739,7 +739,7 @@ pub(crate) async fn upload(
     }
     let size = source.size();
     // Parts stay within S3's 10,000 and the registered buffer they pass through.
-    let part = ctx.part_size.max(size.div_ceil(10_000));
+    let part = ctx.part_size.max(size.div_ceil(MAX_PARTS));
     if part > ctx.part_size {
         return Err(Error::invalid_argument(format!(
             "{size} bytes need parts of {part} bytes to stay within 10,000 parts; raise rdmaPartSize"
