@@ -12,23 +12,23 @@
 //! destination is untouched and the temporary is removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{check, choose, combine, Checksum, ChecksumMode, Dialect, Ordered, PartCrc};
+use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
 use crate::fs::blocking;
 use crate::locate::Location;
 use crate::object::{ByteRange, ObjectInfo};
-use crate::options::{CallOptions, RdmaMode, StoreOptions, TransferOptions, REQUEST_BUDGET};
+use crate::options::{CallOptions, RdmaMode, StoreOptions, TransferOptions};
 use crate::place::Place;
 use crate::progress::Tracker;
 use crate::rdma::{self, TransferPath};
@@ -55,23 +55,7 @@ pub struct TransferResult {
     pub path: TransferPath,
 }
 
-/// What every operation shares: the store cache and the request budget. [`crate::Engine`] is
-/// its public face.
-#[derive(Debug)]
-pub(crate) struct Core {
-    stores: Stores,
-    requests: Arc<Semaphore>,
-}
-
-impl Core {
-    /// An empty store cache and a full request budget.
-    pub(crate) fn new() -> Self {
-        Self {
-            stores: Stores::new(),
-            requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
-        }
-    }
-
+impl Engine {
     pub(crate) fn stores(&self) -> &Stores {
         &self.stores
     }
@@ -91,12 +75,15 @@ impl Core {
         })
     }
 
-    pub(crate) async fn head(&self, url: &str, opts: &StoreOptions) -> Result<ObjectInfo> {
+    /// Size, ETag, modification time and version of an object.
+    pub async fn head(&self, url: &str, opts: &StoreOptions) -> Result<ObjectInfo> {
         let loc = Location::parse(url)?;
         self.source(&loc, opts).await?.head(url).await
     }
 
-    pub(crate) async fn get(
+    /// Read an object (or a range of it) into memory. Whole large objects come as parallel
+    /// parts written straight into their slices of one buffer.
+    pub async fn get(
         &self,
         url: &str,
         range: Option<ByteRange>,
@@ -206,7 +193,9 @@ impl Core {
         Ok((out, whole_result(head, done.len(), checksum, path, started)))
     }
 
-    pub(crate) async fn get_detailed(
+    /// Read a whole object into memory, with the transfer's result (`path` says whether RDMA
+    /// moved it).
+    pub async fn get_detailed(
         &self,
         url: &str,
         opts: &CallOptions,
@@ -241,7 +230,10 @@ impl Core {
         cancellable(cancel, url, work).await
     }
 
-    pub(crate) async fn get_into(
+    /// Read a whole S3 object into caller-registered memory (`allocRdmaBuffer`): by RDMA with
+    /// no copy on the client, or over HTTP into the same memory when RDMA is off, unavailable
+    /// under `rdma: true`, or declined.
+    pub async fn get_into(
         &self,
         url: &str,
         into: &mut [u8],
@@ -489,7 +481,10 @@ impl Core {
             .await
     }
 
-    pub(crate) async fn download(
+    /// Download an object to `dest` (parent directories are created). On failure `dest` is
+    /// untouched and nothing is left behind (with `resume`, the part file and its journal stay
+    /// for the next attempt unless the object changed or failed its checksum).
+    pub async fn download(
         &self,
         url: &str,
         dest: &Path,
@@ -845,7 +840,10 @@ impl Core {
         Ok((written, fetched?, hashed))
     }
 
-    pub(crate) async fn download_many(
+    /// Download many objects with at most `concurrency` objects in flight (their parts share the
+    /// engine's request budget). Every item runs to its own end; outcomes come back in input
+    /// order. Progress reports carry the item's index.
+    pub async fn download_many(
         &self,
         items: Vec<(String, PathBuf)>,
         concurrency: usize,
@@ -1153,6 +1151,7 @@ async fn copy_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
         let p = dir.join(name);
@@ -1185,7 +1184,7 @@ mod tests {
         let data: Vec<u8> = (0..300_001u32).map(|i| (i * 31 % 251) as u8).collect();
         let src = write(dir.path(), "src.bin", &data);
         let url = src.to_str().unwrap();
-        let e = Core::new();
+        let e = Engine::new();
         let o = small_parts();
         let c = CancellationToken::new();
         assert_eq!(e.get(url, None, &o, &c).await.unwrap(), data);
@@ -1220,7 +1219,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_transfer_options_are_invalid_arguments() {
-        let e = Core::new();
+        let e = Engine::new();
         let o = CallOptions {
             transfer: TransferOptions {
                 part_size: 1,
@@ -1239,7 +1238,7 @@ mod tests {
     #[tokio::test]
     async fn missing_file_is_not_found_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Core::new();
+        let e = Engine::new();
         let dest = dir.path().join("d.bin");
         let err = e
             .download(
@@ -1260,7 +1259,7 @@ mod tests {
         let src = write(dir.path(), "s", b"abc");
         let c = CancellationToken::new();
         c.cancel();
-        let err = Core::new()
+        let err = Engine::new()
             .download(
                 src.to_str().unwrap(),
                 &dir.path().join("d"),
@@ -1285,7 +1284,7 @@ mod tests {
             ),
             ("ftp://x/y".to_string(), dir.path().join("o/c")),
         ];
-        let out = Core::new()
+        let out = Engine::new()
             .download_many(items, 2, &CallOptions::default(), &CancellationToken::new())
             .await;
         assert_eq!(out[0].as_ref().unwrap().bytes, 3);
@@ -1305,7 +1304,7 @@ mod tests {
         let sink = seen.clone();
         let mut o = small_parts();
         o.progress = Some(Arc::new(move |p| sink.lock().unwrap().push(p)));
-        Core::new()
+        Engine::new()
             .get(src.to_str().unwrap(), None, &o, &CancellationToken::new())
             .await
             .unwrap();

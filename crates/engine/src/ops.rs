@@ -20,7 +20,7 @@ use object_store::{
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{combine, crc64, Algorithm, Checksum};
-use crate::download::Core;
+use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
@@ -116,7 +116,7 @@ pub fn upload_part_size(size: u64, requested: Option<u64>) -> u64 {
     part
 }
 
-impl Core {
+impl Engine {
     /// The store and key that write operations use for `loc`.
     async fn writable(
         &self,
@@ -140,7 +140,8 @@ impl Core {
         }
     }
 
-    pub(crate) async fn exists(&self, url: &str, opts: &StoreOptions) -> Result<bool> {
+    /// Whether an object exists: `false` only for `NotFound`; any other failure is an error.
+    pub async fn exists(&self, url: &str, opts: &StoreOptions) -> Result<bool> {
         match self.head(url, opts).await {
             Ok(_) => Ok(true),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(false),
@@ -148,7 +149,9 @@ impl Core {
         }
     }
 
-    pub(crate) async fn remove(&self, urls: &[String], opts: &StoreOptions) -> Result<()> {
+    /// Remove objects; one that does not exist is not an error (removal is idempotent). Objects
+    /// of one store go in batches where the store has a batch delete (S3 DeleteObjects).
+    pub async fn remove(&self, urls: &[String], opts: &StoreOptions) -> Result<()> {
         /// One store's share of the URLs: the store, its keys, and a URL to name in errors.
         type Group = (Arc<dyn ObjectStore>, Vec<Path>, String);
         let mut groups: BTreeMap<(Scheme, String), Group> = BTreeMap::new();
@@ -174,7 +177,8 @@ impl Core {
         Ok(())
     }
 
-    pub(crate) async fn copy(
+    /// Copy an object to another key of the same store (server-side where the store can).
+    pub async fn copy(
         &self,
         from: &str,
         to: &str,
@@ -197,7 +201,11 @@ impl Core {
         r.map_err(|e| Error::from_store(e, to))
     }
 
-    pub(crate) async fn list(
+    /// Every object under a prefix URL (`s3://bucket/dir/`), recursively, as the store pages
+    /// them. S3 keys come exactly as stored, folder markers (`dir/sub/`) and keys object_store's
+    /// `Path` refuses (control characters, `.`/`..` or empty segments) included: objget lists
+    /// S3 with its own signed ListObjectsV2.
+    pub async fn list(
         &self,
         prefix_url: &str,
         opts: &StoreOptions,
@@ -282,7 +290,9 @@ impl Core {
             .boxed())
     }
 
-    pub(crate) async fn upload(
+    /// Upload a file, bytes or a stream to `url`: one PUT up to one part, parallel multipart
+    /// above. Any failure or cancellation aborts the multipart upload, so nothing is left behind.
+    pub async fn upload(
         &self,
         source: UploadSource,
         url: &str,
@@ -657,7 +667,7 @@ fn staging_path(path: &Path) -> Path {
     }
 }
 
-impl Core {
+impl Engine {
     /// An upload over RDMA: from a file or a Buffer (one in a caller's RDMA buffer goes with no
     /// copy); a stream goes over HTTP under `rdma: true`.
     async fn rdma_upload(
