@@ -485,6 +485,16 @@ impl object_store::client::HttpService for SpyService {
     }
 }
 
+/// The CRC64NVME of `bytes`, as a number.
+pub(crate) fn crc64(bytes: &[u8]) -> u64 {
+    let mut c = PartCrc::new(Some(&Checksum {
+        algorithm: Algorithm::Crc64Nvme,
+        value: Vec::new(),
+    }));
+    c.update(bytes);
+    c.finish().0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

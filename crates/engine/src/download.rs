@@ -12,55 +12,28 @@
 //! destination is untouched and the temporary is removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{check, choose, combine, Checksum, ChecksumMode, Dialect, Ordered, PartCrc};
+use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fetch::{file_info, Read, Source};
+use crate::fs::blocking;
 use crate::locate::Location;
+use crate::object::{ByteRange, ObjectInfo};
+use crate::options::{CallOptions, RdmaMode, StoreOptions, TransferOptions};
 use crate::place::Place;
-use crate::progress::{ProgressFn, Tracker};
+use crate::progress::Tracker;
 use crate::rdma::{self, TransferPath};
-use crate::sink::{blocking, send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
-use crate::store::{Backend, StoreOptions, Stores};
-
-/// What is known about an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Size in bytes.
-    pub size: u64,
-    /// The entity tag, as the store sends it (quotes included for HTTP-based stores).
-    pub etag: Option<String>,
-    /// Last modification time.
-    pub last_modified: Option<DateTime<Utc>>,
-    /// The object version, where the store versions objects.
-    pub version: Option<String>,
-}
-
-/// A byte range to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ByteRange {
-    /// `length` bytes from `offset` (clipped at the end of the object, as HTTP does).
-    Bounded {
-        /// First byte.
-        offset: u64,
-        /// Number of bytes.
-        length: u64,
-    },
-    /// Everything from `offset` to the end.
-    From(u64),
-    /// The last `n` bytes (the whole object if it is shorter).
-    Suffix(u64),
-}
+use crate::sink::{send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
+use crate::store::{Backend, Stores};
 
 /// The outcome of one download.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,99 +55,7 @@ pub struct TransferResult {
     pub path: TransferPath,
 }
 
-/// Per-call transfer settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TransferOptions {
-    /// Bytes per ranged part.
-    pub part_size: u64,
-    /// Parts of one object in flight at once.
-    pub concurrency: usize,
-    /// fdatasync the file and its directory before and after the rename, so a finished
-    /// download survives a power loss. Off, the rename is still atomic for every process.
-    pub durable: bool,
-    /// Which checksum to verify.
-    pub checksum: ChecksumMode,
-    /// Keep an interrupted download's part file and journal, and continue from them.
-    pub resume: bool,
-}
-
-/// Default part size: 8 MiB, as AWS's own transfer clients use.
-pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
-/// Default parts in flight per object.
-pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Requests in flight across every transfer of the process.
-pub const REQUEST_BUDGET: usize = 64;
-
-impl Default for TransferOptions {
-    fn default() -> Self {
-        Self {
-            part_size: DEFAULT_PART_SIZE,
-            concurrency: DEFAULT_CONCURRENCY,
-            durable: true,
-            checksum: ChecksumMode::Auto,
-            resume: false,
-        }
-    }
-}
-
-impl TransferOptions {
-    fn validate(&self) -> Result<()> {
-        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.part_size) {
-            return Err(Error::invalid_argument(format!(
-                "partSize must be between 64 KiB and 1 GiB, got {}",
-                self.part_size
-            )));
-        }
-        if !(1..=REQUEST_BUDGET).contains(&self.concurrency) {
-            return Err(Error::invalid_argument(format!(
-                "concurrency must be between 1 and {REQUEST_BUDGET}, got {}",
-                self.concurrency
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Everything a transfer call takes besides the URL and destination.
-#[derive(Clone, Default)]
-pub struct CallOptions {
-    /// Store settings.
-    pub store: StoreOptions,
-    /// Part size and concurrency.
-    pub transfer: TransferOptions,
-    /// Progress reports, throttled.
-    pub progress: Option<ProgressFn>,
-    /// Resolve every destination beneath this directory without following links (a link below
-    /// it is `UnsafeKey`): `downloadPrefix`'s destination directory.
-    pub root: Option<PathBuf>,
-}
-
-/// The engine: a store cache, the shared request budget, and the operations.
-///
-/// Memory is bounded by design rather than by a budget: file transfers stream every chunk to a
-/// per-file writer queue of bounded length, and `get` writes parts straight into the one buffer
-/// it returns.
-#[derive(Debug)]
-pub struct Engine {
-    stores: Stores,
-    requests: Arc<Semaphore>,
-}
-
-impl Default for Engine {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Engine {
-    /// A new engine with an empty store cache.
-    pub fn new() -> Self {
-        Self {
-            stores: Stores::new(),
-            requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
-        }
-    }
-
     pub(crate) fn stores(&self) -> &Stores {
         &self.stores
     }
@@ -227,7 +108,7 @@ impl Engine {
                     tracker.finish();
                     return Ok(out);
                 }
-            } else if opts.store.rdma.mode == rdma::RdmaMode::Require {
+            } else if opts.store.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "rdma reads whole objects; a byte range goes over HTTP (rdma: true)",
                 ));
@@ -274,7 +155,7 @@ impl Engine {
         url: &str,
         store: &StoreOptions,
     ) -> Result<Option<rdma::Ctx>> {
-        if store.rdma.mode == rdma::RdmaMode::Off {
+        if store.rdma.mode == RdmaMode::Off {
             return Ok(None);
         }
         let raw = if loc.scheme == crate::locate::Scheme::S3 {
@@ -637,7 +518,7 @@ impl Engine {
             let (place, stream) = blocking(move || Place::open(&dest, root.as_deref())).await?;
             if stream.is_some() {
                 // A character device or FIFO: one read, written in order; nothing to resume.
-                if opts.store.rdma.mode == rdma::RdmaMode::Require {
+                if opts.store.rdma.mode == RdmaMode::Require {
                     return Err(Error::invalid_argument(format!(
                         "{}: a character device or FIFO is written in order over HTTP; rdma 'require' cannot",
                         place.dest.display()
@@ -645,7 +526,7 @@ impl Engine {
                 }
                 t.resume = false;
             }
-            if t.resume && opts.store.rdma.mode == rdma::RdmaMode::Require {
+            if t.resume && opts.store.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "resume is not available with rdma 'require' (rdma: true resumes over HTTP)",
                 ));
@@ -1270,6 +1151,7 @@ async fn copy_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
         let p = dir.join(name);

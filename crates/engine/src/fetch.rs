@@ -12,9 +12,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
-use crate::download::{ByteRange, ObjectInfo};
 use crate::error::{Error, ErrorCode, Result};
-use crate::sink::blocking;
+use crate::fs::blocking;
+use crate::object::{ByteRange, ObjectInfo};
 use crate::store::Backoff;
 
 /// Where an object's bytes come from.

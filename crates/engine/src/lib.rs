@@ -1,21 +1,30 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
-//! `locate` turns a URL into a store and a key, `store` builds and caches the stores,
-//! `download` plans and runs transfers (`fetch` reads, `sink` writes, `progress` reports), `error` and `redact` keep failures typed and free of secrets, `credentials` brings
-//! credentials from outside object_store (a caller's function, the AWS SDKs' default chain).
+//! `engine` holds `Engine` (its methods live in `download` and `ops`), `options` every option
+//! with its default and limits, `locate` turns a URL into a store and a key, `store` builds and
+//! caches the stores, `download` plans and runs transfers (`fetch` reads, `sink` writes,
+//! `progress` reports), `ops` uploads, lists, copies and removes, `s3` is objget's own signed S3
+//! client and `rdma` S3 over RDMA, `error` and `redact` keep failures typed and free of secrets,
+//! `credentials` brings credentials from outside object_store (a caller's function, the AWS
+//! SDKs' default chain).
 
 pub mod checksum;
 mod client;
 pub mod credentials;
 pub mod download;
+mod engine;
 pub mod error;
 mod fetch;
+mod fs;
 pub mod locate;
+mod object;
 pub mod ops;
+pub mod options;
 mod place;
 pub mod progress;
 pub mod rdma;
 pub mod redact;
+mod s3;
 mod sink;
 pub mod store;
 
@@ -23,13 +32,17 @@ pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
     Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
 };
-pub use download::{ByteRange, CallOptions, Engine, ObjectInfo, TransferOptions, TransferResult};
+pub use download::TransferResult;
+pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
-pub use ops::{Listed, UploadOptions, UploadResult, UploadSource};
+pub use object::{ByteRange, ObjectInfo};
+pub use ops::{Listed, UploadResult, UploadSource};
+pub use options::{
+    CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions, UploadOptions,
+};
 pub use progress::{Progress, ProgressFn};
-pub use rdma::{rdma_status, RdmaBuffer, RdmaMode, RdmaOptions, RdmaStatus, TransferPath};
-pub use store::StoreOptions;
+pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
 pub use tokio_util::sync::CancellationToken;
 
 /// objget's own version.

@@ -19,13 +19,18 @@ use object_store::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::{combine, Algorithm, Checksum, PartCrc};
-use crate::download::{Engine, ObjectInfo};
+use crate::checksum::{combine, crc64, Algorithm, Checksum};
+use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
-use crate::progress::{ProgressFn, Tracker};
-use crate::sink::blocking;
-use crate::store::{Backend, StoreOptions};
+use crate::object::ObjectInfo;
+use crate::options::{
+    StoreOptions, UploadOptions, DEFAULT_UPLOAD_CONCURRENCY, DEFAULT_UPLOAD_PART, MAX_PARTS,
+    MIN_PART,
+};
+use crate::progress::Tracker;
+use crate::store::Backend;
 
 /// Where upload bytes come from.
 #[derive(Debug)]
@@ -37,26 +42,6 @@ pub enum UploadSource {
     /// Chunks of unknown total length (a Node stream), cut into parts as they arrive: memory
     /// stays near `concurrency × partSize` whatever the length. The sender closing ends it.
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
-}
-
-/// Upload settings.
-#[derive(Clone, Default)]
-pub struct UploadOptions {
-    /// Store settings.
-    pub store: StoreOptions,
-    /// Fail with `AlreadyExists` instead of overwriting, atomically where the store allows.
-    pub if_not_exists: bool,
-    /// Bytes per multipart part (default 16 MiB; grown to stay within 10,000 parts and above the
-    /// provider's minimum). Objects up to one part go in a single PUT.
-    pub part_size: Option<u64>,
-    /// Parts in flight (default 8).
-    pub concurrency: Option<usize>,
-    /// `Content-Type` to store.
-    pub content_type: Option<String>,
-    /// User metadata to store.
-    pub metadata: BTreeMap<String, String>,
-    /// Progress reports.
-    pub progress: Option<ProgressFn>,
 }
 
 /// The outcome of an upload.
@@ -120,17 +105,6 @@ fn url_key(key: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
-
-/// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
-/// smaller blocks, so one minimum serves every store.
-const MIN_PART: u64 = 5 * 1024 * 1024;
-/// S3's limit on parts per upload.
-const MAX_PARTS: u64 = 10_000;
-/// Default part size for uploads: 16 MiB uploaded 256 MiB to the test MinIO ~8% faster than
-/// 8 MiB (and 32 or 64 MiB with fewer parts in flight were slower); objects up to it go in one PUT.
-pub const DEFAULT_UPLOAD_PART: u64 = 16 * 1024 * 1024;
-/// Default parts of one upload in flight.
-pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 8;
 
 /// The part size an upload of `size` bytes uses: the requested one, raised to the providers'
 /// minimum and until the object fits in 10,000 parts.
@@ -682,15 +656,6 @@ async fn file_size(p: &FsPath) -> Result<u64> {
     .await
 }
 
-pub(crate) fn crc64(bytes: &[u8]) -> u64 {
-    let mut c = PartCrc::new(Some(&Checksum {
-        algorithm: Algorithm::Crc64Nvme,
-        value: Vec::new(),
-    }));
-    c.update(bytes);
-    c.finish().0
-}
-
 fn staging_path(path: &Path) -> Path {
     let s = path.as_ref();
     let (dir, name) = s.rsplit_once('/').map_or(("", s), |(d, n)| (d, n));
@@ -712,7 +677,8 @@ impl Engine {
         opts: &UploadOptions,
         cancel: &CancellationToken,
     ) -> Result<UploadResult> {
-        use crate::rdma::{PutOptions, PutSource, RdmaMode};
+        use crate::options::RdmaMode;
+        use crate::rdma::{PutOptions, PutSource};
         let url = ctx.url().to_string();
         let source = match source {
             UploadSource::Bytes(b) => PutSource::Bytes(b),
@@ -778,55 +744,6 @@ fn attributes(opts: &UploadOptions) -> Attributes {
         );
     }
     a
-}
-
-async fn read_range(p: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
-    let p = p.to_path_buf();
-    blocking(move || {
-        let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, &e))?;
-        bytes_at(&f, &p, offset, len)
-    })
-    .await
-}
-
-/// `len` bytes of an open file at `offset` (`path` names it in errors).
-pub(crate) async fn read_at(
-    f: Arc<std::fs::File>,
-    path: PathBuf,
-    offset: u64,
-    len: u64,
-) -> Result<Bytes> {
-    blocking(move || bytes_at(&f, &path, offset, len)).await
-}
-
-fn bytes_at(f: &std::fs::File, path: &FsPath, offset: u64, len: u64) -> Result<Bytes> {
-    let mut buf = vec![0u8; len as usize];
-    read_exact_at(f, &mut buf, offset).map_err(|e| Error::io(path, &e))?;
-    Ok(Bytes::from(buf))
-}
-
-#[cfg(unix)]
-pub(crate) fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
-}
-
-#[cfg(windows)]
-pub(crate) fn read_exact_at(
-    f: &std::fs::File,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match f.seek_read(buf, offset)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A parallel multipart upload; aborted on any failure or cancellation.

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::fs::{blocking, read_at, write_all_at};
 use crate::place::{stem, Dir, Place};
 use crate::progress::Tracker;
 
@@ -519,16 +520,6 @@ fn lock(_file: &std::fs::File, _path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-#[cfg(unix)]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-}
-
 /// Chunks waiting for the writer thread, per file (hyper's chunks are at most a few tens of KiB).
 const WRITE_QUEUE: usize = 64;
 /// Start the kernel's writeback this often, so the final fdatasync has little left to do.
@@ -607,35 +598,6 @@ fn write_in_order(
         )));
     }
     std::io::Write::write_all(&mut &*file, buf)
-}
-
-#[cfg(unix)]
-pub(crate) fn write_all_at(file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-pub(crate) fn write_all_at(
-    file: &std::fs::File,
-    mut buf: &[u8],
-    mut offset: u64,
-) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        let n = file.seek_write(buf, offset)?;
-        buf = &buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
-}
-
-/// Run blocking filesystem work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorCode::Generic, format!("file task failed: {e}")))?
 }
 
 #[cfg(test)]

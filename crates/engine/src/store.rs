@@ -17,71 +17,8 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::{Location, Scheme};
+use crate::options::StoreOptions;
 use crate::redact;
-
-/// Per-store settings. Anything not given here comes from the provider's environment variables
-/// (`AWS_*`, `GOOGLE_*`, `AZURE_*` only); what is given here overrides them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct StoreOptions {
-    /// object_store configuration keys and values (`aws_access_key_id`, `aws_endpoint`,
-    /// `google_service_account_key`, `azure_storage_account_key`, …).
-    pub config: BTreeMap<String, String>,
-    /// Send unsigned requests (public buckets). Anonymous access is never a silent fallback.
-    pub skip_signature: bool,
-    /// Allow plain-HTTP endpoints. Unset: allowed when the endpoint or URL itself says `http://`.
-    pub allow_http: Option<bool>,
-    /// Extra PEM root certificates trusted by this store only; a server certificate equal to one
-    /// of them is accepted as it is (a self-signed server certificate).
-    pub ca_cert_pem: Option<String>,
-    /// Accept any TLS certificate. Only this option turns verification off: the
-    /// `allow_invalid_certificates` configuration keys are refused and the environment
-    /// variables ignored.
-    pub insecure_skip_tls_verify: bool,
-    /// Connect timeout; default 10 s.
-    pub connect_timeout_ms: Option<u64>,
-    /// Longest wait for the next bytes of a response; default 60 s. There is deliberately no
-    /// whole-request timeout: a large body may take as long as it takes while bytes keep coming.
-    pub read_timeout_ms: Option<u64>,
-    /// Retries of a request on 5xx, 429 and connection errors; default [`MAX_RETRIES`].
-    pub max_retries: Option<u32>,
-    /// Give up retrying a request after this long; default [`RETRY_TIMEOUT_MS`].
-    pub retry_timeout_ms: Option<u64>,
-    /// First retry backoff; default [`INITIAL_BACKOFF_MS`], growing by up to [`BACKOFF_BASE`]
-    /// with jitter up to [`MAX_BACKOFF_MS`].
-    pub initial_backoff_ms: Option<u64>,
-    /// S3 only: no upload checksum. MinIO requires one on every part of an upload created
-    /// with a checksum algorithm, and object_store's UploadPartCopy sends none, so the
-    /// conditional copy that publishes a staged `ifNotExists` upload uses a store without it.
-    pub(crate) no_upload_checksum: bool,
-    /// S3 only: move object bytes by RDMA (cuObject) where available.
-    pub rdma: crate::rdma::RdmaOptions,
-    /// A registered credential source (`store.credentials`): it takes precedence over every
-    /// other credential, for any provider.
-    pub credentials: Option<crate::credentials::CredentialsId>,
-    /// S3 only: the region of the AWS profile (`~/.aws/config`, `AWS_PROFILE`), used where
-    /// neither the options nor an `AWS_*` variable give one.
-    pub profile_region: Option<String>,
-    /// S3 only: the profile's `endpoint_url` (or its `services` section's `s3` one), used for
-    /// `s3://` URLs where neither the options nor an `AWS_*` variable give an endpoint.
-    pub profile_endpoint: Option<String>,
-}
-
-// The retry policy's defaults, in one place (README's store options say the same, and
-// src/js/engine.ts mirrors them). object_store's backoff is decorrelated jitter: the first wait is
-// the initial backoff, each next one is drawn between it and BACKOFF_BASE × the previous one,
-// capped. So every wait is at least the initial backoff, and ten retries at 500 ms outlast a 5 s
-// storm of 503 SlowDown whatever the draws (S3 asks clients to back off; five retries from 100 ms
-// were spent in about a second). Bounded by the retry timeout.
-/// Default retries per request.
-pub const MAX_RETRIES: u32 = 10;
-/// Default first backoff, in milliseconds.
-pub const INITIAL_BACKOFF_MS: u64 = 500;
-/// Growth factor of the backoff.
-pub const BACKOFF_BASE: f64 = 2.0;
-/// Longest single backoff, in milliseconds.
-pub const MAX_BACKOFF_MS: u64 = 15_000;
-/// Default time after which a request is not retried again, in milliseconds.
-pub const RETRY_TIMEOUT_MS: u64 = 180_000;
 
 /// object_store's backoff (decorrelated jitter), for objget's own retry loops, so that every
 /// path waits the same way.
@@ -113,31 +50,6 @@ impl Backoff {
             self.init
         };
         Duration::from_secs_f64(std::mem::replace(&mut self.next, self.max.min(drawn)))
-    }
-}
-
-impl StoreOptions {
-    fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.unwrap_or(10_000))
-    }
-
-    fn read_timeout(&self) -> Duration {
-        Duration::from_millis(self.read_timeout_ms.unwrap_or(60_000))
-    }
-
-    /// The retry policy these options describe.
-    pub fn retry_config(&self) -> RetryConfig {
-        RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(
-                    self.initial_backoff_ms.unwrap_or(INITIAL_BACKOFF_MS),
-                ),
-                max_backoff: Duration::from_millis(MAX_BACKOFF_MS),
-                base: BACKOFF_BASE,
-            },
-            max_retries: self.max_retries.unwrap_or(MAX_RETRIES) as usize,
-            retry_timeout: Duration::from_millis(self.retry_timeout_ms.unwrap_or(RETRY_TIMEOUT_MS)),
-        }
     }
 }
 
@@ -243,7 +155,7 @@ impl Stores {
         &self,
         loc: &Location,
         opts: &StoreOptions,
-    ) -> Result<crate::rdma::S3Raw> {
+    ) -> Result<crate::s3::S3Raw> {
         self.backend(loc, opts).await?;
         let key = StoreKey {
             scheme: loc.scheme,
@@ -288,7 +200,7 @@ impl Stores {
             .strip_suffix("/objget-endpoint-probe")
             .ok_or_else(|| Error::new(ErrorCode::Generic, "unexpected presigned URL shape"))?
             .to_string();
-        Ok(crate::rdma::S3Raw {
+        Ok(crate::s3::S3Raw {
             http: parts.http,
             credentials: parts.store.credentials().clone(),
             region,

@@ -14,7 +14,6 @@
 //! released when their request is over, whatever happened.
 
 mod pool;
-pub(crate) mod s3;
 mod shim;
 
 use std::collections::BTreeMap;
@@ -31,91 +30,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use pool::{Pool, RegBuf};
-pub(crate) use s3::S3Raw;
-use s3::{header, status_error, xml_field, Headers, Req};
 pub use shim::set_search_path;
 use shim::{Shim, OP_GET, OP_PUT};
 
-use crate::checksum::{advertised, Checksum, Dialect};
+use crate::checksum::{advertised, crc64, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
-use crate::locate::{Location, Scheme};
-use crate::ops::{crc64, read_at, read_exact_at};
+use crate::fs::{read_bytes_at, read_exact_at};
+use crate::locate::Location;
+use crate::options::{RdmaMode, StoreOptions, MAX_PARTS};
 use crate::progress::Tracker;
-use crate::store::StoreOptions;
-
-/// Whether a store uses RDMA.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum RdmaMode {
-    /// Never (the default).
-    #[default]
-    Off,
-    /// When the shim is loaded, the client connected and the server accepts; HTTP otherwise.
-    Prefer,
-    /// Always, or fail with `RdmaUnavailable` / `RdmaDeclined`.
-    Require,
-}
-
-/// RDMA settings of an S3 store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RdmaOptions {
-    /// Off, prefer (`true`) or require.
-    pub mode: RdmaMode,
-    /// Bytes per RDMA request and per registered buffer (default 64 MiB, at most 1 GiB: the
-    /// most a server moves in one call).
-    pub part_size: Option<u64>,
-    /// Registered buffers in the pool, which is also the parts in flight (default 4).
-    pub buffers: Option<u32>,
-}
-
-/// Default bytes per RDMA request.
-pub const DEFAULT_RDMA_PART: u64 = 64 * 1024 * 1024;
-/// The most an S3-over-RDMA server moves in one call.
-pub const MAX_RDMA_PART: u64 = 1024 * 1024 * 1024;
-/// Default registered buffers per pool.
-pub const DEFAULT_RDMA_BUFFERS: u32 = 4;
-/// S3's smallest multipart part (but the last).
-const MIN_S3_PART: u64 = 5 * 1024 * 1024;
-
-impl RdmaOptions {
-    fn part_size(&self) -> u64 {
-        self.part_size.unwrap_or(DEFAULT_RDMA_PART)
-    }
-
-    fn buffers(&self) -> usize {
-        self.buffers.unwrap_or(DEFAULT_RDMA_BUFFERS) as usize
-    }
-
-    /// Reject what contradicts the wire contract, whether or not RDMA is available here.
-    pub(crate) fn validate(&self, loc: &Location, store: &StoreOptions) -> Result<()> {
-        if self.mode == RdmaMode::Off {
-            return Ok(());
-        }
-        if loc.scheme != Scheme::S3 {
-            return Err(Error::invalid_argument(format!(
-                "rdma applies to S3 URLs only (S3 over RDMA is an S3 protocol), not {}",
-                loc.scheme.as_str()
-            )));
-        }
-        let part = self.part_size();
-        if !(MIN_S3_PART..=MAX_RDMA_PART).contains(&part) {
-            return Err(Error::invalid_argument(format!(
-                "rdmaPartSize must be between 5 MiB (S3's smallest multipart part) and 1 GiB (the most a server moves by RDMA in one call), got {part}"
-            )));
-        }
-        if !(1..=64).contains(&self.buffers()) {
-            return Err(Error::invalid_argument(format!(
-                "rdmaBuffers must be between 1 and 64, got {}",
-                self.buffers()
-            )));
-        }
-        if store.skip_signature {
-            return Err(Error::invalid_argument(
-                "rdma needs signed requests: the RDMA token must be among the SigV4 signed headers, and skipSignature sends none",
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::s3::{self, header, status_error, xml_field, Headers, Req, S3Raw};
 
 /// Which data path moved an object's bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -676,9 +600,9 @@ pub(crate) async fn read(
                     };
                 }
                 if let Some((file, fpath)) = file {
-                    crate::sink::blocking(move || {
+                    crate::fs::blocking(move || {
                         let _lease = lease;
-                        crate::sink::write_all_at(&file, slot.bytes(), offset)
+                        crate::fs::write_all_at(&file, slot.bytes(), offset)
                             .map_err(|e| Error::io(&fpath, &e))
                     })
                     .await?;
@@ -793,7 +717,7 @@ async fn fill(source: &PutSource, offset: u64, slot: Slot) -> Result<()> {
         }
         PutSource::File(file, path, _) => {
             let (file, path) = (file.clone(), path.clone());
-            crate::sink::blocking(move || {
+            crate::fs::blocking(move || {
                 let slot = slot;
                 read_exact_at(&file, slot.bytes(), offset).map_err(|e| Error::io(&path, &e))
             })
@@ -815,7 +739,7 @@ pub(crate) async fn upload(
     }
     let size = source.size();
     // Parts stay within S3's 10,000 and the registered buffer they pass through.
-    let part = ctx.part_size.max(size.div_ceil(10_000));
+    let part = ctx.part_size.max(size.div_ceil(MAX_PARTS));
     if part > ctx.part_size {
         return Err(Error::invalid_argument(format!(
             "{size} bytes need parts of {part} bytes to stay within 10,000 parts; raise rdmaPartSize"
@@ -1143,7 +1067,7 @@ async fn put_part(
         let body = match source {
             PutSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
             PutSource::File(file, path, _) => {
-                read_at(file.clone(), path.clone(), offset, len).await?
+                read_bytes_at(file.clone(), path.clone(), offset, len).await?
             }
         };
         let crc = crc64(&body);
@@ -1330,32 +1254,5 @@ mod tests {
         assert_eq!(plan(0, 10), vec![(0, 0)]);
         assert_eq!(plan(10, 10), vec![(0, 10)]);
         assert_eq!(plan(21, 10), vec![(0, 10), (10, 10), (20, 1)]);
-    }
-
-    #[test]
-    fn rdma_is_for_s3_and_signed_requests_only() {
-        let o = RdmaOptions {
-            mode: RdmaMode::Prefer,
-            ..Default::default()
-        };
-        let http = Location::parse("https://example.com/k").unwrap();
-        let e = o.validate(&http, &StoreOptions::default()).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::InvalidArgument);
-        let s3 = Location::parse("s3://b/k").unwrap();
-        o.validate(&s3, &StoreOptions::default()).unwrap();
-        let unsigned = StoreOptions {
-            skip_signature: true,
-            ..Default::default()
-        };
-        assert!(o
-            .validate(&s3, &unsigned)
-            .unwrap_err()
-            .to_string()
-            .contains("signed"));
-        let big = RdmaOptions {
-            part_size: Some(2 * MAX_RDMA_PART),
-            ..o
-        };
-        assert!(big.validate(&s3, &StoreOptions::default()).is_err());
     }
 }
