@@ -842,6 +842,7 @@ module.exports.allocRdmaBuffer = nativeBinding.allocRdmaBuffer
 module.exports.copy = nativeBinding.copy
 module.exports.download = nativeBinding.download
 module.exports.downloadMany = nativeBinding.downloadMany
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.exists = nativeBinding.exists
 module.exports.get = nativeBinding.get
 module.exports.getDetailed = nativeBinding.getDetailed

@@ -88,6 +88,16 @@ export declare function download(url: string, dest: string, store?: StoreConfig 
  */
 export declare function downloadMany(items: Array<NativeItem>, concurrency: number, store?: StoreConfig | undefined | null, transfer?: TransferConfig | undefined | null, onProgress?: (((arg: NativeProgress) => void)) | undefined | null, cancelId?: number | undefined | null): Promise<Array<NativeOutcome>>
 
+/**
+ * Every stable error code, from the engine's one list (`ErrorCode::ALL`). The TypeScript list
+ * in src/errors.ts is checked against it by test/error-codes.test.ts.
+ *
+ * ```js
+ * errorCodes() // ['NotFound', 'PermissionDenied', …, 'Generic']
+ * ```
+ */
+export declare function errorCodes(): Array<string>
+
 /** Whether an object exists (false only when the store says NotFound). */
 export declare function exists(url: string, store?: StoreConfig | undefined | null): Promise<boolean>
 
@@ -215,12 +225,12 @@ export interface NativeObjectInfo {
   version?: string
 }
 
-/** One outcome of `downloadMany`: a result, or an encoded error. */
+/** One outcome of `downloadMany`: a result, or an error. */
 export interface NativeOutcome {
   /** Set on success. */
   result?: NativeTransferResult
-  /** Set on failure: `OBJGET_ERROR:{json}`. */
-  error?: string
+  /** Set on failure: an `Error` whose `code` is the objget code, with `url` and `cause`. */
+  error?: Error
 }
 
 /** A progress report, throttled to about ten a second per transfer, plus a final one. */

@@ -1,34 +1,11 @@
 import { displayUrl, scrub } from './redact.js';
 
-/** Stable error codes: `err.code` on every error objget throws. */
-export type ErrorCode =
-  | 'NotFound'
-  | 'PermissionDenied'
-  | 'Unauthenticated'
-  | 'Precondition'
-  | 'AlreadyExists'
-  | 'InvalidUrl'
-  | 'UnsupportedScheme'
-  | 'InvalidArgument'
-  | 'Timeout'
-  | 'Aborted'
-  | 'Io'
-  | 'NotSupported'
-  | 'ChecksumMismatch'
-  | 'ChecksumUnavailable'
-  | 'UnsafeKey'
-  | 'RdmaUnavailable'
-  | 'RdmaDeclined'
-  | 'RdmaInvalidToken'
-  | 'RdmaTransferFailed'
-  | 'Network'
-  | 'Throttled'
-  | 'TlsCertificate'
-  | 'Busy'
-  | 'Generic';
-
-/** Every code, for checking a value that crossed a boundary (the native binding, a test). */
-export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+/**
+ * Every stable error code, in the engine's order. The native engine's list (`ErrorCode::ALL` in
+ * crates/engine/src/error.rs, exported as `errorCodes()`) is the source; this copy lets the JS
+ * engine work without the addon, and test/error-codes.test.ts fails when the two differ.
+ */
+export const ERROR_CODE_LIST = [
   'NotFound',
   'PermissionDenied',
   'Unauthenticated',
@@ -43,7 +20,6 @@ export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'NotSupported',
   'ChecksumMismatch',
   'ChecksumUnavailable',
-  'UnsafeKey',
   'RdmaUnavailable',
   'RdmaDeclined',
   'RdmaInvalidToken',
@@ -52,8 +28,15 @@ export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'Throttled',
   'TlsCertificate',
   'Busy',
+  'UnsafeKey',
   'Generic',
-]);
+] as const;
+
+/** Stable error codes: `err.code` on every error objget throws. */
+export type ErrorCode = (typeof ERROR_CODE_LIST)[number];
+
+/** Every code, for checking a value that crossed a boundary (the native binding, a test). */
+export const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>(ERROR_CODE_LIST);
 
 /**
  * Every failure objget reports. `code` is stable; `message` names the object and the cause and
@@ -99,35 +82,32 @@ export class DownloadManyError<T = unknown> extends StorageError {
   }
 }
 
-const NATIVE_PREFIX = 'OBJGET_ERROR:';
-
-interface NativeErrorBody {
-  code: string;
-  message: string;
-  url: string | null;
-  cause: string | null;
-}
-
-/** Turn an error from the native addon (or its encoded string) into a StorageError. */
+/**
+ * Turn an error from the native addon into a StorageError. The addon throws real `Error`s whose
+ * `code` is an objget code, with `url` and `cause` (an `Error`) when known; napi-rs's own
+ * argument errors carry its status (`InvalidArg`, …) instead.
+ */
 export function fromNative(err: unknown): StorageError {
-  const text = typeof err === 'string' ? err : err instanceof Error ? err.message : String(err);
-  const at = text.indexOf(NATIVE_PREFIX);
-  if (at >= 0) {
-    try {
-      const body = JSON.parse(text.slice(at + NATIVE_PREFIX.length)) as NativeErrorBody;
-      const code = (ERROR_CODES.has(body.code) ? body.code : 'Generic') as ErrorCode;
-      return new StorageError(code, body.message, {
-        url: body.url ?? undefined,
-        cause: body.cause ? new Error(scrub(body.cause)) : undefined,
-      });
-    } catch {
-      // fall through: not our encoding after all
-    }
-  }
   if (err instanceof StorageError) return err;
-  // napi-rs argument conversion errors (a number where a string belongs, …).
-  const code = (err as { code?: string } | null)?.code;
-  return new StorageError(code === 'InvalidArg' ? 'InvalidArgument' : 'Generic', text);
+  const e = (typeof err === 'object' && err !== null ? err : {}) as {
+    code?: unknown;
+    message?: unknown;
+    url?: unknown;
+    cause?: unknown;
+  };
+  const message = typeof e.message === 'string' ? e.message : String(err);
+  const code: ErrorCode =
+    typeof e.code === 'string' && ERROR_CODES.has(e.code)
+      ? (e.code as ErrorCode)
+      : e.code === 'InvalidArg'
+        ? 'InvalidArgument'
+        : 'Generic';
+  const cause =
+    e.cause instanceof Error ? e.cause.message : typeof e.cause === 'string' ? e.cause : undefined;
+  return new StorageError(code, message, {
+    url: typeof e.url === 'string' ? e.url : undefined,
+    cause: cause ? new Error(scrub(cause)) : undefined,
+  });
 }
 
 /** Connection failures, resets and bodies cut off (after retries): `Network`. */

@@ -3,10 +3,34 @@
 
 use std::fmt;
 
-/// The stable codes objget exposes as `err.code` in JavaScript. Never renamed once released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
+/// Writes [`ErrorCode`], its [`ErrorCode::ALL`] and its [`ErrorCode::as_str`] from one list, so
+/// that the name JavaScript sees can never drift from the variant.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// The stable codes objget exposes as `err.code` in JavaScript. Never renamed once
+        /// released. The TypeScript list (src/errors.ts) is checked against [`ErrorCode::ALL`]
+        /// by test/error-codes.test.ts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(Self::$name,)*];
+
+            /// The code's stable name, as JavaScript sees it in `err.code`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// The object (or bucket/container) does not exist.
     NotFound,
     /// The credentials are valid but not allowed to do this.
@@ -56,38 +80,6 @@ pub enum ErrorCode {
     UnsafeKey,
     /// Anything else (server errors after retries, protocol errors).
     Generic,
-}
-
-impl ErrorCode {
-    /// The code's stable name, as JavaScript sees it in `err.code`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "NotFound",
-            Self::PermissionDenied => "PermissionDenied",
-            Self::Unauthenticated => "Unauthenticated",
-            Self::Precondition => "Precondition",
-            Self::AlreadyExists => "AlreadyExists",
-            Self::InvalidUrl => "InvalidUrl",
-            Self::UnsupportedScheme => "UnsupportedScheme",
-            Self::InvalidArgument => "InvalidArgument",
-            Self::Timeout => "Timeout",
-            Self::Aborted => "Aborted",
-            Self::Io => "Io",
-            Self::NotSupported => "NotSupported",
-            Self::ChecksumMismatch => "ChecksumMismatch",
-            Self::ChecksumUnavailable => "ChecksumUnavailable",
-            Self::RdmaUnavailable => "RdmaUnavailable",
-            Self::RdmaDeclined => "RdmaDeclined",
-            Self::RdmaInvalidToken => "RdmaInvalidToken",
-            Self::RdmaTransferFailed => "RdmaTransferFailed",
-            Self::Network => "Network",
-            Self::Throttled => "Throttled",
-            Self::TlsCertificate => "TlsCertificate",
-            Self::Busy => "Busy",
-            Self::UnsafeKey => "UnsafeKey",
-            Self::Generic => "Generic",
-        }
-    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -447,6 +439,16 @@ mod tests {
             ErrorCode::UnsupportedScheme.to_string(),
             "UnsupportedScheme"
         );
+    }
+
+    #[test]
+    fn every_code_is_listed_once_under_its_own_name() {
+        let names: std::collections::BTreeSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert_eq!(format!("{code:?}"), code.as_str());
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The napi-rs binding: converts options and results, bridges cancellation, maps errors.
 //! Every function is a few lines over `objget_engine`; the logic and its tests live there.
 //!
-//! Errors cross into JavaScript as `Error`s whose message is `OBJGET_ERROR:` followed by a JSON
-//! object `{code, message, url, cause}`; the TypeScript layer turns that into `StorageError`.
+//! Errors cross into JavaScript as real `Error`s whose `code` is the stable objget code, with
+//! `url` and `cause` properties (see [`error`]); the TypeScript layer turns them into
+//! `StorageError`.
 #![deny(clippy::all)]
 
 use std::collections::HashMap;
@@ -19,7 +20,10 @@ use objget_engine::{
 };
 
 pub mod credentials;
+pub mod error;
 pub mod ops;
+
+use error::{JsResult, NativeError};
 
 pub(crate) static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
 static CANCELS: LazyLock<Mutex<HashMap<u32, CancellationToken>>> = LazyLock::new(Default::default);
@@ -167,7 +171,7 @@ fn call_options(
     store: Option<StoreConfig>,
     transfer: Option<TransferConfig>,
     on_progress: Option<ProgressCallback>,
-) -> napi::Result<CallOptions> {
+) -> objget_engine::Result<CallOptions> {
     let t = transfer.unwrap_or_default();
     let defaults = TransferOptions::default();
     let checksum = match t.checksum.as_deref() {
@@ -175,9 +179,9 @@ fn call_options(
         Some("required") => ChecksumMode::Required,
         Some("off") => ChecksumMode::Off,
         Some(other) => {
-            return Err(to_napi(objget_engine::Error::invalid_argument(format!(
+            return Err(objget_engine::Error::invalid_argument(format!(
                 "checksum is 'auto', 'required' or 'off', got {other:?}"
-            ))))
+            )))
         }
     };
     Ok(CallOptions {
@@ -261,13 +265,14 @@ pub struct NativeItem {
     pub dest: String,
 }
 
-/// One outcome of `downloadMany`: a result, or an encoded error.
-#[napi(object)]
+/// One outcome of `downloadMany`: a result, or an error.
+#[napi(object, object_from_js = false)]
 pub struct NativeOutcome {
     /// Set on success.
     pub result: Option<NativeTransferResult>,
-    /// Set on failure: `OBJGET_ERROR:{json}`.
-    pub error: Option<String>,
+    /// Set on failure: an `Error` whose `code` is the objget code, with `url` and `cause`.
+    #[napi(ts_type = "Error")]
+    pub error: Option<NativeError>,
 }
 
 /// Versions of the native pieces.
@@ -342,29 +347,15 @@ pub(crate) fn token(cancel_id: Option<u32>) -> CancellationToken {
         .unwrap_or_default()
 }
 
-fn encode(e: &objget_engine::Error) -> String {
-    let body = serde_json::json!({
-        "code": e.code().as_str(),
-        "message": e.message(),
-        "url": e.url(),
-        "cause": e.cause(),
-    });
-    format!("OBJGET_ERROR:{body}")
-}
-
-pub(crate) fn to_napi(e: objget_engine::Error) -> napi::Error {
-    napi::Error::new(napi::Status::GenericFailure, encode(&e))
-}
-
-fn range(r: Option<NativeRange>) -> napi::Result<Option<ByteRange>> {
+fn range(r: Option<NativeRange>) -> objget_engine::Result<Option<ByteRange>> {
     let Some(r) = r else { return Ok(None) };
-    let int = |v: f64| -> napi::Result<u64> {
+    let int = |v: f64| -> objget_engine::Result<u64> {
         if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
             Ok(v as u64)
         } else {
-            Err(to_napi(objget_engine::Error::invalid_argument(format!(
+            Err(objget_engine::Error::invalid_argument(format!(
                 "range values must be non-negative integers, got {v}"
-            ))))
+            )))
         }
     };
     Ok(Some(match (r.offset, r.length, r.suffix) {
@@ -375,9 +366,9 @@ fn range(r: Option<NativeRange>) -> napi::Result<Option<ByteRange>> {
         },
         (Some(o), None, None) => ByteRange::From(int(o)?),
         _ => {
-            return Err(to_napi(objget_engine::Error::invalid_argument(
+            return Err(objget_engine::Error::invalid_argument(
                 "range is { offset, length }, { offset } or { suffix }",
-            )))
+            ))
         }
     }))
 }
@@ -445,17 +436,21 @@ pub fn rdma_status() -> NativeRdmaStatus {
 /// ```js
 /// const buf = allocRdmaBuffer(64 << 20)
 /// ```
-#[napi]
-pub fn alloc_rdma_buffer(env: &Env, size: f64) -> napi::Result<BufferSlice<'_>> {
+#[napi(ts_return_type = "Buffer")]
+pub fn alloc_rdma_buffer(env: &Env, size: f64) -> napi::Result<JsResult<BufferSlice<'_>>> {
     if !(size >= 1.0 && size.fract() == 0.0) {
-        return Err(to_napi(objget_engine::Error::invalid_argument(format!(
-            "allocRdmaBuffer takes a whole number of bytes ≥ 1, got {size}"
+        return Ok(JsResult(Err(objget_engine::Error::invalid_argument(
+            format!("allocRdmaBuffer takes a whole number of bytes ≥ 1, got {size}"),
         ))));
     }
-    let buf = RdmaBuffer::alloc(size as usize).map_err(to_napi)?;
+    let buf = match RdmaBuffer::alloc(size as usize) {
+        Ok(buf) => buf,
+        Err(e) => return Ok(JsResult(Err(e))),
+    };
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
     // SAFETY: the memory lives as long as `buf`, which the finalizer drops (deregistering it).
     unsafe { BufferSlice::from_external(env, ptr, len, buf, |_, buf| drop(buf)) }
+        .map(|b| JsResult(Ok(b)))
 }
 
 /// The bytes of a `getDetailed` and what the transfer did.
@@ -474,7 +469,7 @@ pub struct NativeGetResult {
 /// ```js
 /// const { data, result } = await getDetailed('s3://b/k', buf, { rdma: true })
 /// ```
-#[napi]
+#[napi(ts_return_type = "Promise<NativeGetResult>")]
 pub async fn get_detailed(
     url: String,
     into: Option<Buffer>,
@@ -484,30 +479,31 @@ pub async fn get_detailed(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> napi::Result<NativeGetResult> {
-    let opts = call_options(store, transfer, on_progress)?;
-    match into {
-        Some(mut buf) => {
-            let r = ENGINE
-                .get_into(&url, &mut buf, &opts, &token(cancel_id))
-                .await
-                .map_err(to_napi)?;
-            Ok(NativeGetResult {
-                data: buf,
-                result: result(r),
-            })
+) -> JsResult<NativeGetResult> {
+    JsResult(
+        async {
+            let opts = call_options(store, transfer, on_progress)?;
+            match into {
+                Some(mut buf) => {
+                    let r = ENGINE
+                        .get_into(&url, &mut buf, &opts, &token(cancel_id))
+                        .await?;
+                    Ok(NativeGetResult {
+                        data: buf,
+                        result: result(r),
+                    })
+                }
+                None => {
+                    let (bytes, r) = ENGINE.get_detailed(&url, &opts, &token(cancel_id)).await?;
+                    Ok(NativeGetResult {
+                        data: Buffer::from(bytes),
+                        result: result(r),
+                    })
+                }
+            }
         }
-        None => {
-            let (bytes, r) = ENGINE
-                .get_detailed(&url, &opts, &token(cancel_id))
-                .await
-                .map_err(to_napi)?;
-            Ok(NativeGetResult {
-                data: Buffer::from(bytes),
-                result: result(r),
-            })
-        }
-    }
+        .await,
+    )
 }
 
 /// Versions of the native engine.
@@ -529,16 +525,19 @@ pub fn native_info() -> NativeInfo {
 /// ```js
 /// const info = await head('s3://bucket/key')
 /// ```
-#[napi]
-pub async fn head(url: String, store: Option<StoreConfig>) -> napi::Result<NativeObjectInfo> {
+#[napi(ts_return_type = "Promise<NativeObjectInfo>")]
+pub async fn head(url: String, store: Option<StoreConfig>) -> JsResult<NativeObjectInfo> {
     let opts = StoreOptions::from(store.unwrap_or_default());
-    let info = ENGINE.head(&url, &opts).await.map_err(to_napi)?;
-    Ok(NativeObjectInfo {
-        size: info.size as f64,
-        etag: info.etag,
-        last_modified_ms: info.last_modified.map(|t| t.timestamp_millis() as f64),
-        version: info.version,
-    })
+    ENGINE
+        .head(&url, &opts)
+        .await
+        .map(|info| NativeObjectInfo {
+            size: info.size as f64,
+            etag: info.etag,
+            last_modified_ms: info.last_modified.map(|t| t.timestamp_millis() as f64),
+            version: info.version,
+        })
+        .into()
 }
 
 /// Read an object, or a range of it, into one Buffer (handed to JavaScript without a copy).
@@ -546,7 +545,7 @@ pub async fn head(url: String, store: Option<StoreConfig>) -> napi::Result<Nativ
 /// ```js
 /// const buf = await get('gs://bucket/key', { offset: 0, length: 1024 })
 /// ```
-#[napi]
+#[napi(ts_return_type = "Promise<Buffer>")]
 pub async fn get(
     url: String,
     range_: Option<NativeRange>,
@@ -556,14 +555,16 @@ pub async fn get(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> napi::Result<Buffer> {
-    let r = range(range_)?;
-    let opts = call_options(store, transfer, on_progress)?;
-    let bytes = ENGINE
-        .get(&url, r, &opts, &token(cancel_id))
-        .await
-        .map_err(to_napi)?;
-    Ok(Buffer::from(bytes))
+) -> JsResult<Buffer> {
+    JsResult(
+        async {
+            let r = range(range_)?;
+            let opts = call_options(store, transfer, on_progress)?;
+            let bytes = ENGINE.get(&url, r, &opts, &token(cancel_id)).await?;
+            Ok(Buffer::from(bytes))
+        }
+        .await,
+    )
 }
 
 /// Download an object to a file: temporary file, fsync, rename.
@@ -571,7 +572,7 @@ pub async fn get(
 /// ```js
 /// const r = await download('az://container/key', '/data/key')
 /// ```
-#[napi]
+#[napi(ts_return_type = "Promise<NativeTransferResult>")]
 pub async fn download(
     url: String,
     dest: String,
@@ -581,13 +582,17 @@ pub async fn download(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> napi::Result<NativeTransferResult> {
-    let opts = call_options(store, transfer, on_progress)?;
-    ENGINE
-        .download(&url, &PathBuf::from(dest), &opts, &token(cancel_id))
-        .await
-        .map(result)
-        .map_err(to_napi)
+) -> JsResult<NativeTransferResult> {
+    JsResult(
+        async {
+            let opts = call_options(store, transfer, on_progress)?;
+            ENGINE
+                .download(&url, &PathBuf::from(dest), &opts, &token(cancel_id))
+                .await
+                .map(result)
+        }
+        .await,
+    )
 }
 
 /// Download many objects with a bounded number in flight; outcomes in input order.
@@ -595,7 +600,7 @@ pub async fn download(
 /// ```js
 /// const outcomes = await downloadMany([{ url, dest }], 16)
 /// ```
-#[napi]
+#[napi(ts_return_type = "Promise<Array<NativeOutcome>>")]
 pub async fn download_many(
     items: Vec<NativeItem>,
     concurrency: u32,
@@ -605,13 +610,16 @@ pub async fn download_many(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> napi::Result<Vec<NativeOutcome>> {
-    let opts = call_options(store, transfer, on_progress)?;
+) -> JsResult<Vec<NativeOutcome>> {
+    let opts = match call_options(store, transfer, on_progress) {
+        Ok(opts) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     let items: Vec<(String, PathBuf)> = items
         .into_iter()
         .map(|i| (i.url, PathBuf::from(i.dest)))
         .collect();
-    Ok(ENGINE
+    JsResult(Ok(ENGINE
         .download_many(items, concurrency as usize, &opts, &token(cancel_id))
         .await
         .into_iter()
@@ -622,8 +630,8 @@ pub async fn download_many(
             },
             Err(e) => NativeOutcome {
                 result: None,
-                error: Some(encode(&e)),
+                error: Some(NativeError(e)),
             },
         })
-        .collect())
+        .collect()))
 }

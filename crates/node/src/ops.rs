@@ -11,7 +11,8 @@ use napi_derive::napi;
 use objget_engine::{Listed, StoreOptions, UploadOptions, UploadSource};
 use tokio::sync::Mutex;
 
-use crate::{progress_fn, to_napi, token, NativeChecksum, NativeProgress, StoreConfig, ENGINE};
+use crate::error::JsResult;
+use crate::{progress_fn, token, NativeChecksum, NativeProgress, StoreConfig, ENGINE};
 
 /// Upload settings.
 #[napi(object)]
@@ -72,7 +73,7 @@ pub struct NativeListed {
 /// ```js
 /// const r = await upload('/data/model.bin', 's3://bucket/model.bin', { ifNotExists: true })
 /// ```
-#[napi]
+#[napi(ts_return_type = "Promise<NativeUploadResult>")]
 pub async fn upload(
     source: Either<String, Buffer>,
     url: String,
@@ -82,17 +83,17 @@ pub async fn upload(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> napi::Result<NativeUploadResult> {
+) -> JsResult<NativeUploadResult> {
     let source = match source {
         Either::A(path) => UploadSource::File(PathBuf::from(path)),
         Either::B(buf) => UploadSource::Bytes(bytes::Bytes::from_owner(buf)),
     };
     let opts = upload_options(config, store, on_progress);
-    let r = ENGINE
+    ENGINE
         .upload(source, &url, &opts, &token(cancel_id))
         .await
-        .map_err(to_napi)?;
-    Ok(native_result(r))
+        .map(native_result)
+        .into()
 }
 
 fn upload_options(
@@ -127,32 +128,32 @@ fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
 }
 
 /// Whether an object exists (false only when the store says NotFound).
-#[napi]
-pub async fn exists(url: String, store: Option<StoreConfig>) -> napi::Result<bool> {
+#[napi(ts_return_type = "Promise<boolean>")]
+pub async fn exists(url: String, store: Option<StoreConfig>) -> JsResult<bool> {
     let opts = StoreOptions::from(store.unwrap_or_default());
-    ENGINE.exists(&url, &opts).await.map_err(to_napi)
+    ENGINE.exists(&url, &opts).await.into()
 }
 
 /// Remove objects (batched per store; a missing object is not an error).
-#[napi]
-pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> napi::Result<()> {
+#[napi(ts_return_type = "Promise<void>")]
+pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> JsResult<()> {
     let opts = StoreOptions::from(store.unwrap_or_default());
-    ENGINE.remove(&urls, &opts).await.map_err(to_napi)
+    ENGINE.remove(&urls, &opts).await.into()
 }
 
 /// Copy an object within one store.
-#[napi]
+#[napi(ts_return_type = "Promise<void>")]
 pub async fn copy(
     from: String,
     to: String,
     if_not_exists: Option<bool>,
     store: Option<StoreConfig>,
-) -> napi::Result<()> {
+) -> JsResult<()> {
     let opts = StoreOptions::from(store.unwrap_or_default());
     ENGINE
         .copy(&from, &to, if_not_exists.unwrap_or(false), &opts)
         .await
-        .map_err(to_napi)
+        .into()
 }
 
 /// A listing in progress: `next(n)` returns up to n more objects, an empty array at the end.
@@ -164,11 +165,11 @@ pub struct ListCursor {
 #[napi]
 impl ListCursor {
     /// Up to `max` more objects; an empty array when the listing is done.
-    #[napi]
-    pub async fn next(&self, max: u32) -> napi::Result<Vec<NativeListed>> {
+    #[napi(ts_return_type = "Promise<Array<NativeListed>>")]
+    pub async fn next(&self, max: u32) -> JsResult<Vec<NativeListed>> {
         let mut guard = self.stream.lock().await;
         let Some(stream) = guard.as_mut() else {
-            return Ok(Vec::new());
+            return JsResult(Ok(Vec::new()));
         };
         let mut out = Vec::new();
         while out.len() < max.max(1) as usize {
@@ -184,7 +185,7 @@ impl ListCursor {
                 }),
                 Some(Err(e)) => {
                     *guard = None;
-                    return Err(to_napi(e));
+                    return JsResult(Err(e));
                 }
                 None => {
                     *guard = None;
@@ -192,18 +193,21 @@ impl ListCursor {
                 }
             }
         }
-        Ok(out)
+        JsResult(Ok(out))
     }
 }
 
 /// Start listing every object under a prefix URL.
-#[napi]
-pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> napi::Result<ListCursor> {
+#[napi(ts_return_type = "Promise<ListCursor>")]
+pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> JsResult<ListCursor> {
     let opts = StoreOptions::from(store.unwrap_or_default());
-    let stream = ENGINE.list(&prefix_url, &opts).await.map_err(to_napi)?;
-    Ok(ListCursor {
-        stream: Arc::new(Mutex::new(Some(stream))),
-    })
+    ENGINE
+        .list(&prefix_url, &opts)
+        .await
+        .map(|stream| ListCursor {
+            stream: Arc::new(Mutex::new(Some(stream))),
+        })
+        .into()
 }
 
 /// A streaming upload: `write(chunk)` as the stream produces (resolving when the engine has
@@ -246,33 +250,33 @@ pub async fn upload_stream(
 #[napi]
 impl UploadSink {
     /// Hand one chunk to the engine.
-    #[napi]
-    pub async fn write(&self, chunk: Buffer) -> napi::Result<()> {
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn write(&self, chunk: Buffer) -> JsResult<()> {
         let tx = self.tx.lock().ok().and_then(|t| t.clone());
         let Some(tx) = tx else {
-            return Err(to_napi(objget_engine::Error::invalid_argument(
+            return JsResult(Err(objget_engine::Error::invalid_argument(
                 "write after finish or abort",
             )));
         };
         if tx.send(bytes::Bytes::from_owner(chunk)).await.is_err() {
             // The engine stopped early: its error says why.
             drop(tx);
-            return Err(match self.outcome().await {
+            return JsResult(Err(match self.outcome().await {
                 Err(e) => e,
-                Ok(_) => to_napi(objget_engine::Error::new(
+                Ok(_) => objget_engine::Error::new(
                     objget_engine::ErrorCode::Generic,
                     "the upload ended before the stream did",
-                )),
-            });
+                ),
+            }));
         }
-        Ok(())
+        JsResult(Ok(()))
     }
 
     /// The stream ended: send what is left and complete the upload.
-    #[napi]
-    pub async fn finish(&self) -> napi::Result<NativeUploadResult> {
+    #[napi(ts_return_type = "Promise<NativeUploadResult>")]
+    pub async fn finish(&self) -> JsResult<NativeUploadResult> {
         self.close();
-        self.outcome().await.map(native_result)
+        self.outcome().await.map(native_result).into()
     }
 
     /// Give up: the engine aborts any multipart upload and stores nothing.
@@ -292,20 +296,18 @@ impl UploadSink {
         }
     }
 
-    async fn outcome(&self) -> napi::Result<objget_engine::UploadResult> {
+    async fn outcome(&self) -> objget_engine::Result<objget_engine::UploadResult> {
         let task = self.task.lock().await.take();
         let Some(task) = task else {
-            return Err(to_napi(objget_engine::Error::invalid_argument(
+            return Err(objget_engine::Error::invalid_argument(
                 "the upload already ended",
-            )));
+            ));
         };
-        task.await
-            .map_err(|e| {
-                to_napi(objget_engine::Error::new(
-                    objget_engine::ErrorCode::Generic,
-                    format!("upload task failed: {e}"),
-                ))
-            })?
-            .map_err(to_napi)
+        task.await.map_err(|e| {
+            objget_engine::Error::new(
+                objget_engine::ErrorCode::Generic,
+                format!("upload task failed: {e}"),
+            )
+        })?
     }
 }
