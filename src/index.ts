@@ -12,7 +12,7 @@ export type {
 export { registerScheme, registeredSchemes, unregisterScheme } from './schemes.js';
 export type { SchemeBody, SchemeHandler, SchemeListing } from './schemes.js';
 export { Store } from './store.js';
-export { DownloadManyError, StorageError } from './errors.js';
+export { DownloadManyError, ERROR_CODE_LIST, StorageError } from './errors.js';
 export type { ErrorCode, ItemOutcome } from './errors.js';
 export type {
   AwsCredentials,
