@@ -1,17 +1,28 @@
 // `npm run bench [-- --quick] [-- --only scenario,…]`: objget against its peers, side by side.
 // `node bench/run.mjs --render` draws latest.md and latest.svg again from latest.json.
+// Results are written after every scenario; `--only` reruns some scenarios and merges them into
+// the file of the same mode. A scenario whose parts cannot be built is skipped with its reason, and
+// one that fails is recorded as failed; the others still run (the exit status says so).
 //
 // Starts MinIO and the HTTP fixture, seeds deterministic data, runs every client on every
 // scenario alternately (warm-up, then counted rounds A B C A B C …), times each client as a
 // whole process with GNU time (wall, user+sys CPU, peak RSS), verifies every byte, and writes
 // bench/results/latest.{json,md,svg}. Speed is reported as ratios inside one run.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, release } from 'node:os';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { cpus, loadavg, totalmem, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startRdmaGateway } from '../scripts/lib/rdma-gateway.mjs';
+import { ADDON_PATH, startRdmaGateway } from '../scripts/lib/rdma-gateway.mjs';
 import { CACHE_DIR, startServers } from '../scripts/lib/servers.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
@@ -93,6 +104,7 @@ const scenarios = [
     sizes: [QUICK ? 256 * MiB : GiB],
     clients: ['objget-rdma', 'objget-http', 'objget'],
     gateway: true,
+    needs: rdmaParts,
     note: 'The bytes are copied by the test gateway (process_vm_writev, a separate process standing in for the NIC) after it reads them from MinIO over HTTP, so MB/s here measures that proxy, not RDMA; the client-side CPU s/GiB is the figure that carries over: with RDMA the client never reads the body from a socket.',
   },
 ].filter((s) => !ONLY || ONLY.includes(s.id));
@@ -174,10 +186,11 @@ async function main() {
     machine: machine(),
     rounds: ROUNDS,
     concurrency: CONCURRENCY,
-    scenarios: {},
+    load: { before: load() },
+    scenarios: previous(),
   };
   try {
-    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const { S3Client } = await import('@aws-sdk/client-s3');
     const s3 = new S3Client({
       endpoint: info.s3.endpoint,
       region: info.s3.region,
@@ -186,99 +199,22 @@ async function main() {
     });
     for (const sc of scenarios) {
       console.error(`\n== ${sc.id}: ${sc.what}`);
-      // Seed: random bytes, hashed as they are written, never kept.
-      const expected = new Map();
-      const keys = sc.sizes.map((_, i) => `${sc.id}/obj-${String(i).padStart(5, '0')}.bin`);
-      const total = sc.sizes.reduce((a, b) => a + b, 0);
-      const url = sc.kind === 'http' ? `${info.http.url}/${keys[0]}` : undefined;
-      let next = 0;
-      const seedOne = async () => {
-        while (next < keys.length) {
-          const i = next++;
-          const body = randomData(sc.sizes[i]);
-          expected.set(keys[i], { size: body.length, sha: sha(body) });
-          if (sc.kind === 'http') {
-            mkdirSync(dirname(join(info.http.root, keys[i])), { recursive: true });
-            writeFileSync(join(info.http.root, keys[i]), body);
-          } else if (sc.kind === 'upload') {
-            writeFileSync(join(work, `${sc.id}.src`), body);
-          } else {
-            await s3.send(
-              new PutObjectCommand({ Bucket: info.s3.bucket, Key: keys[i], Body: body }),
-            );
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: 16 }, seedOne));
-      const clientResults = Object.fromEntries(sc.clients.map((c) => [c, { runs: [] }]));
-      const gateway = sc.gateway
-        ? await startRdmaGateway({
-            target: info.s3.endpoint,
-            accessKey: info.s3.accessKeyId,
-            secretKey: info.s3.secretAccessKey,
-            region: info.s3.region,
-          })
-        : undefined;
-      for (let round = -1; round < ROUNDS; round++) {
-        for (const client of sc.clients) {
-          const out = join(work, 'out', `${client}-${round}`);
-          mkdirSync(out, { recursive: true });
-          // Uploads go to a fresh key per run, read back and hashed, then removed.
-          const upKeys = [`${sc.id}/${client}-${round + 1}.bin`];
-          const run = await runClient(client, sc, {
-            keys: sc.kind === 'upload' ? upKeys : keys,
-            src: join(work, `${sc.id}.src`),
-            out,
-            url,
-            s3: info.s3,
-            gateway: gateway?.url,
-          });
-          if (sc.kind === 'upload') {
-            await verifyUpload(s3, info.s3.bucket, upKeys[0], expected.get(keys[0]));
-          } else {
-            verify(sc, run, out, keys, expected);
-          }
-          rmSync(out, { recursive: true, force: true });
-          if (round >= 0) {
-            const r = {
-              wallS: run.wallS,
-              cpuS: run.cpuS,
-              maxRssMiB: round1(run.maxRssMiB),
-              mbps: total / 1e6 / run.wallS,
-              objectsPerS: keys.length / run.wallS,
-            };
-            clientResults[client].runs.push(r);
-            console.error(
-              `  ${client.padEnd(10)} round ${round + 1}: ${r.mbps.toFixed(0).padStart(6)} MB/s  ${r.cpuS.toFixed(2)} CPU s  ${r.maxRssMiB.toFixed(0)} MiB RSS`,
-            );
-          }
-        }
+      const missing = sc.needs?.();
+      if (missing) {
+        console.error(`  skipped: ${missing}`);
+        results.scenarios[sc.id] = { what: sc.what, skipped: missing };
+        save(results);
+        continue;
       }
-      for (const c of Object.values(clientResults)) {
-        const pick = (f) => c.runs.map(f);
-        c.median = {
-          mbps: median(pick((r) => r.mbps)),
-          objectsPerS: median(pick((r) => r.objectsPerS)),
-          cpuS: median(pick((r) => r.cpuS)),
-          cpuSPerGiB: median(pick((r) => r.cpuS)) / (total / GiB),
-          maxRssMiB: median(pick((r) => r.maxRssMiB)),
-        };
-        c.min = { mbps: Math.min(...pick((r) => r.mbps)) };
-        c.max = {
-          mbps: Math.max(...pick((r) => r.mbps)),
-          maxRssMiB: Math.max(...pick((r) => r.maxRssMiB)),
-        };
+      const loadBefore = load();
+      try {
+        results.scenarios[sc.id] = await runScenario(sc, info, s3);
+      } catch (e) {
+        console.error(`  failed: ${e.stack ?? e}`);
+        results.scenarios[sc.id] = { what: sc.what, failed: String(e.message ?? e).slice(0, 2000) };
       }
-      results.scenarios[sc.id] = {
-        what: sc.what,
-        objects: keys.length,
-        bytes: total,
-        base: sc.gateway ? 'objget-rdma' : undefined,
-        note: sc.note,
-        clients: clientResults,
-      };
-      if (sc.kind === 'http') rmSync(join(info.http.root, sc.id), { recursive: true, force: true });
-      await gateway?.stop();
+      results.scenarios[sc.id].load = { before: loadBefore, after: load() };
+      save(results);
     }
     s3.destroy();
   } finally {
@@ -286,13 +222,191 @@ async function main() {
     // MinIO's data (GiB of seeded objects) and the sources go with the run.
     rmSync(work, { recursive: true, force: true });
   }
-  const dir = join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const name = QUICK ? 'quick' : 'latest';
-  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(dir, `${name}.md`), markdown(results));
-  writeFileSync(join(dir, `${name}.svg`), chart(results));
+  results.load.after = load();
+  save(results);
   console.log(markdown(results));
+  const failed = Object.entries(results.scenarios).filter(([, s]) => s.failed);
+  if (failed.length) {
+    console.error(`bench: ${failed.map(([id]) => id).join(', ')} failed (recorded in the results)`);
+    process.exitCode = 1;
+  }
+}
+
+/** Seeds one scenario, runs every client in alternating rounds, verifies, and summarizes. */
+async function runScenario(sc, info, s3) {
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  // Seed: random bytes, hashed as they are written, never kept.
+  const expected = new Map();
+  const keys = sc.sizes.map((_, i) => `${sc.id}/obj-${String(i).padStart(5, '0')}.bin`);
+  const total = sc.sizes.reduce((a, b) => a + b, 0);
+  const url = sc.kind === 'http' ? `${info.http.url}/${keys[0]}` : undefined;
+  let next = 0;
+  const seedOne = async () => {
+    while (next < keys.length) {
+      const i = next++;
+      const body = randomData(sc.sizes[i]);
+      expected.set(keys[i], { size: body.length, sha: sha(body) });
+      if (sc.kind === 'http') {
+        mkdirSync(dirname(join(info.http.root, keys[i])), { recursive: true });
+        writeFileSync(join(info.http.root, keys[i]), body);
+      } else if (sc.kind === 'upload') {
+        writeFileSync(join(work, `${sc.id}.src`), body);
+      } else {
+        await s3.send(new PutObjectCommand({ Bucket: info.s3.bucket, Key: keys[i], Body: body }));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, seedOne));
+  const clientResults = Object.fromEntries(sc.clients.map((c) => [c, { runs: [] }]));
+  const gateway = sc.gateway
+    ? await startRdmaGateway({
+        target: info.s3.endpoint,
+        accessKey: info.s3.accessKeyId,
+        secretKey: info.s3.secretAccessKey,
+        region: info.s3.region,
+      })
+    : undefined;
+  try {
+    for (let round = -1; round < ROUNDS; round++) {
+      for (const client of sc.clients) {
+        const out = join(work, 'out', `${client}-${round}`);
+        mkdirSync(out, { recursive: true });
+        // Uploads go to a fresh key per run, read back and hashed, then removed.
+        const upKeys = [`${sc.id}/${client}-${round + 1}.bin`];
+        const run = await runClient(client, sc, {
+          keys: sc.kind === 'upload' ? upKeys : keys,
+          src: join(work, `${sc.id}.src`),
+          out,
+          url,
+          s3: info.s3,
+          gateway: gateway?.url,
+        });
+        if (sc.kind === 'upload') {
+          await verifyUpload(s3, info.s3.bucket, upKeys[0], expected.get(keys[0]));
+        } else {
+          verify(sc, run, out, keys, expected);
+        }
+        rmSync(out, { recursive: true, force: true });
+        if (round >= 0) {
+          const r = {
+            wallS: run.wallS,
+            cpuS: run.cpuS,
+            maxRssMiB: round1(run.maxRssMiB),
+            mbps: total / 1e6 / run.wallS,
+            objectsPerS: keys.length / run.wallS,
+          };
+          clientResults[client].runs.push(r);
+          console.error(
+            `  ${client.padEnd(10)} round ${round + 1}: ${r.mbps.toFixed(0).padStart(6)} MB/s  ${r.cpuS.toFixed(2)} CPU s  ${r.maxRssMiB.toFixed(0)} MiB RSS`,
+          );
+        }
+      }
+    }
+    for (const c of Object.values(clientResults)) {
+      const pick = (f) => c.runs.map(f);
+      c.median = {
+        mbps: median(pick((r) => r.mbps)),
+        objectsPerS: median(pick((r) => r.objectsPerS)),
+        cpuS: median(pick((r) => r.cpuS)),
+        cpuSPerGiB: median(pick((r) => r.cpuS)) / (total / GiB),
+        maxRssMiB: median(pick((r) => r.maxRssMiB)),
+      };
+      c.min = { mbps: Math.min(...pick((r) => r.mbps)) };
+      c.max = {
+        mbps: Math.max(...pick((r) => r.mbps)),
+        maxRssMiB: Math.max(...pick((r) => r.maxRssMiB)),
+      };
+    }
+  } finally {
+    if (sc.kind === 'http') rmSync(join(info.http.root, sc.id), { recursive: true, force: true });
+    await gateway?.stop();
+  }
+  if (sc.kind !== 'http' && sc.kind !== 'upload') await removeSeeded(s3, info.s3.bucket, keys);
+  return {
+    what: sc.what,
+    date: new Date().toISOString(),
+    objects: keys.length,
+    bytes: total,
+    base: sc.gateway ? 'objget-rdma' : undefined,
+    note: sc.note,
+    clients: clientResults,
+  };
+}
+
+/** The 1, 5 and 15 minute load averages, rounded: how busy the machine was around a run. */
+function load() {
+  return loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
+const RESULTS = join(ROOT, 'bench', 'results');
+const NAME = QUICK ? 'quick' : 'latest';
+
+/** `--only` merges into the last run of the same mode; a full run starts a fresh file. */
+function previous() {
+  if (!ONLY) return {};
+  try {
+    return JSON.parse(readFileSync(join(RESULTS, `${NAME}.json`), 'utf8')).scenarios ?? {};
+  } catch {
+    return {};
+  }
+}
+
+/** Writes the results so far (called after every scenario, so a later failure loses nothing). */
+function save(results) {
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, `${NAME}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(RESULTS, `${NAME}.md`), markdown(results));
+  writeFileSync(join(RESULTS, `${NAME}.svg`), chart(results));
+}
+
+/** The scenario's objects leave MinIO once measured, so disk use stays one scenario's worth. */
+async function removeSeeded(s3, bucket, keys) {
+  const { DeleteObjectsCommand } = await import('@aws-sdk/client-s3');
+  for (let i = 0; i < keys.length; i += 1000) {
+    await s3.send(
+      new DeleteObjectsCommand({
+        Bucket: bucket,
+        Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })) },
+      }),
+    );
+  }
+}
+
+/**
+ * rdma-sim needs the test-only VM addon and the RDMA shim built against the simulator. Builds
+ * what is missing; returns why the scenario cannot run, or undefined when it can.
+ */
+function rdmaParts() {
+  const shim = join(ROOT, 'native', 'build', 'lib', 'libobjget_rdma.so');
+  const info = join(ROOT, 'native', 'build', 'lib', 'rdma-build.json');
+  const simulated = () => existsSync(info) && readFileSync(info, 'utf8').includes('"simulator"');
+  const build = (script, env = {}) => {
+    console.error(`  building: npm run ${script}`);
+    const r = spawnSync('npm', ['run', '--silent', script], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+    const said = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
+    if (said) console.error(said.replace(/^/gm, '    '));
+    return r.status === 0 ? undefined : (said || r.error?.message || '').slice(-500);
+  };
+  if (!existsSync(ADDON_PATH)) {
+    const why = build('build:vm');
+    if (!existsSync(ADDON_PATH))
+      return `the VM addon could not be built (npm run build:vm): ${why}`;
+  }
+  if (existsSync(shim) && !simulated()) {
+    // A shim built against NVIDIA's library is the user's: never rebuilt under them.
+    return `native/build holds an RDMA shim built against another backend (${existsSync(info) ? readFileSync(info, 'utf8').trim() : 'no rdma-build.json'}); rdma-sim needs OBJGET_RDMA_SIM=1 npm run build:rdma`;
+  }
+  if (!existsSync(shim)) {
+    const why = build('build:rdma', { OBJGET_RDMA_SIM: '1' });
+    if (!existsSync(shim) || !simulated())
+      return `the RDMA shim could not be built against the simulator (OBJGET_RDMA_SIM=1 npm run build:rdma): ${why ?? 'no simulator backend'}`;
+  }
+  return undefined;
 }
 
 const round1 = (x) => Math.round(x * 10) / 10;
@@ -463,6 +577,13 @@ function markdown(r) {
     '',
   ];
   for (const [id, s] of Object.entries(r.scenarios)) {
+    if (!s.clients) {
+      lines.push(
+        `**${id}** — ${s.what}: ${s.skipped ? `skipped: ${s.skipped}` : `failed: ${s.failed}`}`,
+        '',
+      );
+      continue;
+    }
     // The column's reference: objget at defaults, or the scenario's own subject (rdma-sim).
     const baseName = s.base ?? 'objget';
     const base = s.clients[baseName].median;
@@ -484,7 +605,7 @@ function markdown(r) {
 }
 
 function chart(r) {
-  const ids = Object.keys(r.scenarios);
+  const ids = Object.keys(r.scenarios).filter((id) => r.scenarios[id].clients);
   const clients = [...new Set(ids.flatMap((id) => Object.keys(r.scenarios[id].clients)))];
   // One colour per client across the chart; a legend of rows of six.
   const colors = [
