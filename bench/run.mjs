@@ -23,6 +23,7 @@ import { cpus, loadavg, totalmem, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADDON_PATH, startRdmaGateway } from '../scripts/lib/rdma-gateway.mjs';
+import { runtimeBin } from '../scripts/lib/runtimes.mjs';
 import { CACHE_DIR, startServers } from '../scripts/lib/servers.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
@@ -58,28 +59,28 @@ const scenarios = [
     kind: 'file',
     what: QUICK ? '1 × 256 MiB → file' : '1 × 1 GiB → file',
     sizes: [QUICK ? 256 * MiB : GiB],
-    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 's5cmd'],
+    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 'bun', 's5cmd'],
   },
   {
     id: 'large-memory',
     kind: 'memory',
     what: QUICK ? '1 × 64 MiB → Buffer' : '1 × 256 MiB → Buffer',
     sizes: [QUICK ? 64 * MiB : 256 * MiB],
-    clients: ['objget', 'aws-sdk', 'opendal'],
+    clients: ['objget', 'aws-sdk', 'opendal', 'bun'],
   },
   {
     id: 'many-small',
     kind: 'many',
     what: QUICK ? '400 × 256 KiB → dir' : '2,000 × 256 KiB → dir',
     sizes: Array(QUICK ? 400 : 2000).fill(256 * 1024),
-    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 's5cmd'],
+    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 'bun', 's5cmd'],
   },
   {
     id: 'mixed',
     kind: 'many',
     what: QUICK ? '50 objects, 4 KiB–16 MiB → dir' : '200 objects, 4 KiB–64 MiB → dir',
     sizes: mixedSizes(QUICK ? 50 : 200, QUICK ? 16 * MiB : 64 * MiB),
-    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 's5cmd'],
+    clients: ['objget', 'objget-nosync', 'objget-bare', 'aws-sdk', 'opendal', 'bun', 's5cmd'],
   },
   {
     id: 'http-large',
@@ -93,7 +94,7 @@ const scenarios = [
     kind: 'upload',
     what: QUICK ? '1 × 256 MiB file → S3' : '1 × 1 GiB file → S3',
     sizes: [QUICK ? 256 * MiB : GiB],
-    clients: ['objget', 'aws-sdk', 's5cmd'],
+    clients: ['objget', 'aws-sdk', 'bun', 's5cmd'],
   },
   {
     // S3 over RDMA, simulated: the shim against the simulated libcuobjclient, the test gateway
@@ -107,7 +108,14 @@ const scenarios = [
     needs: rdmaParts,
     note: 'The bytes are copied by the test gateway (process_vm_writev, a separate process standing in for the NIC) after it reads them from MinIO over HTTP, so MB/s here measures that proxy, not RDMA; the client-side CPU s/GiB is the figure that carries over: with RDMA the client never reads the body from a socket.',
   },
-].filter((s) => !ONLY || ONLY.includes(s.id));
+];
+// The same work on a busy machine, as on a training or CI host: a standard load runs beside
+// every client alike (see `startLoad`).
+for (const id of ['large-file', 'mixed']) {
+  const sc = scenarios.find((s) => s.id === id);
+  scenarios.push({ ...sc, id: `${id}-busy`, what: `${sc.what}, machine busy`, busy: true });
+}
+const selected = scenarios.filter((s) => !ONLY || ONLY.includes(s.id));
 
 function mixedSizes(n, max) {
   // Log-uniform between 4 KiB and max, deterministic.
@@ -171,7 +179,7 @@ function render() {
 
 async function main() {
   console.error(
-    `objget bench (${QUICK ? 'quick' : 'full'}): ${scenarios.map((s) => s.id).join(', ')}`,
+    `objget bench (${QUICK ? 'quick' : 'full'}): ${selected.map((s) => s.id).join(', ')}`,
   );
   for (const bin of [TIME, S5CMD]) statSync(bin);
   execFileSync('curl', ['--version']);
@@ -197,7 +205,7 @@ async function main() {
       forcePathStyle: true,
       credentials: { accessKeyId: info.s3.accessKeyId, secretAccessKey: info.s3.secretAccessKey },
     });
-    for (const sc of scenarios) {
+    for (const sc of selected) {
       console.error(`\n== ${sc.id}: ${sc.what}`);
       const missing = sc.needs?.();
       if (missing) {
@@ -266,6 +274,7 @@ async function runScenario(sc, info, s3) {
         region: info.s3.region,
       })
     : undefined;
+  const busy = sc.busy ? startLoad() : undefined;
   try {
     for (let round = -1; round < ROUNDS; round++) {
       for (const client of sc.clients) {
@@ -318,6 +327,7 @@ async function runScenario(sc, info, s3) {
       };
     }
   } finally {
+    await busy?.stop();
     if (sc.kind === 'http') rmSync(join(info.http.root, sc.id), { recursive: true, force: true });
     await gateway?.stop();
   }
@@ -330,6 +340,40 @@ async function runScenario(sc, info, s3) {
     base: sc.gateway ? 'objget-rdma' : undefined,
     note: sc.note,
     clients: clientResults,
+  };
+}
+
+/**
+ * A standard load for the `-busy` scenarios: one CPU-bound process per core at normal priority,
+ * and a writer that appends 1 MiB and fsyncs in a loop (its file wraps at 256 MiB) on the disk the
+ * clients write to.
+ */
+function startLoad() {
+  const spin = 'for (;;) {}';
+  const writer = `const fs = require('node:fs');
+    const fd = fs.openSync(process.argv[1], 'w');
+    const b = Buffer.alloc(1 << 20, 7);
+    for (let n = 0; ; n++) {
+      if (n % 256 === 0) fs.ftruncateSync(fd, 0);
+      fs.writeSync(fd, b, 0, b.length, (n % 256) * b.length);
+      fs.fsyncSync(fd);
+    }`;
+  const children = [
+    ...cpus().map(() => spawn(process.execPath, ['-e', spin], { stdio: 'ignore' })),
+    spawn(process.execPath, ['-e', writer, join(work, 'busy.bin')], { stdio: 'ignore' }),
+  ];
+  return {
+    stop: () =>
+      Promise.all(
+        children.map(
+          (c) =>
+            new Promise((res) => {
+              if (c.exitCode !== null || c.signalCode !== null) return res();
+              c.once('exit', res);
+              c.kill('SIGKILL');
+            }),
+        ),
+      ),
   };
 }
 
@@ -412,9 +456,9 @@ function rdmaParts() {
 const round1 = (x) => Math.round(x * 10) / 10;
 
 function runClient(client, sc, job) {
-  const node = (file, env = {}) =>
+  const node = (file, env = {}, runtime = process.execPath) =>
     timed(
-      process.execPath,
+      runtime,
       [
         join(ROOT, 'bench', 'clients', file),
         JSON.stringify({
@@ -468,6 +512,8 @@ function runClient(client, sc, job) {
       return node('aws-sdk.mjs');
     case 'opendal':
       return node('opendal.mjs');
+    case 'bun':
+      return node('bun.mjs', {}, runtimeBin('bun'));
     case 's5cmd':
       if (sc.kind === 'upload') {
         return timed(

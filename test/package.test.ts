@@ -20,6 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain ESM script without types
 import { startRegistry } from '../scripts/lib/registry.mjs';
 // @ts-expect-error plain ESM script without types
+import { RUNTIMES, runtimeBin } from '../scripts/lib/runtimes.mjs';
+// @ts-expect-error plain ESM script without types
 import { CACHE_DIR, startServers } from '../scripts/lib/servers.mjs';
 import { ROOT } from './helpers/child.js';
 import type { ServersInfo } from './helpers/servers.js';
@@ -28,8 +30,6 @@ const PLATFORM_PKG = 'objget-linux-x64-gnu';
 const BINARY = 'objget.linux-x64-gnu.node';
 const BUILT = join(ROOT, 'npm', 'linux-x64-gnu', BINARY);
 // The runtimes the smoke test also runs under: npm packages that carry their binaries.
-const RUNTIMES = { bun: '1.4.4', deno: '2.9.6' };
-
 interface Registry {
   url: string;
   requests: string[];
@@ -436,20 +436,7 @@ describe('installed with its platform package', () => {
 
   for (const [runtime, version] of Object.entries(RUNTIMES)) {
     it(`${runtime} ${version}: import, the native engine, a MinIO round trip`, async () => {
-      const dir = join(CACHE_DIR, 'runtimes', `${runtime}-${version}`);
-      const bin = join(dir, 'node_modules', '.bin', runtime);
-      if (!existsSync(bin)) {
-        mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, 'package.json'), '{"private":true}');
-        await ok(
-          run(
-            'npm',
-            ['install', '--no-audit', '--no-fund', '--loglevel=error', `${runtime}@${version}`],
-            dir,
-          ),
-          `npm install ${runtime}`,
-        );
-      }
+      const bin = runtimeBin(runtime);
       const args = runtime === 'deno' ? ['run', '--allow-all', '--node-modules-dir=manual'] : [];
       expectRoundTrip(await smoke(bin, args, app, runtime), runtime);
     });
