@@ -11,10 +11,11 @@ use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
+use crate::checksum::{advertised, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::blocking;
 use crate::object::{ByteRange, ObjectInfo};
+use crate::store::spy::{capture, Seen};
 use crate::store::Backoff;
 
 /// Where an object's bytes come from.

@@ -9,7 +9,6 @@
 //! SDKs' default chain).
 
 pub mod checksum;
-mod client;
 pub mod credentials;
 pub mod download;
 mod engine;

@@ -851,8 +851,8 @@ async fn stored_is(
     size: u64,
     sum: &Checksum,
 ) -> Option<object_store::ObjectMeta> {
-    let seen = crate::checksum::Seen::default();
-    let meta = crate::checksum::capture(seen.clone(), store.head(path))
+    let seen = crate::store::spy::Seen::default();
+    let meta = crate::store::spy::capture(seen.clone(), store.head(path))
         .await
         .ok()?;
     let (headers, _) = seen.take()?;
