@@ -10,28 +10,24 @@
 
 pub mod checksum;
 pub mod credentials;
-pub mod download;
 mod engine;
 pub mod error;
-mod fetch;
 mod fs;
 pub mod locate;
 mod object;
 pub mod ops;
 pub mod options;
-mod place;
 pub mod progress;
 pub mod rdma;
+mod read;
 pub mod redact;
 mod s3;
-mod sink;
 pub mod store;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
     Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
 };
-pub use download::TransferResult;
 pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
@@ -42,6 +38,7 @@ pub use options::{
 };
 pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
+pub use read::TransferResult;
 pub use tokio_util::sync::CancellationToken;
 
 /// objget's own version.
