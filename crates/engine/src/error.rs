@@ -287,6 +287,24 @@ fn retry_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
     text.get(at..at + 3)?.parse().ok()
 }
 
+/// The code of a request that ended with HTTP `status` (its retries spent): the one table every
+/// path that reads a status uses.
+pub(crate) fn status_code(status: u16) -> ErrorCode {
+    match status {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::PermissionDenied,
+        404 | 410 => ErrorCode::NotFound,
+        412 => ErrorCode::Precondition,
+        416 => ErrorCode::InvalidArgument,
+        408 | 504 => ErrorCode::Timeout,
+        // Still 429 / 503 once the retries are spent: a throttling storm that outlasted them.
+        429 | 503 => ErrorCode::Throttled,
+        // The server does not do this (a PUT or PROPFIND to a read-only HTTP server).
+        405 | 501 => ErrorCode::NotSupported,
+        _ => ErrorCode::Generic,
+    }
+}
+
 /// Classify an error by what its source chain holds: a refused certificate, a refused
 /// redirect, a timeout, the HTTP status object_store gave up on, a failed or cut connection.
 /// Returns the code and, where it says more than the cause, what to tell the user.
@@ -315,19 +333,7 @@ fn classify_chain(err: &(dyn std::error::Error + 'static)) -> (ErrorCode, Option
         return (ErrorCode::Timeout, None);
     }
     if let Some(status) = chain(err).find_map(retry_status) {
-        let code = match status {
-            401 => ErrorCode::Unauthenticated,
-            403 => ErrorCode::PermissionDenied,
-            404 | 410 => ErrorCode::NotFound,
-            412 => ErrorCode::Precondition,
-            416 => ErrorCode::InvalidArgument,
-            408 | 504 => ErrorCode::Timeout,
-            429 | 503 => ErrorCode::Throttled,
-            // The server does not do this (a PUT or PROPFIND to a read-only HTTP server).
-            405 | 501 => ErrorCode::NotSupported,
-            _ => ErrorCode::Generic,
-        };
-        return (code, None);
+        return (status_code(status), None);
     }
     for e in chain(err) {
         // GetResultError::NotPartial (private too): the server ignored the Range header.
