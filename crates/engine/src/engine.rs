@@ -17,7 +17,7 @@ use crate::locate::{Location, Scheme};
 use crate::object::{ByteRange, ObjectInfo};
 use crate::options::{CallOptions, RdmaMode, StoreOptions, REQUEST_BUDGET};
 use crate::progress::Tracker;
-use crate::read::{self, cancellable, Dirs, Route, Source, TransferResult};
+use crate::read::{self, cancellable, Dirs, Item, Route, Source, TransferResult};
 use crate::store::{Backend, Stores};
 
 /// The engine: a store cache, the shared request budget, and the operations.
@@ -258,27 +258,19 @@ impl Engine {
             let loc = Location::parse(url)?;
             let target = read::prepare(dest, opts).await?;
             let route = self.route(&loc, url, &opts.store, target.rdma_may());
-            match cancellable(cancel, url, route).await? {
+            let route = cancellable(cancel, url, route).await?;
+            let item = Item {
+                tracker: Tracker::new(opts.progress.clone(), index),
+                dirs,
+                started,
+            };
+            match route {
                 Route::Rdma(ctx) => {
-                    let place = &target.place;
-                    let rdma = read::rdma_download(
-                        &ctx, place, target.t, opts, index, dirs, started, cancel,
-                    );
+                    let rdma = read::rdma_download(&ctx, &target, item, cancel);
                     cancellable(cancel, url, rdma).await
                 }
                 Route::Source(source) => {
-                    read::download(
-                        &self.requests,
-                        &source,
-                        url,
-                        target,
-                        opts,
-                        index,
-                        dirs,
-                        started,
-                        cancel,
-                    )
-                    .await
+                    read::download(&self.requests, &source, url, target, item, cancel).await
                 }
             }
         };

@@ -459,30 +459,33 @@ mod tests {
 
     #[test]
     fn store_errors_map_one_code_per_variant() {
-        let nf = object_store::Error::NotFound {
-            path: "k".into(),
-            source: "gone".into(),
-        };
-        assert_eq!(
-            Error::from_store(nf, "s3://b/k").code(),
-            ErrorCode::NotFound
-        );
-        let pd = object_store::Error::PermissionDenied {
-            path: "k".into(),
-            source: "no".into(),
-        };
-        assert_eq!(
-            Error::from_store(pd, "s3://b/k").code(),
-            ErrorCode::PermissionDenied
-        );
-        let io_timeout = object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
-        };
-        assert_eq!(
-            Error::from_store(io_timeout, "s3://b/k").code(),
-            ErrorCode::Timeout
-        );
+        use object_store::Error as E;
+        let (path, store) = ("k".to_string(), "S3");
+        for (err, code) in [
+            (
+                E::NotFound {
+                    path: path.clone(),
+                    source: "gone".into(),
+                },
+                ErrorCode::NotFound,
+            ),
+            (
+                E::PermissionDenied {
+                    path,
+                    source: "no".into(),
+                },
+                ErrorCode::PermissionDenied,
+            ),
+            (
+                E::Generic {
+                    store,
+                    source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
+                },
+                ErrorCode::Timeout,
+            ),
+        ] {
+            assert_eq!(Error::from_store(err, "s3://b/k").code(), code);
+        }
     }
 
     #[test]

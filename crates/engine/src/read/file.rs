@@ -26,6 +26,13 @@ use super::{cancellable, check_len, cut_short, TransferResult};
 /// The directories downloadMany fsyncs once each at the end.
 pub(crate) type Dirs = std::sync::Mutex<std::collections::BTreeSet<PathBuf>>;
 
+/// One download's bookkeeping: its progress, downloadMany's directories, when it started.
+pub(crate) struct Item<'a> {
+    pub(crate) tracker: Tracker,
+    pub(crate) dirs: Option<&'a Dirs>,
+    pub(crate) started: Instant,
+}
+
 /// Where a download lands, and the transfer settings that fit it.
 pub(crate) struct Target {
     pub(crate) place: Place,
@@ -68,20 +75,20 @@ pub(crate) async fn prepare(dest: &Path, opts: &CallOptions) -> Result<Target> {
 /// Download over HTTP (or a local copy) into `place`: a temporary file beside it, renamed into
 /// place when every byte has arrived and matched its checksum; with `resume`, continued from
 /// an earlier attempt's part file where it still applies. Finishes its tracker.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn download(
     budget: &Semaphore,
     source: &Source,
     url: &str,
     target: Target,
-    opts: &CallOptions,
-    index: Option<u32>,
-    dirs: Option<&Dirs>,
-    started: Instant,
+    item: Item<'_>,
     cancel: &CancellationToken,
 ) -> Result<TransferResult> {
     let Target { place, stream, t } = target;
-    let tracker = Tracker::new(opts.progress.clone(), index);
+    let Item {
+        tracker,
+        dirs,
+        started,
+    } = item;
     let in_order = stream.is_some();
     let (temp, previous) = if let Some(file) = stream {
         (TempFile::direct(&place, file, t.durable), None)

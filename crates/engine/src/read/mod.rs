@@ -27,7 +27,7 @@ mod sink;
 mod source;
 mod verify;
 
-pub(crate) use file::{download, prepare, Dirs};
+pub(crate) use file::{download, prepare, Dirs, Item};
 pub(crate) use memory::{range, whole};
 pub(crate) use rdma::{download as rdma_download, get as rdma_get, into as rdma_into};
 pub(crate) use sink::sync_dir_of;

@@ -11,8 +11,7 @@ use crate::options::{CallOptions, TransferOptions};
 use crate::progress::Tracker;
 use crate::rdma::TransferPath;
 
-use super::file::{note_dir, Dirs};
-use super::place::Place;
+use super::file::{note_dir, Item, Target};
 use super::sink::TempFile;
 use super::verify::{verify_file, verify_memory};
 use super::{usize_of, TransferResult};
@@ -44,19 +43,19 @@ pub(crate) async fn get(
 }
 
 /// `download` over RDMA: parts land in pool buffers and are written at their offsets.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn download(
     ctx: &crate::rdma::Ctx,
-    place: &Place,
-    t: TransferOptions,
-    opts: &CallOptions,
-    index: Option<u32>,
-    dirs: Option<&Dirs>,
-    started: Instant,
+    target: &Target,
+    item: Item<'_>,
     cancel: &CancellationToken,
 ) -> Result<TransferResult> {
+    let (place, t) = (&target.place, target.t);
+    let Item {
+        tracker,
+        dirs,
+        started,
+    } = item;
     let url = ctx_url(ctx);
-    let tracker = Tracker::new(opts.progress.clone(), index);
     let head = crate::rdma::head(ctx).await?;
     let expected = choose(t.checksum, &head.offered, &url)?;
     let dest = &place.dest;
