@@ -4,26 +4,14 @@ use std::sync::Arc;
 
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
-use super::{
-    allow_http, base_client_options, build_error, configure, connector, is_true, Backend, Stores,
-};
+use super::{allow_http, build_error, is_true, Backend, Cloud, Stores};
 use crate::error::Result;
 use crate::locate::Location;
 use crate::options::StoreOptions;
 
 impl Stores {
     pub(super) async fn azure(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
-        let mut b = MicrosoftAzureBuilder::new()
-            .with_http_connector(connector(opts)?)
-            .with_client_options(base_client_options(opts)?)
-            .with_retry(opts.retry_config());
-        b = configure(b, "AZURE_", &opts.config, loc, |b, k: AzureConfigKey, v| {
-            b.with_config(k, v)
-        })?;
-        b = b.with_url(&loc.store_url);
-        if opts.skip_signature {
-            b = b.with_skip_signature(true);
-        }
+        let mut b = MicrosoftAzureBuilder::start(loc, opts)?;
         let endpoint = b
             .get_config_value(&AzureConfigKey::Endpoint)
             .unwrap_or_default();

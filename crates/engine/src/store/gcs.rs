@@ -4,30 +4,14 @@ use std::sync::Arc;
 
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
-use super::{
-    allow_http, base_client_options, build_error, configure, connector, is_true, Backend, Stores,
-};
+use super::{allow_http, build_error, is_true, Backend, Cloud, Stores};
 use crate::error::Result;
 use crate::locate::Location;
 use crate::options::StoreOptions;
 
 impl Stores {
     pub(super) async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
-        let mut b = GoogleCloudStorageBuilder::new()
-            .with_http_connector(connector(opts)?)
-            .with_client_options(base_client_options(opts)?)
-            .with_retry(opts.retry_config());
-        b = configure(
-            b,
-            "GOOGLE_",
-            &opts.config,
-            loc,
-            |b, k: GoogleConfigKey, v| b.with_config(k, v),
-        )?;
-        b = b.with_url(&loc.store_url);
-        if opts.skip_signature {
-            b = b.with_skip_signature(true);
-        }
+        let mut b = GoogleCloudStorageBuilder::start(loc, opts)?;
         // An emulator's base URL: `google_base_url`, or inside the service-account key
         // (gcs_base_url).
         let base_url = b
@@ -75,6 +59,7 @@ impl Stores {
     }
 }
 
+/// Where gcloud keeps application default credentials: whether the well-known file object_store
 /// reads itself exists, and the path of one under `CLOUDSDK_CONFIG` (which it does not read)
 /// when `GOOGLE_APPLICATION_CREDENTIALS` does not name another.
 fn gcloud_adc() -> (bool, Option<String>) {

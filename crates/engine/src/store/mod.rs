@@ -284,17 +284,75 @@ impl Stores {
     }
 }
 
-/// Where gcloud keeps application default credentials: whether the well-known file object_store
+/// A cloud store's builder, configured alike for every provider: its own environment
+/// variables and the explicit options ([`configure`]), the URL, skipSignature.
+pub(super) trait Cloud: Sized + Default {
+    /// Its configuration keys.
+    type Key: FromStr;
+    /// The prefix of the environment variables it reads.
+    const ENV_PREFIX: &'static str;
+    fn set(self, key: Self::Key, value: &str) -> Self;
+    fn url(self, url: &str) -> Self;
+    fn skip_signature(self) -> Self;
+
+    /// The builder with its HTTP client: objget's connector, client options and retries.
+    fn with_client(self, connector: HeaderSpy, client: ClientOptions, opts: &StoreOptions) -> Self;
+
+    /// A builder with objget's client, [`configure`]d, pointed at the location's store, and
+    /// unsigned where asked (S3 takes these steps itself, with more between them).
+    fn start(loc: &Location, opts: &StoreOptions) -> Result<Self> {
+        let b = Self::default().with_client(connector(opts)?, base_client_options(opts)?, opts);
+        let b = configure(b, &opts.config, loc)?.url(&loc.store_url);
+        Ok(if opts.skip_signature {
+            b.skip_signature()
+        } else {
+            b
+        })
+    }
+}
+
+macro_rules! cloud {
+    ($($builder:ty: $key:ty, $prefix:literal;)*) => {$(
+        impl Cloud for $builder {
+            type Key = $key;
+            const ENV_PREFIX: &'static str = $prefix;
+            fn set(self, key: $key, value: &str) -> Self {
+                self.with_config(key, value)
+            }
+            fn url(self, url: &str) -> Self {
+                self.with_url(url)
+            }
+            fn skip_signature(self) -> Self {
+                self.with_skip_signature(true)
+            }
+            fn with_client(
+                self,
+                connector: HeaderSpy,
+                client: ClientOptions,
+                opts: &StoreOptions,
+            ) -> Self {
+                self.with_http_connector(connector)
+                    .with_client_options(client)
+                    .with_retry(opts.retry_config())
+            }
+        }
+    )*};
+}
+
+cloud! {
+    object_store::aws::AmazonS3Builder: object_store::aws::AmazonS3ConfigKey, "AWS_";
+    object_store::gcp::GoogleCloudStorageBuilder: object_store::gcp::GoogleConfigKey, "GOOGLE_";
+    object_store::azure::MicrosoftAzureBuilder: object_store::azure::AzureConfigKey, "AZURE_";
+}
+
 /// Apply the provider's own environment variables, then the explicit options, to a builder.
-pub(super) fn configure<B, K: FromStr>(
+pub(super) fn configure<B: Cloud>(
     mut builder: B,
-    env_prefix: &str,
     config: &BTreeMap<String, String>,
     loc: &Location,
-    set: impl Fn(B, K, &str) -> B,
 ) -> Result<B> {
     for (name, value) in std::env::vars() {
-        if !name.starts_with(env_prefix) {
+        if !name.starts_with(B::ENV_PREFIX) {
             continue;
         }
         let key = name.to_ascii_lowercase();
@@ -303,11 +361,11 @@ pub(super) fn configure<B, K: FromStr>(
         if turns_off_tls(&key) {
             continue;
         }
-        if let Ok(k) = key.parse::<K>() {
+        if let Ok(k) = key.parse::<B::Key>() {
             if redact::is_secret_key(&key) {
                 redact::register_secret(&value);
             }
-            builder = set(builder, k, &value);
+            builder = builder.set(k, &value);
         }
     }
     for (name, value) in config {
@@ -317,14 +375,14 @@ pub(super) fn configure<B, K: FromStr>(
             ))
             .with_url(&loc.url));
         }
-        let k = name.parse::<K>().map_err(|_| {
+        let k = name.parse::<B::Key>().map_err(|_| {
             Error::invalid_argument(format!(
                 "unknown configuration key '{name}' for {} stores",
                 loc.scheme.as_str()
             ))
             .with_url(&loc.url)
         })?;
-        builder = set(builder, k, value);
+        builder = builder.set(k, value);
     }
     Ok(builder)
 }

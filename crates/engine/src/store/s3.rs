@@ -8,7 +8,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
 use super::{
     allow_http, base_client_options, build_error, configure, connector, is_loopback, is_true,
-    Backend, RawParts, Stores,
+    Backend, Cloud, RawParts, Stores,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::Location;
@@ -27,17 +27,13 @@ impl Stores {
             reqwest::header::HeaderValue::from_static("ENABLED"),
         );
         let http = Arc::new(Mutex::new(None));
-        let mut b = AmazonS3Builder::new()
-            .with_http_connector(connector(opts)?.keeping(http.clone()))
-            .with_client_options(base_client_options(opts)?.with_default_headers(checksum_mode))
-            .with_retry(opts.retry_config());
-        b = configure(
-            b,
-            "AWS_",
-            &opts.config,
-            loc,
-            |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
-        )?;
+        let client = base_client_options(opts)?.with_default_headers(checksum_mode);
+        let b = AmazonS3Builder::new().with_client(
+            connector(opts)?.keeping(http.clone()),
+            client,
+            opts,
+        );
+        let mut b = configure(b, &opts.config, loc)?;
         // The AWS profile's region and endpoint, where nothing else gives one (an R2 URL names
         // its own endpoint).
         let given = |b: &AmazonS3Builder, k: AmazonS3ConfigKey| {
@@ -58,9 +54,9 @@ impl Stores {
                 b = b.with_config(AmazonS3ConfigKey::Endpoint, endpoint);
             }
         }
-        b = b.with_url(&loc.store_url);
+        b = b.url(&loc.store_url);
         if opts.skip_signature {
-            b = b.with_skip_signature(true);
+            b = b.skip_signature();
         }
         // `ifNotExists` for large uploads publishes with a copy completed by a conditional
         // CompleteMultipartUpload (If-None-Match), which S3, R2 and MinIO honour.
