@@ -1,12 +1,14 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
-//! `engine` holds `Engine` (its methods live in `download` and `ops`), `options` every option
-//! with its default and limits, `locate` turns a URL into a store and a key, `store` builds and
-//! caches the stores, `download` plans and runs transfers (`fetch` reads, `sink` writes,
-//! `progress` reports), `ops` uploads, lists, copies and removes, `s3` is objget's own signed S3
-//! client and `rdma` S3 over RDMA, `error` and `redact` keep failures typed and free of secrets,
-//! `credentials` brings credentials from outside object_store (a caller's function, the AWS
-//! SDKs' default chain).
+//! `engine` holds `Engine`, the façade: each read parses its URL, chooses its path once and
+//! calls `read` (plan and run the parts, land them in memory or a file, resume, verify); `ops`
+//! adds the writes, listings, copies and removals. `options` holds every option with its
+//! default and limits, `locate` turns a URL into a store and a key, `store` builds and caches
+//! the stores (one file per backend), `object` says what an object is and which parts to read
+//! of it, `checksum` is the checksum maths, `fs` the file helpers every path shares, `progress`
+//! reports, `s3` is objget's own signed S3 client and `rdma` S3 over RDMA, `error` and `redact`
+//! keep failures typed and free of secrets, `credentials` brings credentials from outside
+//! object_store (a caller's function, the AWS SDKs' default chain).
 
 pub mod checksum;
 pub mod credentials;
