@@ -20,7 +20,7 @@
 mod file;
 mod memory;
 mod parts;
-pub(crate) mod place;
+mod place;
 mod rdma;
 mod resume;
 mod sink;
