@@ -287,6 +287,24 @@ fn retry_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
     text.get(at..at + 3)?.parse().ok()
 }
 
+/// The code of a request that ended with HTTP `status` (its retries spent): the one table every
+/// path that reads a status uses.
+pub(crate) fn status_code(status: u16) -> ErrorCode {
+    match status {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::PermissionDenied,
+        404 | 410 => ErrorCode::NotFound,
+        412 => ErrorCode::Precondition,
+        416 => ErrorCode::InvalidArgument,
+        408 | 504 => ErrorCode::Timeout,
+        // Still 429 / 503 once the retries are spent: a throttling storm that outlasted them.
+        429 | 503 => ErrorCode::Throttled,
+        // The server does not do this (a PUT or PROPFIND to a read-only HTTP server).
+        405 | 501 => ErrorCode::NotSupported,
+        _ => ErrorCode::Generic,
+    }
+}
+
 /// Classify an error by what its source chain holds: a refused certificate, a refused
 /// redirect, a timeout, the HTTP status object_store gave up on, a failed or cut connection.
 /// Returns the code and, where it says more than the cause, what to tell the user.
@@ -315,19 +333,7 @@ fn classify_chain(err: &(dyn std::error::Error + 'static)) -> (ErrorCode, Option
         return (ErrorCode::Timeout, None);
     }
     if let Some(status) = chain(err).find_map(retry_status) {
-        let code = match status {
-            401 => ErrorCode::Unauthenticated,
-            403 => ErrorCode::PermissionDenied,
-            404 | 410 => ErrorCode::NotFound,
-            412 => ErrorCode::Precondition,
-            416 => ErrorCode::InvalidArgument,
-            408 | 504 => ErrorCode::Timeout,
-            429 | 503 => ErrorCode::Throttled,
-            // The server does not do this (a PUT or PROPFIND to a read-only HTTP server).
-            405 | 501 => ErrorCode::NotSupported,
-            _ => ErrorCode::Generic,
-        };
-        return (code, None);
+        return (status_code(status), None);
     }
     for e in chain(err) {
         // GetResultError::NotPartial (private too): the server ignored the Range header.
@@ -453,30 +459,33 @@ mod tests {
 
     #[test]
     fn store_errors_map_one_code_per_variant() {
-        let nf = object_store::Error::NotFound {
-            path: "k".into(),
-            source: "gone".into(),
-        };
-        assert_eq!(
-            Error::from_store(nf, "s3://b/k").code(),
-            ErrorCode::NotFound
-        );
-        let pd = object_store::Error::PermissionDenied {
-            path: "k".into(),
-            source: "no".into(),
-        };
-        assert_eq!(
-            Error::from_store(pd, "s3://b/k").code(),
-            ErrorCode::PermissionDenied
-        );
-        let io_timeout = object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
-        };
-        assert_eq!(
-            Error::from_store(io_timeout, "s3://b/k").code(),
-            ErrorCode::Timeout
-        );
+        use object_store::Error as E;
+        let (path, store) = ("k".to_string(), "S3");
+        for (err, code) in [
+            (
+                E::NotFound {
+                    path: path.clone(),
+                    source: "gone".into(),
+                },
+                ErrorCode::NotFound,
+            ),
+            (
+                E::PermissionDenied {
+                    path,
+                    source: "no".into(),
+                },
+                ErrorCode::PermissionDenied,
+            ),
+            (
+                E::Generic {
+                    store,
+                    source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
+                },
+                ErrorCode::Timeout,
+            ),
+        ] {
+            assert_eq!(Error::from_store(err, "s3://b/k").code(), code);
+        }
     }
 
     #[test]

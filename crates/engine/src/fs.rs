@@ -99,3 +99,18 @@ pub(crate) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std:
 pub(crate) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
+
+/// `p` made absolute against the working directory. An empty path is refused rather than
+/// taken to mean the working directory itself.
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.as_os_str().is_empty() {
+        return Err(Error::invalid_argument("the destination path is empty"));
+    }
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .map_err(|e| Error::io(Path::new("."), &e))?
+            .join(p))
+    }
+}

@@ -1,38 +1,35 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
-//! `engine` holds `Engine` (its methods live in `download` and `ops`), `options` every option
-//! with its default and limits, `locate` turns a URL into a store and a key, `store` builds and
-//! caches the stores, `download` plans and runs transfers (`fetch` reads, `sink` writes,
-//! `progress` reports), `ops` uploads, lists, copies and removes, `s3` is objget's own signed S3
-//! client and `rdma` S3 over RDMA, `error` and `redact` keep failures typed and free of secrets,
-//! `credentials` brings credentials from outside object_store (a caller's function, the AWS
-//! SDKs' default chain).
+//! `engine` holds `Engine`, the façade: each read parses its URL, chooses its path once and
+//! calls `read` (plan and run the parts, land them in memory or a file, resume, verify); `ops`
+//! adds the writes, listings, copies and removals. `options` holds every option with its
+//! default and limits, `locate` turns a URL into a store and a key, `store` builds and caches
+//! the stores (one file per backend), `object` says what an object is and which parts to read
+//! of it, `checksum` is the checksum maths, `fs` the file helpers every path shares, `progress`
+//! reports, `s3` is objget's own signed S3 client and `rdma` S3 over RDMA, `error` and `redact`
+//! keep failures typed and free of secrets, `credentials` brings credentials from outside
+//! object_store (a caller's function, the AWS SDKs' default chain).
 
 pub mod checksum;
-mod client;
 pub mod credentials;
-pub mod download;
 mod engine;
 pub mod error;
-mod fetch;
 mod fs;
 pub mod locate;
 mod object;
 pub mod ops;
 pub mod options;
-mod place;
 pub mod progress;
 pub mod rdma;
+mod read;
 pub mod redact;
 mod s3;
-mod sink;
 pub mod store;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
     Credential, CredentialError, CredentialSource, CredentialsId, Fetched, Provider,
 };
-pub use download::TransferResult;
 pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
@@ -43,6 +40,7 @@ pub use options::{
 };
 pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
+pub use read::TransferResult;
 pub use tokio_util::sync::CancellationToken;
 
 /// objget's own version.

@@ -31,3 +31,41 @@ pub enum ByteRange {
     /// The last `n` bytes (the whole object if it is shorter).
     Suffix(u64),
 }
+
+/// The parts of an object of `size` bytes, `part_size` each (the last may be shorter):
+/// `(offset, length)`, the first at 0. An empty object is one empty part: it still takes one
+/// request (one GET, or one PUT to create it).
+pub(crate) fn plan(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    if size == 0 {
+        return vec![(0, 0)];
+    }
+    (0..size.div_ceil(part_size))
+        .map(|i| (i * part_size, part_size.min(size - i * part_size)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cover_the_object_exactly() {
+        assert_eq!(plan(0, 10), vec![(0, 0)]);
+        assert_eq!(plan(10, 10), vec![(0, 10)]);
+        assert_eq!(plan(11, 10), vec![(0, 10), (10, 1)]);
+        assert_eq!(plan(21, 10), vec![(0, 10), (10, 10), (20, 1)]);
+        assert_eq!(plan(25, 10), vec![(0, 10), (10, 10), (20, 5)]);
+        for (size, part) in [
+            (1u64, 1u64),
+            (100, 7),
+            (1 << 20, 65_536),
+            (1_000_001, 65_536),
+        ] {
+            let parts = plan(size, part);
+            assert_eq!(parts.first().map(|p| p.0), Some(0));
+            assert!(parts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+            assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), size);
+            assert!(parts.iter().all(|p| p.1 > 0 && p.1 <= part));
+        }
+    }
+}

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checksum::{combine, crc64, Algorithm, Checksum};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::fs::{blocking, read_range};
+use crate::fs::{absolute, blocking, read_range};
 use crate::locate::{Location, Scheme};
 use crate::object::ObjectInfo;
 use crate::options::{
@@ -851,23 +851,13 @@ async fn stored_is(
     size: u64,
     sum: &Checksum,
 ) -> Option<object_store::ObjectMeta> {
-    let seen = crate::checksum::Seen::default();
-    let meta = crate::checksum::capture(seen.clone(), store.head(path))
+    let seen = crate::store::spy::Seen::default();
+    let meta = crate::store::spy::capture(seen.clone(), store.head(path))
         .await
         .ok()?;
     let (headers, _) = seen.take()?;
     let offered = crate::checksum::advertised(&headers, false, crate::checksum::Dialect::Other);
     (meta.size == size && offered.contains(sum)).then_some(meta)
-}
-
-fn absolute(p: &FsPath) -> Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        Ok(std::env::current_dir()
-            .map_err(|e| Error::io(FsPath::new("."), &e))?
-            .join(p))
-    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use crate::checksum::{advertised, crc64, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{read_bytes_at, read_exact_at};
 use crate::locate::Location;
+use crate::object::plan;
 use crate::options::{RdmaMode, StoreOptions, MAX_PARTS};
 use crate::progress::Tracker;
 use crate::s3::{self, header, status_error, xml_field, Headers, Req, S3Raw};
@@ -461,16 +462,6 @@ fn short(ctx: &Ctx, got: usize, want: usize) -> Error {
         format!("the server sent {got} bytes for a part of {want}: neither RDMA nor the body delivered it"),
     )
     .with_url(&ctx.url)
-}
-
-/// The object's parts: `(offset, len)`, at least one (an empty object is one empty part).
-fn plan(size: u64, part: u64) -> Vec<(u64, u64)> {
-    if size == 0 {
-        return vec![(0, 0)];
-    }
-    (0..size.div_ceil(part))
-        .map(|i| (i * part, part.min(size - i * part)))
-        .collect()
 }
 
 /// Where a whole object lands.
@@ -1247,12 +1238,5 @@ mod tests {
         );
         // A part ETag that is not an MD5 (KMS, SSE-C): no multipart ETag to compare.
         assert_eq!(multipart_etag(&[part("\"abc\"")]), None);
-    }
-
-    #[test]
-    fn parts_cover_the_object() {
-        assert_eq!(plan(0, 10), vec![(0, 0)]);
-        assert_eq!(plan(10, 10), vec![(0, 10)]);
-        assert_eq!(plan(21, 10), vec![(0, 10), (10, 10), (20, 1)]);
     }
 }

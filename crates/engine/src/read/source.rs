@@ -11,10 +11,11 @@ use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use crate::checksum::{advertised, capture, Checksum, Dialect, Seen};
+use crate::checksum::{advertised, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::blocking;
 use crate::object::{ByteRange, ObjectInfo};
+use crate::store::spy::{capture, Seen};
 use crate::store::Backoff;
 
 /// Where an object's bytes come from.
@@ -250,16 +251,7 @@ fn check_status(resp: reqwest::Response, url: &str) -> Result<reqwest::Response>
     if status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
         return Ok(resp);
     }
-    let code = match status.as_u16() {
-        404 | 410 => ErrorCode::NotFound,
-        403 => ErrorCode::PermissionDenied,
-        401 => ErrorCode::Unauthenticated,
-        412 => ErrorCode::Precondition,
-        408 | 504 => ErrorCode::Timeout,
-        // Still 429 / 503 once the retries are spent: a throttling storm that outlasted them.
-        429 | 503 => ErrorCode::Throttled,
-        _ => ErrorCode::Generic,
-    };
+    let code = crate::error::status_code(status.as_u16());
     let display = crate::redact::url_for_display(url);
     Err(Error::new(code, format!("{display}: HTTP {status}")).with_url(url))
 }
@@ -603,4 +595,31 @@ async fn file_read(
         offered: Vec::new(),
         body: futures::stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_statuses_take_the_codes_of_the_one_table() {
+        let code = |status: u16| {
+            let resp = http::Response::builder().status(status).body("").unwrap();
+            check_status(reqwest::Response::from(resp), "https://h/o?sig=secret")
+                .err()
+                .map(|e| e.code())
+        };
+        for status in [401, 403, 404, 405, 408, 410, 412, 429, 500, 501, 503, 504] {
+            assert_eq!(
+                code(status),
+                Some(crate::error::status_code(status)),
+                "{status}"
+            );
+        }
+        // A server that does not do this: not a generic failure.
+        assert_eq!(code(405), Some(ErrorCode::NotSupported));
+        // 416 is the caller's to read (an empty object's first part).
+        assert_eq!(code(416), None);
+        assert_eq!(code(206), None);
+    }
 }

@@ -22,7 +22,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{DigitallySignedStruct as Dss, SignatureScheme};
 
 use crate::error::{Error, Result, SchemeChange};
 
@@ -60,11 +60,11 @@ impl Tls {
         alpn: &[&[u8]],
     ) -> std::result::Result<rustls::ClientConfig, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = if self.insecure {
-            Arc::new(NoVerification(provider.clone()))
+        let inner: Option<Arc<dyn ServerCertVerifier>> = if self.insecure {
+            None
         } else {
             let roots = self.pinned.iter().chain(extra_roots).cloned();
-            let inner: Arc<dyn ServerCertVerifier> = if system_roots {
+            Some(if system_roots {
                 Arc::new(rustls_platform_verifier::Verifier::new_with_extra_roots(
                     roots,
                     provider.clone(),
@@ -78,12 +78,13 @@ impl Tls {
                 )
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?
-            };
-            Arc::new(Pinned {
-                inner,
-                pinned: self.pinned.clone(),
             })
         };
+        let verifier = Arc::new(Verifier {
+            inner,
+            pinned: self.pinned.clone(),
+            provider: provider.clone(),
+        });
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
@@ -94,16 +95,23 @@ impl Tls {
     }
 }
 
-/// The platform verifier, plus: a server certificate byte-equal to a pinned one is accepted
-/// when it names the host, whatever WebPKI says of its chain (a self-signed server certificate
-/// that is also a CA is refused by WebPKI as `CaUsedAsEndEntity`).
+/// The outcome of checking a handshake's signature.
+type Signed = std::result::Result<HandshakeSignatureValid, rustls::Error>;
+
+/// objget's certificate check. With `inner` (the platform verifier, or WebPKI over the given
+/// roots), plus: a server certificate byte-equal to a pinned one is accepted when it names the
+/// host, whatever WebPKI says of its chain (a self-signed server certificate that is also a CA
+/// is refused by WebPKI as `CaUsedAsEndEntity`). Without (`insecureSkipTlsVerify`): any
+/// certificate is accepted. Either way the handshake's signatures are checked, so the
+/// connection is at least with the holder of the presented key.
 #[derive(Debug)]
-struct Pinned {
-    inner: Arc<dyn ServerCertVerifier>,
+struct Verifier {
+    inner: Option<Arc<dyn ServerCertVerifier>>,
     pinned: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -112,13 +120,10 @@ impl ServerCertVerifier for Pinned {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(inner) = &self.inner else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Ok(v) => Ok(v),
             Err(e)
                 if self
@@ -135,76 +140,24 @@ impl ServerCertVerifier for Pinned {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &Dss) -> Signed {
+        rustls::crypto::verify_tls12_signature(m, c, d, self.algorithms())
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &Dss) -> Signed {
+        rustls::crypto::verify_tls13_signature(m, c, d, self.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.algorithms().supported_schemes()
     }
 }
 
-/// `insecureSkipTlsVerify`: any certificate is accepted (the handshake's signatures are still
-/// checked, so the connection is at least with the holder of the presented key).
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+impl Verifier {
+    /// The signature algorithms of the provider (what WebPKI and the platform verifier check
+    /// handshake signatures with too).
+    fn algorithms(&self) -> &rustls::crypto::WebPkiSupportedAlgorithms {
+        &self.provider.signature_verification_algorithms
     }
 }
 

@@ -1,84 +1,30 @@
-//! Where bytes land: a temporary file beside the destination, written at offsets, fsynced and
-//! renamed into place only when complete.
+//! Resuming a download: the journal kept beside the part file (which parts are complete, each
+//! with its CRC), the lock that keeps a second download out, and the resume itself: re-read the
+//! kept parts, fetch the rest.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::fs::{blocking, read_at, write_all_at};
-use crate::place::{stem, Dir, Place};
+use crate::fs::{blocking, read_at};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::checksum::choose;
+use crate::object::plan;
+use crate::options::TransferOptions;
 use crate::progress::Tracker;
 
-/// A temporary file beside the destination, removed on drop unless persisted or kept for a
-/// later resume. Every file it makes, opens, renames or removes is relative to the
-/// destination's open directory (see `place`).
-pub(crate) struct TempFile {
-    pub(crate) path: PathBuf,
-    file: Arc<std::fs::File>,
-    persisted: AtomicBool,
-    durable: bool,
-    /// The resume journal beside it (resumable downloads only).
-    journal: Option<PathBuf>,
-    /// Leave the file and journal in place on failure, for `resume: true`.
-    keep: AtomicBool,
-    /// The destination's directory, open.
-    dir: Arc<Dir>,
-    /// The destination itself, a character device or FIFO written in order: no temporary,
-    /// nothing to rename or remove.
-    direct: bool,
-}
-
-/// A file name of `path` (every file of a download is in its directory).
-fn name_of(path: &Path) -> &OsStr {
-    path.file_name().unwrap_or_default()
-}
+use super::file::{write_parts, Fetched};
+use super::place::{stem, Dir, Place};
+use super::sink::{name_of, DonePart, TempFile};
+use super::source::Source;
+use super::verify::verify_file;
+use super::{cancellable, cut_short, permit};
 
 impl TempFile {
-    fn new(place: &Place, path: PathBuf, file: std::fs::File, durable: bool) -> Self {
-        Self {
-            path,
-            file: Arc::new(file),
-            persisted: AtomicBool::new(false),
-            durable,
-            journal: None,
-            keep: AtomicBool::new(false),
-            dir: place.dir.clone(),
-            direct: false,
-        }
-    }
-
-    /// A new temporary `.name.objget-<random>.part` beside the destination (`O_EXCL`, no link
-    /// followed).
-    pub(crate) async fn create(place: &Place, durable: bool) -> Result<Self> {
-        let place = place.clone();
-        blocking(move || {
-            let mut name = OsString::from(".");
-            name.push(stem(&place.name));
-            name.push(format!(".objget-{:016x}.part", rand::random::<u64>()));
-            let file = place.dir.create_new(&name, 0o666)?;
-            Ok(Self::new(
-                &place,
-                place.dir.path().join(name),
-                file,
-                durable,
-            ))
-        })
-        .await
-    }
-
-    /// The destination itself, a character device or FIFO, written in order: nothing is
-    /// renamed or removed, and nothing can be resumed.
-    pub(crate) fn direct(place: &Place, file: std::fs::File, durable: bool) -> Self {
-        let mut temp = Self::new(place, place.dest.clone(), file, durable);
-        temp.direct = true;
-        temp
-    }
-
     /// The resumable temporary for `dest`: a fixed name, `.name.objget.part`, with its journal
     /// `.name.objget.json`, locked against a second process resuming the same download. Returns
     /// the journal left by an earlier attempt, if there is one whose part file is still there.
@@ -148,46 +94,6 @@ impl TempFile {
         .await
     }
 
-    /// Start over: empty the file and forget the journal.
-    pub(crate) async fn reset(&self) -> Result<()> {
-        let (file, path, journal) = (self.file.clone(), self.path.clone(), self.journal.clone());
-        let dir = self.dir.clone();
-        blocking(move || {
-            if let Some(j) = journal {
-                let _ = dir.remove(name_of(&j));
-            }
-            file.set_len(0).map_err(|e| Error::io(&path, &e))
-        })
-        .await
-    }
-
-    /// Whether a failure leaves this file for a later resume.
-    pub(crate) fn keep_on_failure(&self, keep: bool) {
-        self.keep.store(keep, Ordering::SeqCst);
-    }
-
-    /// Hash the finished file in byte order (for MD5 and SHA-256, which parts cannot combine).
-    pub(crate) async fn hash(
-        &self,
-        mut h: crate::checksum::Ordered,
-    ) -> Result<crate::checksum::Checksum> {
-        let (file, path) = (self.file.clone(), self.path.clone());
-        blocking(move || {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut at = 0u64;
-            loop {
-                let n = read_at(&file, &mut buf, at).map_err(|e| Error::io(&path, &e))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                at += n as u64;
-            }
-            Ok(h.finish())
-        })
-        .await
-    }
-
     /// Re-read the parts a journal lists and keep those whose bytes on disk still have the
     /// journal's CRC (a flipped bit, or bytes a power loss kept from the disk, fail it). Returns
     /// each kept part with the CRC of `store` (the store's checksum, when it is a CRC) over the
@@ -207,155 +113,11 @@ impl TempFile {
         })
         .await
     }
-
-    /// The open file, for positional writes outside the writer thread.
-    pub(crate) fn file(&self) -> &Arc<std::fs::File> {
-        &self.file
-    }
-
-    /// Size the file up front so that parts can be written at their offsets in any order.
-    pub(crate) async fn set_len(&self, len: u64) -> Result<()> {
-        if self.direct {
-            return Ok(());
-        }
-        let (file, path) = (self.file.clone(), self.path.clone());
-        blocking(move || file.set_len(len).map_err(|e| Error::io(&path, &e))).await
-    }
-
-    /// A writer for this file: one blocking thread that receives chunks at offsets from every
-    /// part and `pwrite`s them, so chunks go from the socket's buffers to the kernel with no
-    /// extra copy, network and disk overlap, and at most `WRITE_QUEUE` chunks wait in memory.
-    /// With a journal, each part's completion is recorded once its bytes are written (with
-    /// `durable`, once they are synced). [`Writer::finish`] returns only after the last record.
-    pub(crate) fn writer(&self, journal: Option<Journal>) -> Writer {
-        let (file, path) = (self.file.clone(), self.path.clone());
-        let (durable, direct, dir) = (self.durable, self.direct, self.dir.clone());
-        let mut journal = journal.zip(self.journal.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(WRITE_QUEUE);
-        let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
-            let mut written = 0u64;
-            let mut unsynced = 0u64;
-            let mut recorded = std::time::Instant::now();
-            let mut dirty = false;
-            let mut outcome = Ok(());
-            while let Some(msg) = rx.blocking_recv() {
-                match msg {
-                    Msg::Chunk(offset, chunk) => {
-                        let wrote = if direct {
-                            write_in_order(&file, &chunk, offset, written)
-                        } else {
-                            write_all_at(&file, &chunk, offset)
-                        };
-                        if let Err(e) = wrote {
-                            outcome = Err(Error::io(&path, &e));
-                            break;
-                        }
-                        written += chunk.len() as u64;
-                        unsynced += chunk.len() as u64;
-                        if durable && unsynced >= WRITEBACK_EVERY {
-                            start_writeback(&file);
-                            unsynced = 0;
-                        }
-                    }
-                    Msg::End => break,
-                    Msg::PartDone(part) => {
-                        let Some((j, _)) = journal.as_mut() else {
-                            continue;
-                        };
-                        j.done.push(part);
-                        dirty = true;
-                        // Durable: the journal never claims bytes the disk may not hold, and
-                        // the data is synced at most once a second for it.
-                        if !durable || recorded.elapsed() >= JOURNAL_EVERY {
-                            record(&dir, &file, journal.as_ref(), durable);
-                            recorded = std::time::Instant::now();
-                            dirty = false;
-                        }
-                    }
-                }
-            }
-            if dirty {
-                // The last completed parts, whatever ended the transfer.
-                record(&dir, &file, journal.as_ref(), durable);
-            }
-            outcome.map(|()| written)
-        });
-        Writer { tx, handle }
-    }
-
-    /// fsync, rename over `dest`, fsync the directory (relative to the directory opened at the
-    /// start, so a link swapped in along the path since cannot redirect the rename).
-    /// `sync_dir: false` leaves the directory's fsync to the caller (downloadMany syncs each
-    /// directory once, after all its files).
-    pub(crate) async fn persist(&self, dest: &Path, sync_dir: bool) -> Result<()> {
-        if self.direct {
-            // Written in order into a device or FIFO: there is nothing to sync or rename.
-            self.persisted.store(true, Ordering::SeqCst);
-            return Ok(());
-        }
-        let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
-        let (durable, journal, dir) = (self.durable, self.journal.clone(), self.dir.clone());
-        blocking(move || {
-            // fdatasync: the data and the size; the rename is made durable by the directory sync.
-            if durable {
-                file.sync_data().map_err(|e| Error::io(&path, &e))?;
-            }
-            dir.rename(name_of(&path), name_of(&dest))?;
-            if let Some(j) = &journal {
-                let _ = dir.remove(name_of(j));
-            }
-            if durable && sync_dir {
-                dir.sync();
-            }
-            Ok(())
-        })
-        .await?;
-        self.persisted.store(true, Ordering::SeqCst);
-        Ok(())
-    }
 }
-
-/// fsync a directory, making the renames in it durable. Best effort: some filesystems refuse.
-pub(crate) fn sync_dir_of(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted.load(Ordering::SeqCst)
-            && !self.keep.load(Ordering::SeqCst)
-            && !self.direct
-        {
-            let _ = self.dir.remove(name_of(&self.path));
-            if let Some(j) = &self.journal {
-                let _ = self.dir.remove(name_of(j));
-            }
-        }
-    }
-}
-
-/// A part whose bytes are all written: `(offset, length, crc)`. In a journal the CRC is always
-/// [`JOURNAL_CRC`]'s; elsewhere it is the verified checksum's (0 when that is not a CRC).
-pub(crate) type DonePart = (u64, u64, u64);
 
 /// The CRC a journal keeps of every part, whatever the store's checksum (or none): what a
 /// resume re-reads the kept parts against.
 pub(crate) const JOURNAL_CRC: crate::checksum::Algorithm = crate::checksum::Algorithm::Crc64Nvme;
-
-/// What a writer thread receives.
-pub(crate) enum Msg {
-    /// Bytes at an offset.
-    Chunk(u64, Bytes),
-    /// Every chunk of this part has been sent before this message.
-    PartDone(DonePart),
-    /// Nothing more will come (senders may still exist, unused).
-    End,
-}
 
 /// The record of a resumable download: which object (by URL without its query, and ETag) and
 /// which parts of the part file are complete, each with its [`JOURNAL_CRC`].
@@ -418,7 +180,9 @@ impl Journal {
         let mut offsets: Vec<u64> = j.done.iter().map(|p| p.0).collect();
         offsets.sort_unstable();
         offsets.dedup();
-        ((64 * 1024..=1024 * 1024 * 1024).contains(&j.part_size)
+        // A journal is only written for an object read in ranged parts: never an empty one.
+        (j.size > 0
+            && (64 * 1024..=1024 * 1024 * 1024).contains(&j.part_size)
             && j.done.iter().all(planned)
             && offsets.len() == j.done.len())
         .then_some(j)
@@ -470,7 +234,12 @@ fn verify_parts(
 
 /// Write the journal beside the part file (atomically, by rename, never through a link). A
 /// failure only costs a later resume some parts, so it is not an error.
-fn record(dir: &Dir, file: &std::fs::File, journal: Option<&(Journal, PathBuf)>, durable: bool) {
+pub(super) fn record(
+    dir: &Dir,
+    file: &std::fs::File,
+    journal: Option<&(Journal, PathBuf)>,
+    durable: bool,
+) {
     let Some((j, path)) = journal else {
         return;
     };
@@ -490,7 +259,7 @@ fn journal_tmp(journal: &Path) -> PathBuf {
 }
 
 /// Journal writes at most this often when durable (each costs an fdatasync of the data).
-const JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a resumable download waits for another one holding its destination.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -520,84 +289,97 @@ fn lock(_file: &std::fs::File, _path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Chunks waiting for the writer thread, per file (hyper's chunks are at most a few tens of KiB).
-const WRITE_QUEUE: usize = 64;
-/// Start the kernel's writeback this often, so the final fdatasync has little left to do.
-const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
-
-/// Sends chunks to a file's writer thread.
-pub(crate) struct Writer {
-    tx: tokio::sync::mpsc::Sender<Msg>,
-    handle: tokio::task::JoinHandle<Result<u64>>,
-}
-
-impl Writer {
-    /// A sender for one part (cheap to clone).
-    pub(crate) fn sender(&self) -> tokio::sync::mpsc::Sender<Msg> {
-        self.tx.clone()
-    }
-
-    /// Wait for every chunk sent so far to be written; returns the bytes written.
-    pub(crate) async fn finish(self) -> Result<u64> {
-        // A writer that already failed has stopped listening; its result says why.
-        let _ = self.tx.send(Msg::End).await;
-        drop(self.tx);
-        self.handle
-            .await
-            .map_err(|e| Error::new(ErrorCode::Generic, format!("file write task failed: {e}")))?
-    }
-}
-
-/// Stream a body into the writer from `offset`, showing each chunk to `sums` (the part's
-/// CRCs); returns the bytes sent. A closed queue means the writer failed: stop, and let
-/// `finish` report why.
-pub(crate) async fn send_body(
-    mut body: BoxStream<'static, Result<Bytes>>,
-    tx: &tokio::sync::mpsc::Sender<Msg>,
-    offset: u64,
+/// Continue from a journal, if the object is still the one it describes: re-read the parts
+/// it lists, keep those whose bytes still match their CRC, and fetch the rest. `None`: the
+/// object changed, start over.
+///
+/// The whole-object checksum then covers the bytes on disk: a CRC is combined from the
+/// kept parts' CRCs computed by that re-read and the fetched parts' computed as they were
+/// written; MD5 and SHA-256 are one pass over the finished file.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn resume(
+    budget: &Semaphore,
+    source: &Source,
+    url: &str,
+    temp: &TempFile,
+    journal: Journal,
+    t: TransferOptions,
     tracker: &Tracker,
-    sums: &mut (dyn FnMut(&[u8]) + Send),
-) -> Result<u64> {
-    let mut at = offset;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        let n = chunk.len() as u64;
-        sums(&chunk);
-        if tx.send(Msg::Chunk(at, chunk)).await.is_err() {
-            break;
-        }
-        tracker.add(n);
-        at += n;
+    cancel: &CancellationToken,
+) -> Result<Option<Fetched>> {
+    let head = async {
+        let _permit = permit(budget).await?;
+        source.head_pinned(url, &journal.etag).await
+    };
+    let (info, offered) = match cancellable(cancel, url, head).await {
+        Ok(found) => found,
+        Err(e) if e.code() == ErrorCode::Precondition => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if info.size != journal.size || info.etag.as_deref() != Some(journal.etag.as_str()) {
+        return Ok(None);
     }
-    Ok(at - offset)
-}
-
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid open descriptor; SYNC_FILE_RANGE_WRITE only starts writeback, never blocks
-    // on it, and a failure here is harmless (the final fdatasync does the work).
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    let expected = choose(t.checksum, &offered, url)?;
+    let kept = temp
+        .verify_kept(
+            journal.done.clone(),
+            expected.as_ref().map(|c| c.algorithm),
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| match e.code() {
+            ErrorCode::Aborted => Error::aborted(url),
+            _ => e,
+        })?;
+    // The journal goes on with the parts that held; the checksum takes their CRCs of the
+    // store's algorithm.
+    let have: Vec<DonePart> = kept.iter().map(|k| k.0).collect();
+    let mut every: Vec<DonePart> = kept.iter().map(|&((o, l, _), crc)| (o, l, crc)).collect();
+    let done_at: std::collections::HashSet<u64> = have.iter().map(|p| p.0).collect();
+    let all = plan(journal.size, journal.part_size);
+    let missing: Vec<(u64, u64)> = all
+        .iter()
+        .copied()
+        .filter(|p| !done_at.contains(&p.0))
+        .collect();
+    let resumed: u64 = have.iter().map(|p| p.1).sum();
+    tracker.plan(journal.size, all.len() as u32);
+    tracker.add(resumed);
+    for _ in &have {
+        tracker.part_done();
     }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &std::fs::File) {}
-
-/// A device or FIFO takes bytes in order only; the single read that feeds it sends them so.
-fn write_in_order(
-    file: &std::fs::File,
-    buf: &[u8],
-    offset: u64,
-    written: u64,
-) -> std::io::Result<()> {
-    if offset != written {
-        return Err(std::io::Error::other(format!(
-            "bytes for offset {offset} arrived at {written}; a device or FIFO is written in order"
-        )));
+    let fresh = Journal {
+        done: have,
+        ..journal.clone()
+    };
+    let (written, done, _) = write_parts(
+        budget,
+        source,
+        url,
+        temp,
+        Some(fresh),
+        Some(&journal.etag),
+        None,
+        &missing,
+        expected.as_ref(),
+        t,
+        tracker,
+        cancel,
+    )
+    .await?;
+    if written + resumed != journal.size {
+        return Err(cut_short(url, journal.size - resumed, written));
     }
-    std::io::Write::write_all(&mut &*file, buf)
+    let fetched_parts = done.len() as u32;
+    every.extend(done);
+    let verified = verify_file(temp, expected.as_ref(), &mut every, None, url);
+    let checksum = cancellable(cancel, url, verified).await?;
+    Ok(Some(Fetched {
+        etag: Some(journal.etag),
+        parts: fetched_parts,
+        checksum,
+        resumed_bytes: resumed,
+    }))
 }
 
 #[cfg(test)]
@@ -643,6 +425,11 @@ mod tests {
             },
             Journal {
                 done: vec![(262_144, 1, 0)],
+                ..journal()
+            },
+            Journal {
+                size: 0,
+                done: Vec::new(),
                 ..journal()
             },
         ] {
@@ -694,24 +481,17 @@ mod tests {
         }
         // Bytes that never reached the disk: the journal says three parts, the disk holds zeros
         // where the last one should be, or is shorter.
-        std::fs::write(&path, [&data[..200_000], &[0u8; 50_000][..]].concat()).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        assert_eq!(
+        let kept_of = |disk: &[u8]| {
+            std::fs::write(&path, disk).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
             verify_parts(&file, &parts, None, || false)
                 .unwrap()
                 .unwrap()
-                .len(),
-            2
-        );
-        std::fs::write(&path, &data[..150_000]).unwrap();
+                .len()
+        };
+        assert_eq!(kept_of(&[&data[..200_000], &[0u8; 50_000][..]].concat()), 2);
+        assert_eq!(kept_of(&data[..150_000]), 1);
         let file = std::fs::File::open(&path).unwrap();
-        assert_eq!(
-            verify_parts(&file, &parts, None, || false)
-                .unwrap()
-                .unwrap()
-                .len(),
-            1
-        );
         assert_eq!(verify_parts(&file, &parts, None, || true).unwrap(), None);
     }
 

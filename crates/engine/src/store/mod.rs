@@ -1,20 +1,25 @@
 //! Store construction and caching: one store per (scheme, bucket/account/host, options), built
 //! once from the provider's own environment variables plus explicit options, then shared so that
-//! connections are reused across calls.
+//! connections are reused across calls. Each backend's builder lives in its own file (`s3`,
+//! `gcs`, `azure`, `http`); `client` builds the TLS settings and HTTP clients, `spy` records the
+//! reply headers object_store drops.
+
+mod azure;
+mod client;
+mod gcs;
+mod http;
+mod s3;
+pub(crate) mod spy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::checksum::HeaderSpy;
-use crate::client::{Connector, Tls};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::http::HttpBuilder;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use self::client::{Connector, Tls};
+use self::spy::HeaderSpy;
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::{Location, Scheme};
 use crate::options::StoreOptions;
@@ -75,14 +80,14 @@ struct StoreKey {
 /// What objget's own signed requests to an S3 store need, kept when the store is built.
 #[derive(Debug, Clone)]
 struct RawParts {
-    store: Arc<object_store::aws::AmazonS3>,
-    http: object_store::client::HttpClient,
-    retry: RetryConfig,
+    pub(super) store: Arc<object_store::aws::AmazonS3>,
+    pub(super) http: object_store::client::HttpClient,
+    pub(super) retry: RetryConfig,
     /// Settings objget's own requests do not carry yet (SSE, requester pays), if any.
-    unsupported: Option<&'static str>,
+    pub(super) unsupported: Option<&'static str>,
     /// The configured conditional-copy mechanism is object_store's default one for objget,
     /// `multipart` (If-None-Match on CompleteMultipartUpload).
-    multipart_conditional: bool,
+    pub(super) multipart_conditional: bool,
 }
 
 /// The process-wide store cache.
@@ -134,13 +139,9 @@ impl Stores {
             }
             Scheme::Gcs => self.gcs(loc, opts).await?,
             Scheme::Azure => self.azure(loc, opts).await?,
-            Scheme::Http => http_store(loc, opts)?,
+            Scheme::Http => http::store(loc, opts)?,
             Scheme::HttpQuery => Backend::Query(
-                crate::client::query_client(
-                    &tls(opts)?,
-                    opts.connect_timeout(),
-                    opts.read_timeout(),
-                )?,
+                client::query_client(&tls(opts)?, opts.connect_timeout(), opts.read_timeout())?,
                 opts.retry_config(),
             ),
             Scheme::File => Backend::File,
@@ -183,7 +184,7 @@ impl Stores {
         let probe = object_store::path::Path::from("objget-endpoint-probe");
         let signed = parts
             .store
-            .signed_url(http::Method::GET, &probe, Duration::from_secs(60))
+            .signed_url(::http::Method::GET, &probe, Duration::from_secs(60))
             .await
             .map_err(|e| Error::from_store(e, &loc.url))?;
         let region = signed
@@ -229,282 +230,10 @@ impl Stores {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn s3(&self, loc: &Location, opts: &StoreOptions) -> Result<(Backend, RawParts)> {
-        // Ask S3 for its stored checksums on every read (signed, as a default header).
-        let mut checksum_mode = reqwest::header::HeaderMap::new();
-        checksum_mode.insert(
-            "x-amz-checksum-mode",
-            reqwest::header::HeaderValue::from_static("ENABLED"),
-        );
-        let http = Arc::new(Mutex::new(None));
-        let mut b = AmazonS3Builder::new()
-            .with_http_connector(connector(opts)?.keeping(http.clone()))
-            .with_client_options(base_client_options(opts)?.with_default_headers(checksum_mode))
-            .with_retry(opts.retry_config());
-        b = configure(
-            b,
-            "AWS_",
-            &opts.config,
-            loc,
-            |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
-        )?;
-        // The AWS profile's region and endpoint, where nothing else gives one (an R2 URL names
-        // its own endpoint).
-        let given = |b: &AmazonS3Builder, k: AmazonS3ConfigKey| {
-            b.get_config_value(&k).is_some_and(|v| !v.is_empty())
-        };
-        if let Some(region) = &opts.profile_region {
-            if !given(&b, AmazonS3ConfigKey::Region) {
-                b = b.with_config(AmazonS3ConfigKey::Region, region);
-            }
-        }
-        if let Some(endpoint) = &opts.profile_endpoint {
-            let url_names_bucket_only =
-                loc.store_url.starts_with("s3://") || loc.store_url.starts_with("s3a://");
-            if url_names_bucket_only
-                && !given(&b, AmazonS3ConfigKey::Endpoint)
-                && !given(&b, AmazonS3ConfigKey::S3Endpoint)
-            {
-                b = b.with_config(AmazonS3ConfigKey::Endpoint, endpoint);
-            }
-        }
-        b = b.with_url(&loc.store_url);
-        if opts.skip_signature {
-            b = b.with_skip_signature(true);
-        }
-        // `ifNotExists` for large uploads publishes with a copy completed by a conditional
-        // CompleteMultipartUpload (If-None-Match), which S3, R2 and MinIO honour.
-        if b.get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
-            .is_none()
-        {
-            b = b.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
-        }
-        // Uploads carry a CRC64NVME the server verifies (S3's own default checksum).
-        if !opts.no_upload_checksum && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none() {
-            b = b.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
-        }
-        let endpoint = b
-            .get_config_value(&AmazonS3ConfigKey::Endpoint)
-            .unwrap_or_default();
-        let configured = b.get_config_value(&AmazonS3ConfigKey::Client(
-            object_store::ClientConfigKey::AllowHttp,
-        ));
-        b = b.with_allow_http(allow_http(opts, &endpoint, &loc.store_url, configured));
-        // Over TLS the body needs no SHA-256 in the signature: TLS protects it and the server
-        // verifies its CRC64NVME (what AWS's own SDKs do). Nor on a loopback endpoint, where no
-        // network lies between the bytes and the server to tamper with them. Plain HTTP across
-        // a network keeps the signed payload.
-        // (The builder reports a default for this key, so "set by the user" is read from the
-        // options and the environment.)
-        let chosen = std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_some()
-            || opts.config.keys().any(|k| {
-                matches!(
-                    k.parse::<AmazonS3ConfigKey>(),
-                    Ok(AmazonS3ConfigKey::UnsignedPayload)
-                )
-            });
-        if (endpoint.is_empty() || endpoint.starts_with("https://") || is_loopback(&endpoint))
-            && !chosen
-        {
-            b = b.with_config(AmazonS3ConfigKey::UnsignedPayload, "true");
-        }
-        let has = |k: AmazonS3ConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-        let unsigned = is_true(b.get_config_value(&AmazonS3ConfigKey::SkipSignature));
-        // Where the credentials come from, first match wins: the caller's source; static keys
-        // (options, then AWS_ACCESS_KEY_ID); a web identity or container credentials named in
-        // the options; the AWS SDKs' default chain when the binding set one (profiles, SSO,
-        // credential_process, web identity, containers, IMDS); object_store's own providers.
-        let explicit = |k: AmazonS3ConfigKey| {
-            opts.config
-                .keys()
-                .any(|name| name.parse::<AmazonS3ConfigKey>().is_ok_and(|p| p == k))
-        };
-        let source = if unsigned {
-            None
-        } else if let Some(id) = opts.credentials {
-            Some(id)
-        } else if has(AmazonS3ConfigKey::AccessKeyId)
-            || explicit(AmazonS3ConfigKey::WebIdentityTokenFile)
-            || explicit(AmazonS3ConfigKey::ContainerCredentialsRelativeUri)
-            || explicit(AmazonS3ConfigKey::ContainerCredentialsFullUri)
-        {
-            None
-        } else {
-            crate::credentials::aws_default_chain()
-        };
-        let has_credentials = source.is_some()
-            || (has(AmazonS3ConfigKey::AccessKeyId) && has(AmazonS3ConfigKey::SecretAccessKey))
-            || has(AmazonS3ConfigKey::WebIdentityTokenFile)
-            || has(AmazonS3ConfigKey::ContainerCredentialsRelativeUri)
-            || has(AmazonS3ConfigKey::ContainerCredentialsFullUri)
-            || unsigned;
-        if let Some(id) = source {
-            b = b.with_credentials(crate::credentials::aws(id).map_err(|e| e.with_url(&loc.url))?);
-        }
-        if !has_credentials {
-            let endpoint = b
-                .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
-                .unwrap_or_else(|| "http://169.254.169.254".into());
-            self.require_metadata(loc, Some("AWS_EC2_METADATA_DISABLED"), &endpoint, "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or container credentials)").await?;
-        }
-        let value = |k: &str| {
-            AmazonS3ConfigKey::from_str(k)
-                .ok()
-                .and_then(|k| b.get_config_value(&k))
-                .filter(|v| !v.is_empty())
-        };
-        let unsupported = if value("aws_server_side_encryption").is_some()
-            || value("aws_sse_customer_key_base64").is_some()
-        {
-            Some("server-side encryption settings")
-        } else if is_true(value("aws_request_payer")) {
-            Some("requester pays")
-        } else if is_true(value("aws_skip_signature")) {
-            Some("unsigned requests")
-        } else {
-            None
-        };
-        let multipart_conditional = b
-            .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
-            .is_some_and(|v| v == "multipart");
-        let store = Arc::new(b.build().map_err(|e| build_error(e, loc))?);
-        let http = http
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| Error::new(ErrorCode::Generic, "S3 store built without a client"))?;
-        let raw = RawParts {
-            store: store.clone(),
-            http,
-            retry: opts.retry_config(),
-            unsupported,
-            multipart_conditional,
-        };
-        Ok((Backend::Store(store), raw))
-    }
-
-    async fn gcs(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
-        let mut b = GoogleCloudStorageBuilder::new()
-            .with_http_connector(connector(opts)?)
-            .with_client_options(base_client_options(opts)?)
-            .with_retry(opts.retry_config());
-        b = configure(
-            b,
-            "GOOGLE_",
-            &opts.config,
-            loc,
-            |b, k: GoogleConfigKey, v| b.with_config(k, v),
-        )?;
-        b = b.with_url(&loc.store_url);
-        if opts.skip_signature {
-            b = b.with_skip_signature(true);
-        }
-        // An emulator's base URL: `google_base_url`, or inside the service-account key
-        // (gcs_base_url).
-        let base_url = b
-            .get_config_value(&GoogleConfigKey::BaseUrl)
-            .or_else(|| {
-                b.get_config_value(&GoogleConfigKey::ServiceAccountKey)
-                    .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
-                    .and_then(|v| v.get("gcs_base_url")?.as_str().map(str::to_string))
-            })
-            .unwrap_or_default();
-        let configured = b.get_config_value(&GoogleConfigKey::Client(
-            object_store::ClientConfigKey::AllowHttp,
-        ));
-        let allow = allow_http(opts, &base_url, &loc.store_url, configured);
-        b = b.with_config(
-            GoogleConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
-            allow.to_string(),
-        );
-        if let Some(id) = opts.credentials {
-            b = b.with_credentials(crate::credentials::gcp(id).map_err(|e| e.with_url(&loc.url))?);
-        }
-        let has = |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-        let has_credentials = opts.credentials.is_some()
-            || has(GoogleConfigKey::ServiceAccount)
-            || has(GoogleConfigKey::ServiceAccountKey)
-            || has(GoogleConfigKey::ApplicationCredentials)
-            || has(GoogleConfigKey::BearerToken)
-            || is_true(b.get_config_value(&GoogleConfigKey::SkipSignature));
-        // Application default credentials where gcloud writes them: object_store reads the
-        // well-known file under $HOME (%APPDATA% on Windows) itself, but not the one under
-        // CLOUDSDK_CONFIG, gcloud's own override of its directory, which is handed over here.
-        let (adc_found, adc_path) = if has_credentials {
-            (false, None)
-        } else {
-            gcloud_adc()
-        };
-        if let Some(path) = adc_path {
-            b = b.with_config(GoogleConfigKey::ApplicationCredentials, path);
-        }
-        if !has_credentials && !adc_found {
-            self.require_metadata(loc, Some("NO_GCE_CHECK"), &gce_metadata_endpoint(), "Google credentials (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY)").await?;
-        }
-        let store = b.build().map_err(|e| build_error(e, loc))?;
-        Ok(Backend::Store(Arc::new(store)))
-    }
-
-    async fn azure(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
-        let mut b = MicrosoftAzureBuilder::new()
-            .with_http_connector(connector(opts)?)
-            .with_client_options(base_client_options(opts)?)
-            .with_retry(opts.retry_config());
-        b = configure(b, "AZURE_", &opts.config, loc, |b, k: AzureConfigKey, v| {
-            b.with_config(k, v)
-        })?;
-        b = b.with_url(&loc.store_url);
-        if opts.skip_signature {
-            b = b.with_skip_signature(true);
-        }
-        let endpoint = b
-            .get_config_value(&AzureConfigKey::Endpoint)
-            .unwrap_or_default();
-        let allow = allow_http(
-            opts,
-            &endpoint,
-            &loc.store_url,
-            b.get_config_value(&AzureConfigKey::Client(
-                object_store::ClientConfigKey::AllowHttp,
-            )),
-        );
-        b = b.with_config(
-            AzureConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
-            allow.to_string(),
-        );
-        if let Some(id) = opts.credentials {
-            b = b
-                .with_credentials(crate::credentials::azure(id).map_err(|e| e.with_url(&loc.url))?);
-        }
-        let has = |k: AzureConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-        let credential_type = b
-            .get_config_value(&AzureConfigKey::CredentialType)
-            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("auto"));
-        let has_credentials = opts.credentials.is_some()
-            || has(AzureConfigKey::AccessKey)
-            || has(AzureConfigKey::SasKey)
-            || has(AzureConfigKey::Token)
-            || (has(AzureConfigKey::ClientId) && has(AzureConfigKey::ClientSecret))
-            || has(AzureConfigKey::FederatedTokenFile)
-            || is_true(b.get_config_value(&AzureConfigKey::UseAzureCli))
-            || has(AzureConfigKey::FabricTokenServiceUrl)
-            || credential_type.is_some()
-            || is_true(b.get_config_value(&AzureConfigKey::UseEmulator))
-            || is_true(b.get_config_value(&AzureConfigKey::SkipSignature));
-        if !has_credentials {
-            let endpoint = b
-                .get_config_value(&AzureConfigKey::MsiEndpoint)
-                .unwrap_or_else(|| "http://169.254.169.254".into());
-            self.require_metadata(loc, None, &endpoint, "Azure credentials (AZURE_STORAGE_ACCOUNT_KEY, a SAS token, a client secret or a federated token)").await?;
-        }
-        let store = b.build().map_err(|e| build_error(e, loc))?;
-        Ok(Backend::Store(Arc::new(store)))
-    }
-
     /// With no credentials configured the provider would fall back to its instance metadata
     /// service and retry it for many seconds. Decide now: a disabled or unreachable metadata
     /// service means `Unauthenticated`, at once.
-    async fn require_metadata(
+    pub(super) async fn require_metadata(
         &self,
         loc: &Location,
         // The provider's own switch, where it has one (Azure has none); OBJGET_METADATA=off
@@ -555,47 +284,75 @@ impl Stores {
     }
 }
 
-/// Where gcloud keeps application default credentials: whether the well-known file object_store
-/// reads itself exists, and the path of one under `CLOUDSDK_CONFIG` (which it does not read)
-/// when `GOOGLE_APPLICATION_CREDENTIALS` does not name another.
-fn gcloud_adc() -> (bool, Option<String>) {
-    const FILE: &str = "application_default_credentials.json";
-    if let Some(dir) = std::env::var_os("CLOUDSDK_CONFIG").filter(|d| !d.is_empty()) {
-        let path = std::path::Path::new(&dir).join(FILE);
-        if path.is_file() {
-            return (true, Some(path.to_string_lossy().into_owned()));
-        }
+/// A cloud store's builder, configured alike for every provider: its own environment
+/// variables and the explicit options ([`configure`]), the URL, skipSignature.
+pub(super) trait Cloud: Sized + Default {
+    /// Its configuration keys.
+    type Key: FromStr;
+    /// The prefix of the environment variables it reads.
+    const ENV_PREFIX: &'static str;
+    fn set(self, key: Self::Key, value: &str) -> Self;
+    fn url(self, url: &str) -> Self;
+    fn skip_signature(self) -> Self;
+
+    /// The builder with its HTTP client: objget's connector, client options and retries.
+    fn with_client(self, connector: HeaderSpy, client: ClientOptions, opts: &StoreOptions) -> Self;
+
+    /// A builder with objget's client, [`configure`]d, pointed at the location's store, and
+    /// unsigned where asked (S3 takes these steps itself, with more between them).
+    fn start(loc: &Location, opts: &StoreOptions) -> Result<Self> {
+        let b = Self::default().with_client(connector(opts)?, base_client_options(opts)?, opts);
+        let b = configure(b, &opts.config, loc)?.url(&loc.store_url);
+        Ok(if opts.skip_signature {
+            b.skip_signature()
+        } else {
+            b
+        })
     }
-    let (var, dir) = if cfg!(windows) {
-        ("APPDATA", "gcloud")
-    } else {
-        ("HOME", ".config/gcloud")
-    };
-    let found = std::env::var_os(var)
-        .is_some_and(|h| std::path::Path::new(&h).join(dir).join(FILE).is_file());
-    (found, None)
 }
 
-/// The GCE metadata server object_store asks (GCE_METADATA_HOST, GCE_METADATA_ROOT,
-/// GCE_METADATA_IP, else the link-local address).
-fn gce_metadata_endpoint() -> String {
-    ["GCE_METADATA_HOST", "GCE_METADATA_ROOT", "GCE_METADATA_IP"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|h| !h.is_empty()))
-        .map(|h| format!("http://{h}"))
-        .unwrap_or_else(|| "http://169.254.169.254".into())
+macro_rules! cloud {
+    ($($builder:ty: $key:ty, $prefix:literal;)*) => {$(
+        impl Cloud for $builder {
+            type Key = $key;
+            const ENV_PREFIX: &'static str = $prefix;
+            fn set(self, key: $key, value: &str) -> Self {
+                self.with_config(key, value)
+            }
+            fn url(self, url: &str) -> Self {
+                self.with_url(url)
+            }
+            fn skip_signature(self) -> Self {
+                self.with_skip_signature(true)
+            }
+            fn with_client(
+                self,
+                connector: HeaderSpy,
+                client: ClientOptions,
+                opts: &StoreOptions,
+            ) -> Self {
+                self.with_http_connector(connector)
+                    .with_client_options(client)
+                    .with_retry(opts.retry_config())
+            }
+        }
+    )*};
+}
+
+cloud! {
+    object_store::aws::AmazonS3Builder: object_store::aws::AmazonS3ConfigKey, "AWS_";
+    object_store::gcp::GoogleCloudStorageBuilder: object_store::gcp::GoogleConfigKey, "GOOGLE_";
+    object_store::azure::MicrosoftAzureBuilder: object_store::azure::AzureConfigKey, "AZURE_";
 }
 
 /// Apply the provider's own environment variables, then the explicit options, to a builder.
-fn configure<B, K: FromStr>(
+pub(super) fn configure<B: Cloud>(
     mut builder: B,
-    env_prefix: &str,
     config: &BTreeMap<String, String>,
     loc: &Location,
-    set: impl Fn(B, K, &str) -> B,
 ) -> Result<B> {
     for (name, value) in std::env::vars() {
-        if !name.starts_with(env_prefix) {
+        if !name.starts_with(B::ENV_PREFIX) {
             continue;
         }
         let key = name.to_ascii_lowercase();
@@ -604,11 +361,11 @@ fn configure<B, K: FromStr>(
         if turns_off_tls(&key) {
             continue;
         }
-        if let Ok(k) = key.parse::<K>() {
+        if let Ok(k) = key.parse::<B::Key>() {
             if redact::is_secret_key(&key) {
                 redact::register_secret(&value);
             }
-            builder = set(builder, k, &value);
+            builder = builder.set(k, &value);
         }
     }
     for (name, value) in config {
@@ -618,14 +375,14 @@ fn configure<B, K: FromStr>(
             ))
             .with_url(&loc.url));
         }
-        let k = name.parse::<K>().map_err(|_| {
+        let k = name.parse::<B::Key>().map_err(|_| {
             Error::invalid_argument(format!(
                 "unknown configuration key '{name}' for {} stores",
                 loc.scheme.as_str()
             ))
             .with_url(&loc.url)
         })?;
-        builder = set(builder, k, value);
+        builder = builder.set(k, value);
     }
     Ok(builder)
 }
@@ -640,11 +397,11 @@ fn tls(opts: &StoreOptions) -> Result<Tls> {
     Tls::new(opts.ca_cert_pem.as_deref(), opts.insecure_skip_tls_verify)
 }
 
-fn connector(opts: &StoreOptions) -> Result<HeaderSpy> {
+pub(super) fn connector(opts: &StoreOptions) -> Result<HeaderSpy> {
     Ok(HeaderSpy::new(Connector { tls: tls(opts)? }))
 }
 
-fn allow_http(
+pub(super) fn allow_http(
     opts: &StoreOptions,
     endpoint: &str,
     store_url: &str,
@@ -658,7 +415,7 @@ fn allow_http(
 }
 
 /// An endpoint on this machine: 127.0.0.0/8, ::1 or localhost.
-fn is_loopback(endpoint: &str) -> bool {
+pub(super) fn is_loopback(endpoint: &str) -> bool {
     match url::Url::parse(endpoint)
         .ok()
         .and_then(|u| u.host().map(|h| h.to_owned()))
@@ -670,7 +427,7 @@ fn is_loopback(endpoint: &str) -> bool {
     }
 }
 
-fn is_true(v: Option<String>) -> bool {
+pub(super) fn is_true(v: Option<String>) -> bool {
     v.is_some_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -679,8 +436,8 @@ fn is_true(v: Option<String>) -> bool {
     })
 }
 
-fn base_client_options(opts: &StoreOptions) -> Result<ClientOptions> {
-    // TLS (caCert, insecureSkipTlsVerify) is the connector's: see crate::client.
+pub(super) fn base_client_options(opts: &StoreOptions) -> Result<ClientOptions> {
+    // TLS (caCert, insecureSkipTlsVerify) is the connector's: see `client`.
     Ok(ClientOptions::new()
         .with_timeout_disabled()
         .with_connect_timeout(opts.connect_timeout())
@@ -689,20 +446,7 @@ fn base_client_options(opts: &StoreOptions) -> Result<ClientOptions> {
         .with_user_agent(reqwest::header::HeaderValue::from_static(crate::USER_AGENT)))
 }
 
-fn http_store(loc: &Location, opts: &StoreOptions) -> Result<Backend> {
-    let client =
-        base_client_options(opts)?.with_allow_http(allow_http(opts, "", &loc.store_url, None));
-    let store = HttpBuilder::new()
-        .with_http_connector(connector(opts)?)
-        .with_url(&loc.store_url)
-        .with_client_options(client)
-        .with_retry(opts.retry_config())
-        .build()
-        .map_err(|e| build_error(e, loc))?;
-    Ok(Backend::Store(Arc::new(store)))
-}
-
-fn build_error(e: object_store::Error, loc: &Location) -> Error {
+pub(super) fn build_error(e: object_store::Error, loc: &Location) -> Error {
     // A builder fails only on its configuration (missing bucket, bad endpoint, unknown key).
     Error::new(
         ErrorCode::InvalidArgument,

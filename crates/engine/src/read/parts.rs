@@ -1,0 +1,162 @@
+//! The parts of a read: the first request (which learns the object's size and ETag, and reads
+//! a small object whole), then ranged parts pinned to that ETag, at most `concurrency` at once,
+//! each holding a request from the engine's budget.
+
+use futures::future::BoxFuture;
+use futures::stream::{StreamExt, TryStreamExt};
+use futures::FutureExt;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::checksum::{choose, Checksum, ChecksumMode};
+use crate::error::{ErrorCode, Result};
+use crate::object::{plan, ByteRange};
+use crate::options::TransferOptions;
+use crate::progress::Tracker;
+
+use super::permit;
+use super::sink::DonePart;
+use super::source::{Read, Source};
+
+/// The first request: the first part (or the whole object), its pinned ETag, and the
+/// checksum to verify. `whole`: the whole object in one read, its bytes in order.
+pub(super) async fn open<'a>(
+    budget: &'a Semaphore,
+    source: &Source,
+    url: &str,
+    t: TransferOptions,
+    whole: bool,
+) -> Result<Opened<'a>> {
+    let permit = permit(budget).await?;
+    let mut first = match whole {
+        true => source.read(url, None, None).await?,
+        false => read_first(source, url, t.part_size).await?,
+    };
+    let etag = pin(&first);
+    if etag.is_none() && first.len < first.size {
+        // No strong ETag to pin parts to: one whole read instead.
+        drop(first);
+        first = source.read(url, None, None).await?;
+    }
+    let mut offered = std::mem::take(&mut first.offered);
+    let no_crc = !offered.iter().any(|c| c.algorithm.is_crc());
+    if let Some(e) = etag
+        .as_deref()
+        .filter(|_| no_crc && t.checksum != ChecksumMode::Off)
+    {
+        // S3 advertises its CRCs on a HEAD, not on a ranged read; a CRC is combined from
+        // the parts at no cost, where MD5 or SHA-256 needs a second pass over the bytes.
+        offered.extend(source.head_pinned(url, e).await?.1);
+        offered.sort_by_key(|c| c.algorithm.rank());
+        offered.dedup_by_key(|c| c.algorithm);
+    }
+    let expected = choose(t.checksum, &offered, url)?;
+    Ok(Opened {
+        first,
+        permit,
+        etag,
+        expected,
+    })
+}
+
+/// Fetch parts: `first` (already open, with its request permit) and every part of `rest`,
+/// pinned to `etag`, at most `concurrency` at once; `deliver` takes each part's open read
+/// and returns its CRC. Returns `(offset, length, crc)` for every part.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_parts<'a>(
+    budget: &'a Semaphore,
+    source: &'a Source,
+    url: &'a str,
+    etag: Option<&'a str>,
+    first: Option<(Read, SemaphorePermit<'a>)>,
+    rest: &[(u64, u64)],
+    concurrency: usize,
+    tracker: &'a Tracker,
+    deliver: &'a (dyn Fn(u64, u64, Read) -> BoxFuture<'a, Result<u64>> + Sync),
+) -> Result<Vec<DonePart>> {
+    let mut jobs: Vec<BoxFuture<'a, Result<DonePart>>> = Vec::with_capacity(1 + rest.len());
+    if let Some((read, permit)) = first {
+        jobs.push(
+            async move {
+                let len = read.len;
+                let crc = deliver(0, len, read).await?;
+                drop(permit);
+                tracker.part_done();
+                Ok((0, len, crc))
+            }
+            .boxed(),
+        );
+    }
+    for &(offset, len) in rest {
+        jobs.push(
+            async move {
+                let _req = permit(budget).await?;
+                let range = ByteRange::Bounded {
+                    offset,
+                    length: len,
+                };
+                let read = source.read(url, Some(range), etag).await?;
+                let crc = deliver(offset, len, read).await?;
+                tracker.part_done();
+                Ok((offset, len, crc))
+            }
+            .boxed(),
+        );
+    }
+    futures::stream::iter(jobs)
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await
+}
+
+/// The first reply of a transfer and what it decided.
+pub(super) struct Opened<'a> {
+    pub(super) first: Read,
+    pub(super) permit: SemaphorePermit<'a>,
+    /// The strong ETag later parts are pinned to; `None`: `first` is the whole object.
+    pub(super) etag: Option<String>,
+    /// The checksum to verify.
+    pub(super) expected: Option<Checksum>,
+}
+
+impl Opened<'_> {
+    /// The parts after the first.
+    pub(super) fn rest(&self, part_size: u64) -> Vec<(u64, u64)> {
+        if self.etag.is_none() {
+            return Vec::new();
+        }
+        plan(self.first.size, part_size)
+            .into_iter()
+            .filter(|p| p.0 >= self.first.len)
+            .collect()
+    }
+}
+
+/// The first request: the first part if the object is large, the whole object if it is not.
+/// An empty object answers a ranged request with 416, and a server without ranges answers
+/// with the whole body: both are read in one stream.
+async fn read_first(source: &Source, url: &str, part_size: u64) -> Result<Read> {
+    let range = ByteRange::Bounded {
+        offset: 0,
+        length: part_size,
+    };
+    match source.read(url, Some(range), None).await {
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::InvalidArgument | ErrorCode::NotSupported
+            ) =>
+        {
+            source.read(url, None, None).await
+        }
+        other => other,
+    }
+}
+
+/// The ETag later parts can be pinned to: a strong one (If-Match compares strongly, so a weak
+/// validator would fail every part), and only if there are later parts at all.
+fn pin(first: &Read) -> Option<String> {
+    first
+        .etag
+        .clone()
+        .filter(|e| !e.starts_with("W/") && first.len < first.size)
+}
