@@ -31,7 +31,8 @@ use crate::object::{ByteRange, ObjectInfo};
 use crate::options::{CallOptions, RdmaMode, StoreOptions, TransferOptions};
 use crate::place::Place;
 use crate::progress::Tracker;
-use crate::rdma::{self, TransferPath};
+use crate::rdma::TransferPath;
+use crate::s3;
 use crate::sink::{send_body, DonePart, Journal, Msg, TempFile, JOURNAL_CRC};
 use crate::store::{Backend, Stores};
 
@@ -154,7 +155,7 @@ impl Engine {
         loc: &Location,
         url: &str,
         store: &StoreOptions,
-    ) -> Result<Option<rdma::Ctx>> {
+    ) -> Result<Option<s3::Ctx>> {
         if store.rdma.mode == RdmaMode::Off {
             return Ok(None);
         }
@@ -163,7 +164,7 @@ impl Engine {
         } else {
             None
         };
-        rdma::Ctx::plan(loc, url, store, || {
+        s3::Ctx::plan(loc, url, &store.rdma, store, || {
             raw.ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer"))
         })
     }
@@ -171,19 +172,19 @@ impl Engine {
     /// `get` over RDMA: parts land in pool buffers and are copied into the returned buffer.
     async fn rdma_get(
         &self,
-        ctx: &rdma::Ctx,
+        ctx: &s3::Ctx,
         t: TransferOptions,
         tracker: &Tracker,
         cancel: &CancellationToken,
     ) -> Result<(Vec<u8>, TransferResult)> {
         let started = Instant::now();
-        let head = rdma::head(ctx).await?;
+        let head = s3::head(ctx).await?;
         let expected = choose(t.checksum, &head.offered, &ctx_url(ctx))?;
         let mut out = vec![0u8; usize_of(head.size)?];
-        let (mut done, path) = rdma::read(
+        let (mut done, path) = s3::read(
             ctx,
             &head,
-            rdma::Land::Memory(&mut out),
+            s3::Land::Memory(&mut out),
             expected.as_ref(),
             tracker,
             cancel,
@@ -250,16 +251,16 @@ impl Engine {
             }
             let ctx = match self.rdma_ctx(&loc, url, &opts.store).await? {
                 Some(ctx) => ctx,
-                None => rdma::Ctx::http_only(
+                None => s3::Ctx::http_only(
                     &loc,
                     url,
-                    &opts.store,
+                    &opts.store.rdma,
                     self.stores.s3_raw(&loc, &opts.store).await?,
                 ),
             };
             let started = Instant::now();
             let tracker = Tracker::new(opts.progress.clone(), None);
-            let head = rdma::head(&ctx).await?;
+            let head = s3::head(&ctx).await?;
             if head.size > into.len() as u64 {
                 return Err(Error::invalid_argument(format!(
                     "the object has {} bytes and `into` holds {}",
@@ -270,10 +271,10 @@ impl Engine {
             }
             let expected = choose(opts.transfer.checksum, &head.offered, url)?;
             let target = &mut into[..head.size as usize];
-            let (mut done, path) = rdma::read(
+            let (mut done, path) = s3::read(
                 &ctx,
                 &head,
-                rdma::Land::Registered(target),
+                s3::Land::Registered(target),
                 expected.as_ref(),
                 &tracker,
                 cancel,
@@ -295,7 +296,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn rdma_download(
         &self,
-        ctx: &rdma::Ctx,
+        ctx: &s3::Ctx,
         place: &Place,
         t: TransferOptions,
         opts: &CallOptions,
@@ -306,15 +307,15 @@ impl Engine {
     ) -> Result<TransferResult> {
         let url = ctx_url(ctx);
         let tracker = Tracker::new(opts.progress.clone(), index);
-        let head = rdma::head(ctx).await?;
+        let head = s3::head(ctx).await?;
         let expected = choose(t.checksum, &head.offered, &url)?;
         let dest = &place.dest;
         let temp = TempFile::create(place, t.durable).await?;
         temp.set_len(head.size).await?;
-        let (mut done, path) = rdma::read(
+        let (mut done, path) = s3::read(
             ctx,
             &head,
-            rdma::Land::File(temp.file(), &temp.path),
+            s3::Land::File(temp.file(), &temp.path),
             expected.as_ref(),
             &tracker,
             cancel,
@@ -919,7 +920,7 @@ struct Fetched {
 
 /// The result of a whole-object read by the RDMA module (RDMA or HTTP bodies).
 fn whole_result(
-    head: rdma::Head,
+    head: s3::Head,
     parts: usize,
     checksum: Option<Checksum>,
     path: TransferPath,
@@ -953,7 +954,7 @@ struct Whole {
     parts: u32,
 }
 
-fn ctx_url(ctx: &rdma::Ctx) -> String {
+fn ctx_url(ctx: &s3::Ctx) -> String {
     ctx.url().to_string()
 }
 

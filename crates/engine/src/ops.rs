@@ -332,7 +332,7 @@ impl Engine {
                         .concurrency
                         .unwrap_or(DEFAULT_UPLOAD_CONCURRENCY)
                         .max(1);
-                    let ctx = crate::rdma::Ctx::http(&loc, url, raw, part, concurrency);
+                    let ctx = crate::s3::Ctx::http(&loc, url, raw, part, concurrency);
                     return self.rdma_upload(&ctx, source, opts, cancel).await;
                 }
                 source
@@ -672,13 +672,13 @@ impl Engine {
     /// copy); a stream goes over HTTP under `rdma: true`.
     async fn rdma_upload(
         &self,
-        ctx: &crate::rdma::Ctx,
+        ctx: &crate::s3::Ctx,
         source: UploadSource,
         opts: &UploadOptions,
         cancel: &CancellationToken,
     ) -> Result<UploadResult> {
         use crate::options::RdmaMode;
-        use crate::rdma::{PutOptions, PutSource};
+        use crate::s3::{PutOptions, PutSource};
         let url = ctx.url().to_string();
         let source = match source {
             UploadSource::Bytes(b) => PutSource::Bytes(b),
@@ -716,7 +716,7 @@ impl Engine {
             PutSource::File(_, _, n) => *n,
         };
         // Cancellation is handled inside: parts stop, a multipart upload is aborted.
-        let done = crate::rdma::upload(ctx, source, put, &tracker, cancel).await?;
+        let done = crate::s3::upload(ctx, source, put, &tracker, cancel).await?;
         tracker.finish();
         Ok(UploadResult {
             etag: done.etag,

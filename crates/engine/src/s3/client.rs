@@ -12,7 +12,12 @@ use object_store::client::{HttpClient, HttpResponse};
 use object_store::path::Path;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use std::sync::atomic::AtomicBool;
+
 use crate::error::{Error, ErrorCode, Result};
+use crate::locate::Location;
+use crate::options::{RdmaOptions, StoreOptions};
+use crate::rdma::Transport;
 
 /// object_store's path encoding for S3 keys: everything but unreserved characters and `/`.
 const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -141,6 +146,93 @@ impl S3Raw {
                 .with_url(display_url)
                 .with_cause(&e)
         })
+    }
+}
+
+/// One call's S3 request context: the store's signer and HTTP client ([`S3Raw`]), the key, the
+/// URL errors name, and the transport the bytes move by (RDMA, or HTTP bodies).
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) raw: S3Raw,
+    pub(crate) key: Path,
+    pub(crate) url: String,
+    pub(crate) rdma: Transport,
+}
+
+impl Ctx {
+    /// `None` when the call does not ask for RDMA or must go over HTTP (unavailable under
+    /// `true`); `RdmaUnavailable` under `'require'`.
+    pub(crate) fn plan(
+        loc: &Location,
+        url: &str,
+        rdma: &RdmaOptions,
+        store: &StoreOptions,
+        raw: impl FnOnce() -> Result<S3Raw>,
+    ) -> Result<Option<Ctx>> {
+        rdma.validate(loc, store)?;
+        let Some(transport) = Transport::plan(rdma, url)? else {
+            return Ok(None);
+        };
+        Ok(Some(Ctx::new(loc, url, raw()?, transport)))
+    }
+
+    /// A context that reads over HTTP into caller memory (`into` without RDMA).
+    pub(crate) fn http_only(loc: &Location, url: &str, rdma: &RdmaOptions, raw: S3Raw) -> Ctx {
+        Self::http(loc, url, raw, rdma.part_size(), rdma.buffers())
+    }
+
+    /// A context for objget's own signed S3 requests with the bytes in HTTP bodies: the
+    /// conditional multipart upload object_store does not have.
+    pub(crate) fn http(
+        loc: &Location,
+        url: &str,
+        raw: S3Raw,
+        part_size: u64,
+        concurrency: usize,
+    ) -> Ctx {
+        Ctx::new(loc, url, raw, Transport::http(part_size, concurrency))
+    }
+
+    fn new(loc: &Location, url: &str, raw: S3Raw, rdma: Transport) -> Ctx {
+        Ctx {
+            raw,
+            key: loc.path.clone(),
+            url: url.to_string(),
+            rdma,
+        }
+    }
+
+    /// Sign and send one request for this call's key.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        query: Vec<(&'static str, String)>,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result<HttpResponse> {
+        let req = Req {
+            method,
+            key: &self.key,
+            query,
+            headers,
+            body,
+        };
+        self.raw.send(req, &self.url).await
+    }
+
+    /// The URL of the call.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// See [`Transport::unusable`].
+    pub(crate) fn unusable(&self, e: Error, declined: &AtomicBool) -> Result<()> {
+        self.rdma.unusable(e, declined, &self.url)
+    }
+
+    /// See [`Transport::declined`].
+    pub(crate) fn declined(&self, what: &str) -> Error {
+        self.rdma.declined(what, &self.url)
     }
 }
 
