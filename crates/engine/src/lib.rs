@@ -3,8 +3,8 @@
 //! `engine` holds `Engine` (its methods live in `download` and `ops`), `options` every option
 //! with its default and limits, `locate` turns a URL into a store and a key, `store` builds and
 //! caches the stores, `download` plans and runs transfers (`fetch` reads, `sink` writes,
-//! `progress` reports), `ops` uploads, lists, copies and removes, `s3` is objget's own signed S3
-//! client and `rdma` S3 over RDMA, `error` and `redact` keep failures typed and free of secrets,
+//! `progress` reports), `write` uploads, `manage` lists, copies and removes, `s3` is objget's
+//! own signed S3 client and `rdma` the RDMA transport it may use, `error` and `redact` keep failures typed and free of secrets,
 //! `credentials` brings credentials from outside object_store (a caller's function, the AWS
 //! SDKs' default chain).
 
@@ -17,8 +17,8 @@ pub mod error;
 mod fetch;
 mod fs;
 pub mod locate;
+pub mod manage;
 mod object;
-pub mod ops;
 pub mod options;
 mod place;
 pub mod progress;
@@ -27,6 +27,7 @@ pub mod redact;
 mod s3;
 mod sink;
 pub mod store;
+pub mod write;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
@@ -36,14 +37,15 @@ pub use download::TransferResult;
 pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
+pub use manage::Listed;
 pub use object::{ByteRange, ObjectInfo};
-pub use ops::{Listed, UploadResult, UploadSource};
 pub use options::{
     CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions, UploadOptions,
 };
 pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
 pub use tokio_util::sync::CancellationToken;
+pub use write::{UploadResult, UploadSource};
 
 /// objget's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -259,6 +259,27 @@ pub struct UploadOptions {
     pub progress: Option<ProgressFn>,
 }
 
+impl UploadOptions {
+    /// Reject a part size no store takes.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(requested) = self.part_size {
+            if !(64 * 1024..=5 * 1024 * 1024 * 1024).contains(&requested) {
+                return Err(Error::invalid_argument(format!(
+                    "partSize must be between 64 KiB and 5 GiB, got {requested}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parts in flight.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency
+            .unwrap_or(DEFAULT_UPLOAD_CONCURRENCY)
+            .max(1)
+    }
+}
+
 /// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
 /// smaller blocks, so one minimum serves every store.
 pub(crate) const MIN_PART: u64 = 5 * 1024 * 1024;

@@ -180,7 +180,7 @@ proptest! {
     /// An upload's part size is at least the requested one and 5 MiB, and fits 10,000 parts.
     #[test]
     fn upload_part_size_fits(size in any::<u64>(), requested in proptest::option::of(any::<u64>())) {
-        let part = objget_engine::ops::upload_part_size(size, requested);
+        let part = objget_engine::write::upload_part_size(size, requested);
         prop_assert!(part >= 5 * 1024 * 1024);
         prop_assert!(part >= requested.unwrap_or(0));
         prop_assert!(size.div_ceil(part) <= 10_000);

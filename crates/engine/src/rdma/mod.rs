@@ -172,8 +172,6 @@ impl Slot {
     }
 }
 
-/// GET one part into `slot`, by RDMA when the shim is there and the server has not declined,
-
 /// A part's landing memory: a registered pool buffer, or plain memory when RDMA is not used.
 pub(crate) enum Lease {
     Pool(pool::Lease),

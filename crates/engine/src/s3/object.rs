@@ -62,6 +62,7 @@ pub(crate) async fn head(ctx: &Ctx) -> Result<Head> {
     })
 }
 
+/// GET one part into `slot`, by RDMA when the shim is there and the server has not declined,
 /// otherwise from the body.
 async fn get_part(
     ctx: &Ctx,
@@ -377,7 +378,7 @@ pub(crate) enum PutSource {
 }
 
 impl PutSource {
-    pub(super) fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         match self {
             PutSource::File(_, _, n) => *n,
             PutSource::Bytes(b) => b.len() as u64,
