@@ -164,7 +164,7 @@ impl Engine {
         } else {
             None
         };
-        s3::Ctx::plan(loc, url, &store.rdma, store, || {
+        s3::Ctx::plan(loc, url, &store.rdma, store, &self.requests, || {
             raw.ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer"))
         })
     }
@@ -255,6 +255,7 @@ impl Engine {
                     &loc,
                     url,
                     &opts.store.rdma,
+                    &self.requests,
                     self.stores.s3_raw(&loc, &opts.store).await?,
                 ),
             };

@@ -1,10 +1,7 @@
 //! The engine: one store cache and one request budget shared by every operation. Its methods
-//! live with the path they run: reads in `download`, writes and listings in `ops`.
+//! live with the path they run: reads in `download`, uploads in `write`, the rest in `manage`.
 
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
-
+use crate::budget::Budget;
 use crate::options::REQUEST_BUDGET;
 use crate::store::Stores;
 
@@ -16,7 +13,7 @@ use crate::store::Stores;
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) stores: Stores,
-    pub(crate) requests: Arc<Semaphore>,
+    pub(crate) requests: Budget,
 }
 
 impl Default for Engine {
@@ -30,7 +27,7 @@ impl Engine {
     pub fn new() -> Self {
         Self {
             stores: Stores::new(),
-            requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
+            requests: Budget::new(REQUEST_BUDGET),
         }
     }
 }

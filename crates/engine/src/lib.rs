@@ -8,6 +8,7 @@
 //! `credentials` brings credentials from outside object_store (a caller's function, the AWS
 //! SDKs' default chain).
 
+mod budget;
 pub mod checksum;
 mod client;
 pub mod credentials;

@@ -14,6 +14,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use std::sync::atomic::AtomicBool;
 
+use crate::budget::Budget;
 use crate::error::{Error, ErrorCode, Result};
 use crate::locate::Location;
 use crate::options::{RdmaOptions, StoreOptions};
@@ -157,6 +158,8 @@ pub(crate) struct Ctx {
     pub(crate) key: Path,
     pub(crate) url: String,
     pub(crate) rdma: Transport,
+    /// The engine's request budget: every part takes a permit from it.
+    pub(crate) budget: Budget,
 }
 
 impl Ctx {
@@ -167,18 +170,26 @@ impl Ctx {
         url: &str,
         rdma: &RdmaOptions,
         store: &StoreOptions,
+        budget: &Budget,
         raw: impl FnOnce() -> Result<S3Raw>,
     ) -> Result<Option<Ctx>> {
         rdma.validate(loc, store)?;
         let Some(transport) = Transport::plan(rdma, url)? else {
             return Ok(None);
         };
-        Ok(Some(Ctx::new(loc, url, raw()?, transport)))
+        Ok(Some(Ctx::new(loc, url, raw()?, transport, budget)))
     }
 
     /// A context that reads over HTTP into caller memory (`into` without RDMA).
-    pub(crate) fn http_only(loc: &Location, url: &str, rdma: &RdmaOptions, raw: S3Raw) -> Ctx {
-        Self::http(loc, url, raw, rdma.part_size(), rdma.buffers())
+    pub(crate) fn http_only(
+        loc: &Location,
+        url: &str,
+        rdma: &RdmaOptions,
+        budget: &Budget,
+        raw: S3Raw,
+    ) -> Ctx {
+        let transport = Transport::http(rdma.part_size(), rdma.buffers());
+        Ctx::new(loc, url, raw, transport, budget)
     }
 
     /// A context for objget's own signed S3 requests with the bytes in HTTP bodies: the
@@ -189,16 +200,19 @@ impl Ctx {
         raw: S3Raw,
         part_size: u64,
         concurrency: usize,
+        budget: &Budget,
     ) -> Ctx {
-        Ctx::new(loc, url, raw, Transport::http(part_size, concurrency))
+        let transport = Transport::http(part_size, concurrency);
+        Ctx::new(loc, url, raw, transport, budget)
     }
 
-    fn new(loc: &Location, url: &str, raw: S3Raw, rdma: Transport) -> Ctx {
+    fn new(loc: &Location, url: &str, raw: S3Raw, rdma: Transport, budget: &Budget) -> Ctx {
         Ctx {
             raw,
             key: loc.path.clone(),
             url: url.to_string(),
             rdma,
+            budget: budget.clone(),
         }
     }
 

@@ -266,6 +266,12 @@ pub(crate) async fn read(
         );
         jobs.push(
             async move {
+                // Each part's request counts against the engine's one request budget.
+                let _permit = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Error::aborted(&ctx.url)),
+                    p = ctx.budget.permit() => p?,
+                };
                 if cancel.is_cancelled() {
                     return Err(Error::aborted(&ctx.url));
                 }
@@ -457,6 +463,8 @@ pub(super) async fn spawn_put(
     declined: &Arc<AtomicBool>,
     tasks: &TaskTracker,
 ) -> Result<(PartDone, TransferPath)> {
+    // The request counts against the engine's one request budget until it has ended.
+    let _permit = ctx.budget.permit().await?;
     let (ctx, source, declined) = (ctx.clone(), source.clone(), declined.clone());
     tasks
         .spawn(async move { put_part(&ctx, &source, range, multipart, headers, &declined).await })

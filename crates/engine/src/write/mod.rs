@@ -23,6 +23,7 @@ use object_store::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::checksum::{combine, crc64, Algorithm, Checksum};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
@@ -92,6 +93,8 @@ enum Body {
 #[derive(Clone, Copy)]
 struct Target<'a> {
     store: &'a Arc<dyn ObjectStore>,
+    /// The engine's request budget: every part (and a single PUT) takes a permit from it.
+    budget: &'a Budget,
     opts: &'a UploadOptions,
     tracker: &'a Tracker,
     url: &'a str,
@@ -153,7 +156,7 @@ impl Engine {
             // settings objget's requests do not carry keeps object_store's path.
             if size > part && self.stores().own_conditional_multipart(loc, &opts.store) {
                 let raw = self.stores().s3_raw(loc, &opts.store).await?;
-                let ctx = s3::Ctx::http(loc, url, raw, part, opts.concurrency());
+                let ctx = s3::Ctx::http(loc, url, raw, part, opts.concurrency(), &self.requests);
                 return Ok(Route::Own(Box::new(ctx), put_source(source).await?));
             }
         }
@@ -177,6 +180,7 @@ impl Engine {
         }
         let target = Target {
             store: &store,
+            budget: &self.requests,
             opts,
             tracker: &tracker,
             url,
@@ -287,13 +291,20 @@ async fn single(
         attributes,
         ..Default::default()
     };
-    // A single PUT dropped mid-body stores nothing.
+    // A single PUT dropped mid-body stores nothing. It waits for a permit of the engine's
+    // request budget like every other request.
+    let put = async {
+        let _permit = t.budget.permit().await?;
+        let payload = PutPayload::from_bytes(bytes);
+        t.store
+            .put_opts(path, payload, options)
+            .await
+            .map_err(|e| Error::from_store(e, t.url))
+    };
     let put = tokio::select! {
         biased;
         _ = t.cancel.cancelled() => return Err(Error::aborted(t.url)),
-        r = t.store.put_opts(path, PutPayload::from_bytes(bytes), options) => {
-            r.map_err(|e| Error::from_store(e, t.url))?
-        }
+        r = put => r?,
     };
     t.tracker.add(size);
     t.tracker.part_done();
@@ -388,6 +399,41 @@ async fn file_size(p: &FsPath) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::REQUEST_BUDGET;
+    use std::time::Duration;
+
+    /// Upload parts take their permits from the budget reads take theirs from: with every
+    /// permit held (as reads in flight hold them), no part goes; once they are back, it does.
+    #[tokio::test]
+    async fn upload_parts_and_reads_share_one_request_budget() {
+        let engine = Engine::new();
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let opts = UploadOptions {
+            part_size: Some(MIN_PART),
+            ..Default::default()
+        };
+        for (name, len, parts) in [("many.bin", 2 * MIN_PART + 1, 3), ("one.bin", 10, 1)] {
+            let url = dir.path().join(name).to_string_lossy().into_owned();
+            let held = engine
+                .requests
+                .acquire_many(REQUEST_BUDGET as u32)
+                .await
+                .unwrap();
+            let data = Bytes::from(vec![7u8; len as usize]);
+            let upload = engine.upload(UploadSource::Bytes(data), &url, &opts, &cancel);
+            tokio::pin!(upload);
+            let early = tokio::time::timeout(Duration::from_millis(300), &mut upload).await;
+            assert!(
+                early.is_err(),
+                "{name}: uploaded while the budget was spent"
+            );
+            drop(held);
+            let r = upload.await.unwrap();
+            assert_eq!((r.bytes, r.parts), (len, parts));
+            assert_eq!(std::fs::metadata(dir.path().join(name)).unwrap().len(), len);
+        }
+    }
 
     #[test]
     fn part_sizes_respect_the_minimum_and_the_part_limit() {

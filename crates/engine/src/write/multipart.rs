@@ -143,6 +143,7 @@ pub(super) async fn multipart(
 ) -> Result<UploadResult> {
     let Target {
         store,
+        budget,
         opts,
         tracker,
         url,
@@ -175,7 +176,13 @@ pub(super) async fn multipart(
                         let len = bytes.len() as u64;
                         crcs.push((offset, len, crc64(&bytes)));
                         let fut = upload.put_part(PutPayload::from_bytes(bytes));
-                        inflight.push_back(async move { fut.await.map(|()| len) });
+                        // The part's request waits for a permit of the engine's budget.
+                        inflight.push_back(async move {
+                            let _permit = budget.permit().await?;
+                            fut.await
+                                .map(|()| len)
+                                .map_err(|e| Error::from_store(e, url))
+                        });
                         continue;
                     }
                     None => more = false,
@@ -187,7 +194,7 @@ pub(super) async fn multipart(
                 r = inflight.next() => r,
             };
             if let Some(r) = next {
-                let len = r.map_err(|e| Error::from_store(e, url))?;
+                let len = r?;
                 tracker.add(len);
                 tracker.part_done();
             }
