@@ -28,7 +28,7 @@ use crate::fetch::{file_info, Read, Source};
 use crate::fs::blocking;
 use crate::locate::Location;
 use crate::object::{ByteRange, ObjectInfo};
-use crate::options::{CallOptions, RdmaMode, StoreOptions, TransferOptions};
+use crate::options::{CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions};
 use crate::place::Place;
 use crate::progress::Tracker;
 use crate::rdma::TransferPath;
@@ -103,13 +103,13 @@ impl Engine {
         let work = async {
             let loc = Location::parse(url)?;
             if range.is_none() {
-                if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.store).await? {
+                if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.rdma, &opts.store).await? {
                     let tracker = Tracker::new(opts.progress.clone(), None);
                     let (out, _) = self.rdma_get(&ctx, opts.transfer, &tracker, cancel).await?;
                     tracker.finish();
                     return Ok(out);
                 }
-            } else if opts.store.rdma.mode == RdmaMode::Require {
+            } else if opts.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "rdma reads whole objects; a byte range goes over HTTP (rdma: true)",
                 ));
@@ -154,9 +154,10 @@ impl Engine {
         &self,
         loc: &Location,
         url: &str,
+        rdma: &RdmaOptions,
         store: &StoreOptions,
     ) -> Result<Option<s3::Ctx>> {
-        if store.rdma.mode == RdmaMode::Off {
+        if rdma.mode == RdmaMode::Off {
             return Ok(None);
         }
         let raw = if loc.scheme == crate::locate::Scheme::S3 {
@@ -164,7 +165,7 @@ impl Engine {
         } else {
             None
         };
-        s3::Ctx::plan(loc, url, &store.rdma, store, &self.requests, || {
+        s3::Ctx::plan(loc, url, rdma, store, &self.requests, || {
             raw.ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer"))
         })
     }
@@ -206,7 +207,7 @@ impl Engine {
         let work = async {
             let loc = Location::parse(url)?;
             let tracker = Tracker::new(opts.progress.clone(), None);
-            if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.store).await? {
+            if let Some(ctx) = self.rdma_ctx(&loc, url, &opts.rdma, &opts.store).await? {
                 let r = self.rdma_get(&ctx, opts.transfer, &tracker, cancel).await?;
                 tracker.finish();
                 return Ok(r);
@@ -249,12 +250,12 @@ impl Engine {
                     "`into` takes an S3 URL: registered buffers are for S3 over RDMA",
                 ));
             }
-            let ctx = match self.rdma_ctx(&loc, url, &opts.store).await? {
+            let ctx = match self.rdma_ctx(&loc, url, &opts.rdma, &opts.store).await? {
                 Some(ctx) => ctx,
                 None => s3::Ctx::http_only(
                     &loc,
                     url,
-                    &opts.store.rdma,
+                    &opts.rdma,
                     &self.requests,
                     self.stores.s3_raw(&loc, &opts.store).await?,
                 ),
@@ -520,7 +521,7 @@ impl Engine {
             let (place, stream) = blocking(move || Place::open(&dest, root.as_deref())).await?;
             if stream.is_some() {
                 // A character device or FIFO: one read, written in order; nothing to resume.
-                if opts.store.rdma.mode == RdmaMode::Require {
+                if opts.rdma.mode == RdmaMode::Require {
                     return Err(Error::invalid_argument(format!(
                         "{}: a character device or FIFO is written in order over HTTP; rdma 'require' cannot",
                         place.dest.display()
@@ -528,14 +529,21 @@ impl Engine {
                 }
                 t.resume = false;
             }
-            if t.resume && opts.store.rdma.mode == RdmaMode::Require {
+            if t.resume && opts.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "resume is not available with rdma 'require' (rdma: true resumes over HTTP)",
                 ));
             }
             let ctx = match t.resume || stream.is_some() {
                 true => None,
-                false => cancellable(cancel, url, self.rdma_ctx(&loc, url, &opts.store)).await?,
+                false => {
+                    cancellable(
+                        cancel,
+                        url,
+                        self.rdma_ctx(&loc, url, &opts.rdma, &opts.store),
+                    )
+                    .await?
+                }
             };
             if let Some(ctx) = ctx {
                 let rdma = self.rdma_download(&ctx, &place, t, opts, index, dirs, started, cancel);

@@ -70,6 +70,8 @@ struct StoreKey {
     scheme: Scheme,
     store_url: String,
     options: StoreOptions,
+    /// S3: uploads carry a CRC64NVME (all but the store that publishes staged uploads).
+    upload_checksum: bool,
 }
 
 /// What objget's own signed requests to an S3 store need, kept when the store is built.
@@ -103,6 +105,21 @@ impl Stores {
 
     /// The backend for `loc`, built on first use and cached.
     pub async fn backend(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        self.build(loc, opts, true).await
+    }
+
+    /// The backend for `loc` without upload checksums (S3): MinIO requires one on every part of
+    /// an upload created with a checksum algorithm, and object_store's UploadPartCopy sends
+    /// none, so the conditional copy that publishes a staged `ifNotExists` upload uses this one.
+    pub(crate) async fn without_upload_checksum(
+        &self,
+        loc: &Location,
+        opts: &StoreOptions,
+    ) -> Result<Backend> {
+        self.build(loc, opts, false).await
+    }
+
+    async fn build(&self, loc: &Location, opts: &StoreOptions, checksum: bool) -> Result<Backend> {
         if loc.scheme == Scheme::File {
             return Ok(Backend::File);
         }
@@ -114,6 +131,7 @@ impl Stores {
                 loc.store_url.clone()
             },
             options: opts.clone(),
+            upload_checksum: checksum,
         };
         if let Some(b) = self.lock().get(&key) {
             return Ok(b.clone());
@@ -125,7 +143,7 @@ impl Stores {
         }
         let backend = match loc.scheme {
             Scheme::S3 => {
-                let (backend, raw) = self.s3(loc, opts).await?;
+                let (backend, raw) = self.s3(loc, opts, checksum).await?;
                 self.raw
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -161,6 +179,7 @@ impl Stores {
             scheme: loc.scheme,
             store_url: loc.store_url.clone(),
             options: opts.clone(),
+            upload_checksum: true,
         };
         let parts = self
             .raw
@@ -217,6 +236,7 @@ impl Stores {
             scheme: loc.scheme,
             store_url: loc.store_url.clone(),
             options: opts.clone(),
+            upload_checksum: true,
         };
         self.raw
             .lock()
@@ -229,7 +249,12 @@ impl Stores {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn s3(&self, loc: &Location, opts: &StoreOptions) -> Result<(Backend, RawParts)> {
+    async fn s3(
+        &self,
+        loc: &Location,
+        opts: &StoreOptions,
+        upload_checksum: bool,
+    ) -> Result<(Backend, RawParts)> {
         // Ask S3 for its stored checksums on every read (signed, as a default header).
         let mut checksum_mode = reqwest::header::HeaderMap::new();
         checksum_mode.insert(
@@ -280,7 +305,7 @@ impl Stores {
             b = b.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
         }
         // Uploads carry a CRC64NVME the server verifies (S3's own default checksum).
-        if !opts.no_upload_checksum && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none() {
+        if upload_checksum && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none() {
             b = b.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
         }
         let endpoint = b

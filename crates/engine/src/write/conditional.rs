@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::locate::{Location, Scheme};
 use crate::options::StoreOptions;
+use crate::store::Backend;
 
 impl Engine {
     /// The store that publishes a staged upload: on S3 one without upload checksums (MinIO
@@ -29,11 +30,10 @@ impl Engine {
         if loc.scheme != Scheme::S3 {
             return Ok(store.clone());
         }
-        let plain = StoreOptions {
-            no_upload_checksum: true,
-            ..opts.clone()
-        };
-        Ok(self.writable(&loc, &plain).await?.0)
+        match self.stores().without_upload_checksum(&loc, opts).await? {
+            Backend::Store(store) => Ok(store),
+            _ => Ok(store.clone()),
+        }
     }
 
     /// Upload `parts` to a staging key, then publish it at `path` unless an object is there.

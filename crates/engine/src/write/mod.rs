@@ -29,7 +29,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{blocking, read_range};
 use crate::locate::{Location, Scheme};
-use crate::options::{RdmaMode, UploadOptions, DEFAULT_UPLOAD_PART, MAX_PARTS, MIN_PART};
+use crate::options::{RdmaMode, UploadOptions, DEFAULT_UPLOAD_PART, MAX_PART, MAX_PARTS, MIN_PART};
 use crate::progress::Tracker;
 use crate::rdma::TransferPath;
 use crate::s3::{self, PutSource};
@@ -127,9 +127,9 @@ impl Engine {
         source: UploadSource,
         opts: &UploadOptions,
     ) -> Result<Route> {
-        if let Some(ctx) = self.rdma_ctx(loc, url, &opts.store).await? {
+        if let Some(ctx) = self.rdma_ctx(loc, url, &opts.rdma, &opts.store).await? {
             return match source {
-                UploadSource::Stream(_) if opts.store.rdma.mode == RdmaMode::Require => {
+                UploadSource::Stream(_) if opts.rdma.mode == RdmaMode::Require => {
                     Err(Error::new(
                         ErrorCode::NotSupported,
                         "rdma uploads read from a file or a Buffer; a stream goes over HTTP (rdma: true)",
@@ -192,7 +192,7 @@ impl Engine {
                 if opts.if_not_exists
                     && loc.scheme == Scheme::S3
                     && (!attributes.is_empty()
-                        || parts.plan().is_some_and(|(size, _)| size > 5 << 30)) =>
+                        || parts.plan().is_some_and(|(size, _)| size > MAX_PART)) =>
             {
                 // Only a stream gets here (files and Buffers took objget's own conditional
                 // multipart); object_store's conditional copy on S3 is one UploadPartCopy

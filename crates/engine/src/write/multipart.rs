@@ -16,6 +16,7 @@ use super::{Target, UploadResult, UploadSource};
 use crate::checksum::{combine, crc64, Algorithm, Checksum};
 use crate::error::{Error, Result};
 use crate::fs::read_range;
+use crate::options::MAX_PART;
 use crate::rdma::TransferPath;
 
 /// The parts of a multipart upload, in order.
@@ -108,7 +109,7 @@ impl Parts {
                 ended,
                 index,
             } => {
-                let size = (*part << (*index / 1000).min(10)).min(5 << 30);
+                let size = (*part << (*index / 1000).min(10)).min(MAX_PART);
                 while (pending.len() as u64) < size && !*ended {
                     let next = tokio::select! {
                         biased;
