@@ -34,7 +34,7 @@ pub struct Listed {
 }
 
 /// What a key must have percent-encoded to travel in a URL path (`/` stays: it separates).
-const URL_KEY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+pub const URL_KEY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')

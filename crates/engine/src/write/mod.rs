@@ -247,21 +247,8 @@ async fn body(
         UploadSource::Stream(mut rx) => {
             let part = upload_part_size(0, opts.part_size);
             let mut first = BytesMut::new();
-            let mut ended = false;
-            while first.len() as u64 <= part {
-                let next = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(Error::aborted(url)),
-                    c = rx.recv() => c,
-                };
-                match next {
-                    Some(c) => first.extend_from_slice(&c),
-                    None => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
+            // One byte more than a part decides: multipart.
+            let ended = multipart::fill(&mut rx, &mut first, part + 1, cancel, url).await?;
             if ended {
                 Body::One(first.freeze())
             } else {

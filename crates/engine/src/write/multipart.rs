@@ -110,16 +110,8 @@ impl Parts {
                 index,
             } => {
                 let size = (*part << (*index / 1000).min(10)).min(MAX_PART);
-                while (pending.len() as u64) < size && !*ended {
-                    let next = tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return Err(Error::aborted(url)),
-                        c = rx.recv() => c,
-                    };
-                    match next {
-                        Some(c) => pending.extend_from_slice(&c),
-                        None => *ended = true,
-                    }
+                if !*ended {
+                    *ended = fill(rx, pending, size, cancel, url).await?;
                 }
                 if pending.is_empty() {
                     return Ok(None);
@@ -133,6 +125,28 @@ impl Parts {
             }
         }
     }
+}
+
+/// Read chunks of `rx` into `buf` until it holds `want` bytes or the stream ends (`true`).
+pub(super) async fn fill(
+    rx: &mut tokio::sync::mpsc::Receiver<Bytes>,
+    buf: &mut BytesMut,
+    want: u64,
+    cancel: &CancellationToken,
+    url: &str,
+) -> Result<bool> {
+    while (buf.len() as u64) < want {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Error::aborted(url)),
+            c = rx.recv() => c,
+        };
+        match next {
+            Some(c) => buf.extend_from_slice(&c),
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
 }
 
 /// A parallel multipart upload; aborted on any failure or cancellation.
