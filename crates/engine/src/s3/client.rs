@@ -154,9 +154,13 @@ impl S3Raw {
 /// URL errors name, and the transport the bytes move by (RDMA, or HTTP bodies).
 #[derive(Clone)]
 pub(crate) struct Ctx {
+    /// The store's signer and HTTP client.
     pub(crate) raw: S3Raw,
+    /// The object's key.
     pub(crate) key: Path,
+    /// The URL the call was given, as errors name it.
     pub(crate) url: String,
+    /// RDMA, or HTTP bodies: the parts' size and how many are in flight.
     pub(crate) rdma: Transport,
     /// The engine's request budget: every part takes a permit from it.
     pub(crate) budget: Budget,
