@@ -1,6 +1,6 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
-//! `engine` holds `Engine` (its methods live in `download` and `ops`), `options` every option
+//! `engine` holds `Engine` (its methods live in `download`, `write` and `manage`), `options` every option
 //! with its default and limits, `locate` turns a URL into a store and a key, `store` builds and
 //! caches the stores, `download` plans and runs transfers (`fetch` reads, `sink` writes,
 //! `progress` reports), `write` uploads, `manage` lists, copies and removes, `s3` is objget's
