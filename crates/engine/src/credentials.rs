@@ -160,33 +160,39 @@ fn registered(id: CredentialsId) -> Result<Arc<Registered>> {
 
 /// The cached S3 credential provider of source `id`.
 pub(crate) fn aws(id: CredentialsId) -> Result<Arc<Cached<AwsCredential>>> {
-    let r = registered(id)?;
-    Ok(r.aws
-        .get_or_init(|| Cached::new(&r, Provider::S3, aws_credential))
-        .clone())
+    cached(id, |r| &r.aws, Provider::S3, aws_credential)
 }
 
 /// The cached GCS credential provider of source `id`.
 pub(crate) fn gcp(id: CredentialsId) -> Result<Arc<Cached<GcpCredential>>> {
-    let r = registered(id)?;
-    Ok(r.gcp
-        .get_or_init(|| {
-            Cached::new(&r, Provider::Gcs, |c| {
-                bearer(c).map(|bearer| GcpCredential { bearer })
-            })
-        })
-        .clone())
+    cached(
+        id,
+        |r| &r.gcp,
+        Provider::Gcs,
+        |c| bearer(c).map(|bearer| GcpCredential { bearer }),
+    )
 }
 
 /// The cached Azure credential provider of source `id`.
 pub(crate) fn azure(id: CredentialsId) -> Result<Arc<Cached<AzureCredential>>> {
+    cached(
+        id,
+        |r| &r.azure,
+        Provider::Azure,
+        |c| bearer(c).map(AzureCredential::BearerToken),
+    )
+}
+
+/// Source `id`'s provider of one kind, made on first use and kept in the slot `slot` picks.
+fn cached<T>(
+    id: CredentialsId,
+    slot: fn(&Registered) -> &OnceLock<Arc<Cached<T>>>,
+    provider: Provider,
+    convert: fn(Credential) -> Result<T, &'static str>,
+) -> Result<Arc<Cached<T>>> {
     let r = registered(id)?;
-    Ok(r.azure
-        .get_or_init(|| {
-            Cached::new(&r, Provider::Azure, |c| {
-                bearer(c).map(AzureCredential::BearerToken)
-            })
-        })
+    Ok(slot(&r)
+        .get_or_init(|| Cached::new(&r, provider, convert))
         .clone())
 }
 

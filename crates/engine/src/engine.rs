@@ -1,21 +1,20 @@
 //! The engine and its façade: one store cache and one request budget shared by every
 //! operation. Each read parses its URL, lets [`Engine::route`] choose its path once, and calls
-//! the read path (`read`); writes and listings live in `ops`.
+//! the read path (`read`); uploads live in `write`, listings, copies and removals in `manage`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::StreamExt;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::checksum::{ChecksumMode, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::blocking;
 use crate::locate::{Location, Scheme};
 use crate::object::{ByteRange, ObjectInfo};
-use crate::options::{CallOptions, RdmaMode, StoreOptions, REQUEST_BUDGET};
+use crate::options::{CallOptions, RdmaMode, RdmaOptions, StoreOptions, REQUEST_BUDGET};
 use crate::progress::Tracker;
 use crate::read::{self, cancellable, Dirs, Item, Route, Source, TransferResult};
 use crate::store::{Backend, Stores};
@@ -28,7 +27,7 @@ use crate::store::{Backend, Stores};
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) stores: Stores,
-    pub(crate) requests: Arc<Semaphore>,
+    pub(crate) requests: Budget,
 }
 
 impl Default for Engine {
@@ -42,7 +41,7 @@ impl Engine {
     pub fn new() -> Self {
         Self {
             stores: Stores::new(),
-            requests: Arc::new(Semaphore::new(REQUEST_BUDGET)),
+            requests: Budget::new(REQUEST_BUDGET),
         }
     }
 
@@ -50,17 +49,17 @@ impl Engine {
         &self.stores
     }
 
-    /// The path a read of `loc` takes: the RDMA module when `rdma_may` and the call asks for
-    /// RDMA and may use it, else the store, query URL or file that serves `loc`.
+    /// The path a read of `loc` takes: RDMA when `rdma` is given (the read may use it) and asks
+    /// for it and the store can take it, else the store, query URL or file that serves `loc`.
     async fn route(
         &self,
         loc: &Location,
         url: &str,
         opts: &StoreOptions,
-        rdma_may: bool,
+        rdma: Option<&RdmaOptions>,
     ) -> Result<Route> {
-        if rdma_may {
-            if let Some(ctx) = self.rdma_ctx(loc, url, opts).await? {
+        if let Some(rdma) = rdma {
+            if let Some(ctx) = self.rdma_ctx(loc, url, rdma, opts).await? {
                 return Ok(Route::Rdma(ctx));
             }
         }
@@ -88,9 +87,10 @@ impl Engine {
         &self,
         loc: &Location,
         url: &str,
+        rdma: &RdmaOptions,
         store: &StoreOptions,
-    ) -> Result<Option<crate::rdma::Ctx>> {
-        if store.rdma.mode == RdmaMode::Off {
+    ) -> Result<Option<crate::s3::Ctx>> {
+        if rdma.mode == RdmaMode::Off {
             return Ok(None);
         }
         let raw = if loc.scheme == Scheme::S3 {
@@ -98,7 +98,7 @@ impl Engine {
         } else {
             None
         };
-        crate::rdma::Ctx::plan(loc, url, store, || {
+        crate::s3::Ctx::plan(loc, url, rdma, store, &self.requests, || {
             raw.ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer"))
         })
     }
@@ -129,12 +129,19 @@ impl Engine {
         }
         let work = async {
             let loc = Location::parse(url)?;
-            if range.is_some() && opts.store.rdma.mode == RdmaMode::Require {
+            if range.is_some() && opts.rdma.mode == RdmaMode::Require {
                 return Err(Error::invalid_argument(
                     "rdma reads whole objects; a byte range goes over HTTP (rdma: true)",
                 ));
             }
-            let route = self.route(&loc, url, &opts.store, range.is_none()).await?;
+            let route = self
+                .route(
+                    &loc,
+                    url,
+                    &opts.store,
+                    range.is_none().then_some(&opts.rdma),
+                )
+                .await?;
             let tracker = Tracker::new(opts.progress.clone(), None);
             let budget = &self.requests;
             Ok(match (route, range) {
@@ -170,7 +177,7 @@ impl Engine {
             let loc = Location::parse(url)?;
             let tracker = Tracker::new(opts.progress.clone(), None);
             let started = Instant::now();
-            match self.route(&loc, url, &opts.store, true).await? {
+            match self.route(&loc, url, &opts.store, Some(&opts.rdma)).await? {
                 Route::Rdma(ctx) => read::rdma_get(&ctx, opts.transfer, &tracker, cancel).await,
                 Route::Source(source) => {
                     read::whole(
@@ -206,12 +213,13 @@ impl Engine {
                     "`into` takes an S3 URL: registered buffers are for S3 over RDMA",
                 ));
             }
-            let ctx = match self.route(&loc, url, &opts.store, true).await? {
+            let ctx = match self.route(&loc, url, &opts.store, Some(&opts.rdma)).await? {
                 Route::Rdma(ctx) => ctx,
-                Route::Source(_) => crate::rdma::Ctx::http_only(
+                Route::Source(_) => crate::s3::Ctx::http_only(
                     &loc,
                     url,
-                    &opts.store,
+                    &opts.rdma,
+                    &self.requests,
                     self.stores.s3_raw(&loc, &opts.store).await?,
                 ),
             };
@@ -257,7 +265,12 @@ impl Engine {
         let work = async {
             let loc = Location::parse(url)?;
             let target = read::prepare(dest, opts).await?;
-            let route = self.route(&loc, url, &opts.store, target.rdma_may());
+            let route = self.route(
+                &loc,
+                url,
+                &opts.store,
+                target.rdma_may().then_some(&opts.rdma),
+            );
             let route = cancellable(cancel, url, route).await?;
             let item = Item {
                 tracker: Tracker::new(opts.progress.clone(), index),
@@ -323,6 +336,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::options::TransferOptions;
+    use std::sync::Arc;
 
     fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
         let p = dir.join(name);

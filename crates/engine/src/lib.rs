@@ -1,23 +1,26 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
 //! `engine` holds `Engine`, the façade: each read parses its URL, chooses its path once and
-//! calls `read` (plan and run the parts, land them in memory or a file, resume, verify); `ops`
-//! adds the writes, listings, copies and removals. `options` holds every option with its
-//! default and limits, `locate` turns a URL into a store and a key, `store` builds and caches
-//! the stores (one file per backend), `object` says what an object is and which parts to read
-//! of it, `checksum` is the checksum maths, `fs` the file helpers every path shares, `progress`
-//! reports, `s3` is objget's own signed S3 client and `rdma` S3 over RDMA, `error` and `redact`
-//! keep failures typed and free of secrets, `credentials` brings credentials from outside
+//! calls `read` (plan and run the parts, land them in memory or a file, resume, verify); `write`
+//! uploads (choosing its path once: objget's own S3 requests or object_store), `manage` lists,
+//! copies and removes. `options` holds every option with its default and limits, `budget` the
+//! one request budget every read, upload part and RDMA part draws from, `locate` turns a URL into
+//! a store and a key, `store` builds and caches the stores (one file per backend), `object` says
+//! what an object is and which parts to read of it, `checksum` is the checksum maths, `fs` the
+//! file helpers every path shares, `progress` reports, `s3` is objget's own signed S3 client and
+//! `rdma` the RDMA transport it may use (rdma imports nothing from s3), `error` and `redact` keep
+//! failures typed and free of secrets, `credentials` brings credentials from outside
 //! object_store (a caller's function, the AWS SDKs' default chain).
 
+mod budget;
 pub mod checksum;
 pub mod credentials;
 mod engine;
 pub mod error;
 mod fs;
 pub mod locate;
+pub mod manage;
 mod object;
-pub mod ops;
 pub mod options;
 pub mod progress;
 pub mod rdma;
@@ -25,6 +28,7 @@ mod read;
 pub mod redact;
 mod s3;
 pub mod store;
+pub mod write;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
@@ -33,8 +37,8 @@ pub use credentials::{
 pub use engine::Engine;
 pub use error::{Error, ErrorCode, Result};
 pub use locate::{Location, Scheme};
+pub use manage::Listed;
 pub use object::{ByteRange, ObjectInfo};
-pub use ops::{Listed, UploadResult, UploadSource};
 pub use options::{
     CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions, UploadOptions,
 };
@@ -42,6 +46,7 @@ pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};
 pub use read::TransferResult;
 pub use tokio_util::sync::CancellationToken;
+pub use write::{UploadResult, UploadSource};
 
 /// objget's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

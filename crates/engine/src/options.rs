@@ -31,7 +31,7 @@ pub struct StoreOptions {
     pub insecure_skip_tls_verify: bool,
     /// Connect timeout; default 10 s.
     pub connect_timeout_ms: Option<u64>,
-    /// Longest wait for the next bytes of a response; default 60 s. There is deliberately no
+    /// Longest wait for the next bytes of a response; default [`DEFAULT_READ_TIMEOUT_MS`]. There is deliberately no
     /// whole-request timeout: a large body may take as long as it takes while bytes keep coming.
     pub read_timeout_ms: Option<u64>,
     /// Retries of a request on 5xx, 429 and connection errors; default [`MAX_RETRIES`].
@@ -41,12 +41,6 @@ pub struct StoreOptions {
     /// First retry backoff; default [`INITIAL_BACKOFF_MS`], growing by up to [`BACKOFF_BASE`]
     /// with jitter up to [`MAX_BACKOFF_MS`].
     pub initial_backoff_ms: Option<u64>,
-    /// S3 only: no upload checksum. MinIO requires one on every part of an upload created
-    /// with a checksum algorithm, and object_store's UploadPartCopy sends none, so the
-    /// conditional copy that publishes a staged `ifNotExists` upload uses a store without it.
-    pub(crate) no_upload_checksum: bool,
-    /// S3 only: move object bytes by RDMA (cuObject) where available.
-    pub rdma: RdmaOptions,
     /// A registered credential source (`store.credentials`): it takes precedence over every
     /// other credential, for any provider.
     pub credentials: Option<crate::credentials::CredentialsId>,
@@ -64,6 +58,8 @@ pub struct StoreOptions {
 // capped. So every wait is at least the initial backoff, and ten retries at 500 ms outlast a 5 s
 // storm of 503 SlowDown whatever the draws (S3 asks clients to back off; five retries from 100 ms
 // were spent in about a second). Bounded by the retry timeout.
+/// Default longest wait for the next bytes of a response, in milliseconds.
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
 /// Default retries per request.
 pub const MAX_RETRIES: u32 = 10;
 /// Default first backoff, in milliseconds.
@@ -81,7 +77,7 @@ impl StoreOptions {
     }
 
     pub(crate) fn read_timeout(&self) -> Duration {
-        Duration::from_millis(self.read_timeout_ms.unwrap_or(60_000))
+        Duration::from_millis(self.read_timeout_ms.unwrap_or(DEFAULT_READ_TIMEOUT_MS))
     }
 
     /// The retry policy these options describe.
@@ -112,7 +108,8 @@ pub enum RdmaMode {
     Require,
 }
 
-/// RDMA settings of an S3 store.
+/// RDMA settings of one call (S3 only). Not part of the store: a call with `rdma: true` uses
+/// the same store, HTTP client and connection pool as one without.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct RdmaOptions {
     /// Off, prefer (`true`) or require.
@@ -209,7 +206,7 @@ impl Default for TransferOptions {
 
 impl TransferOptions {
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.part_size) {
+        if !(MIN_REQUESTED_PART..=MAX_READ_PART).contains(&self.part_size) {
             return Err(Error::invalid_argument(format!(
                 "partSize must be between 64 KiB and 1 GiB, got {}",
                 self.part_size
@@ -230,6 +227,8 @@ impl TransferOptions {
 pub struct CallOptions {
     /// Store settings.
     pub store: StoreOptions,
+    /// S3 only: move object bytes by RDMA (cuObject) where available.
+    pub rdma: RdmaOptions,
     /// Part size and concurrency.
     pub transfer: TransferOptions,
     /// Progress reports, throttled.
@@ -244,6 +243,8 @@ pub struct CallOptions {
 pub struct UploadOptions {
     /// Store settings.
     pub store: StoreOptions,
+    /// S3 only: send object bytes by RDMA (cuObject) where available.
+    pub rdma: RdmaOptions,
     /// Fail with `AlreadyExists` instead of overwriting, atomically where the store allows.
     pub if_not_exists: bool,
     /// Bytes per multipart part (default 16 MiB; grown to stay within 10,000 parts and above the
@@ -259,11 +260,38 @@ pub struct UploadOptions {
     pub progress: Option<ProgressFn>,
 }
 
+impl UploadOptions {
+    /// Reject a part size no store takes.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(requested) = self.part_size {
+            if !(MIN_REQUESTED_PART..=MAX_PART).contains(&requested) {
+                return Err(Error::invalid_argument(format!(
+                    "partSize must be between 64 KiB and 5 GiB, got {requested}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parts in flight.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency
+            .unwrap_or(DEFAULT_UPLOAD_CONCURRENCY)
+            .max(1)
+    }
+}
+
 /// S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last; GCS and Azure take
 /// smaller blocks, so one minimum serves every store.
 pub(crate) const MIN_PART: u64 = 5 * 1024 * 1024;
 /// S3's limit on parts per upload.
 pub(crate) const MAX_PARTS: u64 = 10_000;
+/// S3's largest part (and largest UploadPartCopy source).
+pub(crate) const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest `partSize` of a download.
+pub(crate) const MAX_READ_PART: u64 = 1024 * 1024 * 1024;
+/// The smallest `partSize` a caller may ask for (downloads and uploads).
+pub(crate) const MIN_REQUESTED_PART: u64 = 64 * 1024;
 /// Default part size for uploads: 16 MiB uploaded 256 MiB to the test MinIO ~8% faster than
 /// 8 MiB (and 32 or 64 MiB with fewer parts in flight were slower); objects up to it go in one PUT.
 pub const DEFAULT_UPLOAD_PART: u64 = 16 * 1024 * 1024;
@@ -274,6 +302,39 @@ pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 8;
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+
+    /// RDMA tuning rides with the call, not the store: a call with `rdma: true` and its own part
+    /// size reuses the store (and its HTTP client and connection pool) a plain call built.
+    #[tokio::test]
+    async fn rdma_on_one_call_uses_the_same_store() {
+        use crate::store::Backend;
+        let engine = crate::Engine::new();
+        let mut store = StoreOptions {
+            skip_signature: true,
+            ..Default::default()
+        };
+        store.config.insert("aws_region".into(), "us-east-1".into());
+        let plain = CallOptions {
+            store,
+            ..Default::default()
+        };
+        let rdma = CallOptions {
+            rdma: RdmaOptions {
+                mode: RdmaMode::Prefer,
+                part_size: Some(8 << 20),
+                buffers: Some(2),
+            },
+            ..plain.clone()
+        };
+        let loc = Location::parse("s3://bucket/k").unwrap();
+        let (Backend::Store(a), Backend::Store(b)) = (
+            engine.stores().backend(&loc, &plain.store).await.unwrap(),
+            engine.stores().backend(&loc, &rdma.store).await.unwrap(),
+        ) else {
+            panic!("expected object stores")
+        };
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+    }
 
     #[test]
     fn rdma_is_for_s3_and_signed_requests_only() {

@@ -16,7 +16,7 @@ use napi::Env;
 use napi_derive::napi;
 use objget_engine::{
     ByteRange, CallOptions, CancellationToken, ChecksumMode, Engine, Progress, RdmaBuffer,
-    RdmaMode, StoreOptions, TransferOptions,
+    RdmaMode, RdmaOptions, StoreOptions, TransferOptions,
 };
 
 pub mod credentials;
@@ -79,32 +79,39 @@ pub struct StoreConfig {
 
 impl From<StoreConfig> for StoreOptions {
     fn from(c: StoreConfig) -> Self {
-        let mut o = StoreOptions::default();
-        o.config = c.config.unwrap_or_default().into_iter().collect();
-        o.skip_signature = c.skip_signature.unwrap_or(false);
-        o.allow_http = c.allow_http;
-        o.ca_cert_pem = c.ca_cert;
-        o.insecure_skip_tls_verify = c.insecure_skip_tls_verify.unwrap_or(false);
-        o.connect_timeout_ms = c.connect_timeout_ms.map(u64::from);
-        o.read_timeout_ms = c.read_timeout_ms.map(u64::from);
-        o.max_retries = c.max_retries;
-        o.retry_timeout_ms = c.retry_timeout_ms.map(u64::from);
-        o.initial_backoff_ms = c.initial_backoff_ms.map(u64::from);
-        o.rdma = objget_engine::RdmaOptions {
-            // The TypeScript layer accepts only false, true and 'require'; any other string is
-            // taken as 'require' so that RDMA is never silently dropped.
-            mode: match c.rdma {
-                None | Some(Either::A(false)) => RdmaMode::Off,
-                Some(Either::A(true)) => RdmaMode::Prefer,
-                Some(Either::B(_)) => RdmaMode::Require,
-            },
-            part_size: c.rdma_part_size.map(|v| v.max(0.0) as u64),
-            buffers: c.rdma_buffers,
-        };
-        o.credentials = c.credentials;
-        o.profile_region = c.profile_region;
-        o.profile_endpoint = c.profile_endpoint;
-        o
+        StoreOptions {
+            config: c.config.unwrap_or_default().into_iter().collect(),
+            skip_signature: c.skip_signature.unwrap_or(false),
+            allow_http: c.allow_http,
+            ca_cert_pem: c.ca_cert,
+            insecure_skip_tls_verify: c.insecure_skip_tls_verify.unwrap_or(false),
+            connect_timeout_ms: c.connect_timeout_ms.map(u64::from),
+            read_timeout_ms: c.read_timeout_ms.map(u64::from),
+            max_retries: c.max_retries,
+            retry_timeout_ms: c.retry_timeout_ms.map(u64::from),
+            initial_backoff_ms: c.initial_backoff_ms.map(u64::from),
+            credentials: c.credentials,
+            profile_region: c.profile_region,
+            profile_endpoint: c.profile_endpoint,
+        }
+    }
+}
+
+/// The RDMA settings of a call: given with the store's (`{ rdma: true }`), but not part of it.
+pub(crate) fn rdma_options(c: Option<&StoreConfig>) -> RdmaOptions {
+    let Some(c) = c else {
+        return RdmaOptions::default();
+    };
+    RdmaOptions {
+        // The TypeScript layer accepts only false, true and 'require'; any other string is
+        // taken as 'require' so that RDMA is never silently dropped.
+        mode: match c.rdma {
+            None | Some(Either::A(false)) => RdmaMode::Off,
+            Some(Either::A(true)) => RdmaMode::Prefer,
+            Some(Either::B(_)) => RdmaMode::Require,
+        },
+        part_size: c.rdma_part_size.map(|v| v.max(0.0) as u64),
+        buffers: c.rdma_buffers,
     }
 }
 
@@ -185,6 +192,7 @@ fn call_options(
         }
     };
     Ok(CallOptions {
+        rdma: rdma_options(store.as_ref()),
         store: StoreOptions::from(store.unwrap_or_default()),
         transfer: TransferOptions {
             part_size: t

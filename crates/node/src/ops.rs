@@ -103,6 +103,7 @@ fn upload_options(
 ) -> UploadOptions {
     let c = config.unwrap_or_default();
     UploadOptions {
+        rdma: crate::rdma_options(store.as_ref()),
         store: StoreOptions::from(store.unwrap_or_default()),
         if_not_exists: c.if_not_exists.unwrap_or(false),
         part_size: c.part_size.map(|v| v.max(0.0) as u64),

@@ -21,12 +21,12 @@ type Handle = *mut c_void;
 /// The resolved entry points, with the library they came from kept loaded.
 pub(crate) struct Shim {
     _lib: libloading::Library,
-    handle: Handle,
+    pub(super) handle: Handle,
     register: unsafe extern "C" fn(Handle, *mut c_void, usize) -> c_int,
     deregister: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
-    token:
+    pub(super) token:
         unsafe extern "C" fn(Handle, *mut c_void, usize, usize, c_int, *mut *mut c_char) -> c_int,
-    token_release: unsafe extern "C" fn(Handle, *mut c_char) -> c_int,
+    pub(super) token_release: unsafe extern "C" fn(Handle, *mut c_char) -> c_int,
     stats: unsafe extern "C" fn(Handle, *mut u64, *mut u64),
     is_connected: unsafe extern "C" fn(Handle) -> c_int,
     last_error: unsafe extern "C" fn() -> *const c_char,
@@ -173,7 +173,7 @@ unsafe fn resolve(lib: libloading::Library, path: &Path) -> Result<Shim> {
     })
 }
 
-fn text(p: *const c_char) -> String {
+pub(super) fn text(p: *const c_char) -> String {
     if p.is_null() {
         return String::new();
     }
@@ -182,7 +182,7 @@ fn text(p: *const c_char) -> String {
 }
 
 impl Shim {
-    fn fail(&self, what: &str, rc: c_int) -> Error {
+    pub(super) fn fail(&self, what: &str, rc: c_int) -> Error {
         // SAFETY: a plain getter of a thread-local string.
         let why = text(unsafe { (self.last_error)() });
         Error::new(
@@ -222,59 +222,11 @@ impl Shim {
         Ok(())
     }
 
-    /// A token for `len` bytes at `offset` within the registration starting at `base`,
-    /// released when the returned guard drops.
-    pub(crate) fn token(
-        self: &Arc<Self>,
-        base: *mut u8,
-        len: usize,
-        offset: usize,
-        op: c_int,
-    ) -> Result<Token> {
-        let mut out: *mut c_char = std::ptr::null_mut();
-        // SAFETY: the shim validates that the slice lies within a live registration.
-        let rc = unsafe { (self.token)(self.handle, base.cast(), len, offset, op, &mut out) };
-        if rc != 0 || out.is_null() {
-            return Err(self.fail("token minting", rc));
-        }
-        let text = text(out);
-        Ok(Token {
-            shim: self.clone(),
-            raw: out,
-            text,
-        })
-    }
-
     /// Live registrations and unreleased tokens, as the shim counts them.
     pub(crate) fn stats(&self) -> (u64, u64) {
         let (mut regs, mut tokens) = (0u64, 0u64);
         // SAFETY: plain out-parameters.
         unsafe { (self.stats)(self.handle, &mut regs, &mut tokens) };
         (regs, tokens)
-    }
-}
-
-/// A minted token; released on drop, whatever happened to the request that carried it.
-pub(crate) struct Token {
-    shim: Arc<Shim>,
-    raw: *mut c_char,
-    text: String,
-}
-
-// SAFETY: the raw pointer is only handed back to the shim, which serializes calls.
-unsafe impl Send for Token {}
-unsafe impl Sync for Token {}
-
-impl Token {
-    /// The descriptor, sent verbatim.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.text
-    }
-}
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        // SAFETY: `raw` came from objget_rdma_token and is released once.
-        unsafe { (self.shim.token_release)(self.shim.handle, self.raw) };
     }
 }

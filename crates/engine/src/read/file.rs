@@ -56,7 +56,7 @@ pub(crate) async fn prepare(dest: &Path, opts: &CallOptions) -> Result<Target> {
     let (place, stream) = blocking(move || Place::open(&dest, root.as_deref())).await?;
     if stream.is_some() {
         // A character device or FIFO: one read, written in order; nothing to resume.
-        if opts.store.rdma.mode == RdmaMode::Require {
+        if opts.rdma.mode == RdmaMode::Require {
             return Err(Error::invalid_argument(format!(
                 "{}: a character device or FIFO is written in order over HTTP; rdma 'require' cannot",
                 place.dest.display()
@@ -64,7 +64,7 @@ pub(crate) async fn prepare(dest: &Path, opts: &CallOptions) -> Result<Target> {
         }
         t.resume = false;
     }
-    if t.resume && opts.store.rdma.mode == RdmaMode::Require {
+    if t.resume && opts.rdma.mode == RdmaMode::Require {
         return Err(Error::invalid_argument(
             "resume is not available with rdma 'require' (rdma: true resumes over HTTP)",
         ));

@@ -19,19 +19,19 @@ use super::{usize_of, TransferResult};
 /// `get` over RDMA: parts land in pool buffers and are copied into the returned buffer.
 /// Finishes `tracker`.
 pub(crate) async fn get(
-    ctx: &crate::rdma::Ctx,
+    ctx: &crate::s3::Ctx,
     t: TransferOptions,
     tracker: &Tracker,
     cancel: &CancellationToken,
 ) -> Result<(Vec<u8>, TransferResult)> {
     let started = Instant::now();
-    let head = crate::rdma::head(ctx).await?;
+    let head = crate::s3::head(ctx).await?;
     let expected = choose(t.checksum, &head.offered, &ctx_url(ctx))?;
     let mut out = vec![0u8; usize_of(head.size)?];
-    let (mut done, path) = crate::rdma::read(
+    let (mut done, path) = crate::s3::read(
         ctx,
         &head,
-        crate::rdma::Land::Memory(&mut out),
+        crate::s3::Land::Memory(&mut out),
         expected.as_ref(),
         tracker,
         cancel,
@@ -44,7 +44,7 @@ pub(crate) async fn get(
 
 /// `download` over RDMA: parts land in pool buffers and are written at their offsets.
 pub(crate) async fn download(
-    ctx: &crate::rdma::Ctx,
+    ctx: &crate::s3::Ctx,
     target: &Target,
     item: Item<'_>,
     cancel: &CancellationToken,
@@ -56,15 +56,15 @@ pub(crate) async fn download(
         started,
     } = item;
     let url = ctx_url(ctx);
-    let head = crate::rdma::head(ctx).await?;
+    let head = crate::s3::head(ctx).await?;
     let expected = choose(t.checksum, &head.offered, &url)?;
     let dest = &place.dest;
     let temp = TempFile::create(place, t.durable).await?;
     temp.set_len(head.size).await?;
-    let (mut done, path) = crate::rdma::read(
+    let (mut done, path) = crate::s3::read(
         ctx,
         &head,
-        crate::rdma::Land::File(temp.file(), &temp.path),
+        crate::s3::Land::File(temp.file(), &temp.path),
         expected.as_ref(),
         &tracker,
         cancel,
@@ -80,7 +80,7 @@ pub(crate) async fn download(
 /// A whole S3 object into caller-registered memory (`allocRdmaBuffer`): by RDMA with no copy
 /// on the client, or as HTTP bodies into the same memory (`ctx` from `Ctx::http_only`).
 pub(crate) async fn into(
-    ctx: &crate::rdma::Ctx,
+    ctx: &crate::s3::Ctx,
     url: &str,
     into: &mut [u8],
     opts: &CallOptions,
@@ -88,7 +88,7 @@ pub(crate) async fn into(
 ) -> Result<TransferResult> {
     let started = Instant::now();
     let tracker = Tracker::new(opts.progress.clone(), None);
-    let head = crate::rdma::head(ctx).await?;
+    let head = crate::s3::head(ctx).await?;
     if head.size > into.len() as u64 {
         return Err(Error::invalid_argument(format!(
             "the object has {} bytes and `into` holds {}",
@@ -99,10 +99,10 @@ pub(crate) async fn into(
     }
     let expected = choose(opts.transfer.checksum, &head.offered, url)?;
     let target = &mut into[..head.size as usize];
-    let (mut done, path) = crate::rdma::read(
+    let (mut done, path) = crate::s3::read(
         ctx,
         &head,
-        crate::rdma::Land::Registered(target),
+        crate::s3::Land::Registered(target),
         expected.as_ref(),
         &tracker,
         cancel,
@@ -115,7 +115,7 @@ pub(crate) async fn into(
 
 /// The result of a whole-object read by the RDMA module (RDMA or HTTP bodies).
 fn whole_result(
-    head: crate::rdma::Head,
+    head: crate::s3::Head,
     parts: usize,
     checksum: Option<Checksum>,
     path: TransferPath,
@@ -132,6 +132,6 @@ fn whole_result(
     }
 }
 
-fn ctx_url(ctx: &crate::rdma::Ctx) -> String {
+fn ctx_url(ctx: &crate::s3::Ctx) -> String {
     ctx.url().to_string()
 }

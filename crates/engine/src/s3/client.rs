@@ -12,7 +12,13 @@ use object_store::client::{HttpClient, HttpResponse};
 use object_store::path::Path;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use std::sync::atomic::AtomicBool;
+
+use crate::budget::Budget;
 use crate::error::{Error, ErrorCode, Result};
+use crate::locate::Location;
+use crate::options::{RdmaOptions, StoreOptions};
+use crate::rdma::Transport;
 
 /// object_store's path encoding for S3 keys: everything but unreserved characters and `/`.
 const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -141,6 +147,110 @@ impl S3Raw {
                 .with_url(display_url)
                 .with_cause(&e)
         })
+    }
+}
+
+/// One call's S3 request context: the store's signer and HTTP client ([`S3Raw`]), the key, the
+/// URL errors name, and the transport the bytes move by (RDMA, or HTTP bodies).
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    /// The store's signer and HTTP client.
+    pub(crate) raw: S3Raw,
+    /// The object's key.
+    pub(crate) key: Path,
+    /// The URL the call was given, as errors name it.
+    pub(crate) url: String,
+    /// RDMA, or HTTP bodies: the parts' size and how many are in flight.
+    pub(crate) rdma: Transport,
+    /// The engine's request budget: every part takes a permit from it.
+    pub(crate) budget: Budget,
+}
+
+impl Ctx {
+    /// `None` when the call does not ask for RDMA or must go over HTTP (unavailable under
+    /// `true`); `RdmaUnavailable` under `'require'`.
+    pub(crate) fn plan(
+        loc: &Location,
+        url: &str,
+        rdma: &RdmaOptions,
+        store: &StoreOptions,
+        budget: &Budget,
+        raw: impl FnOnce() -> Result<S3Raw>,
+    ) -> Result<Option<Ctx>> {
+        rdma.validate(loc, store)?;
+        let Some(transport) = Transport::plan(rdma, url)? else {
+            return Ok(None);
+        };
+        Ok(Some(Ctx::new(loc, url, raw()?, transport, budget)))
+    }
+
+    /// A context that reads over HTTP into caller memory (`into` without RDMA).
+    pub(crate) fn http_only(
+        loc: &Location,
+        url: &str,
+        rdma: &RdmaOptions,
+        budget: &Budget,
+        raw: S3Raw,
+    ) -> Ctx {
+        let transport = Transport::http(rdma.part_size(), rdma.buffers());
+        Ctx::new(loc, url, raw, transport, budget)
+    }
+
+    /// A context for objget's own signed S3 requests with the bytes in HTTP bodies: the
+    /// conditional multipart upload object_store does not have.
+    pub(crate) fn http(
+        loc: &Location,
+        url: &str,
+        raw: S3Raw,
+        part_size: u64,
+        concurrency: usize,
+        budget: &Budget,
+    ) -> Ctx {
+        let transport = Transport::http(part_size, concurrency);
+        Ctx::new(loc, url, raw, transport, budget)
+    }
+
+    fn new(loc: &Location, url: &str, raw: S3Raw, rdma: Transport, budget: &Budget) -> Ctx {
+        Ctx {
+            raw,
+            key: loc.path.clone(),
+            url: url.to_string(),
+            rdma,
+            budget: budget.clone(),
+        }
+    }
+
+    /// Sign and send one request for this call's key.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        query: Vec<(&'static str, String)>,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result<HttpResponse> {
+        let req = Req {
+            method,
+            key: &self.key,
+            query,
+            headers,
+            body,
+        };
+        self.raw.send(req, &self.url).await
+    }
+
+    /// The URL of the call.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// See [`Transport::unusable`].
+    pub(crate) fn unusable(&self, e: Error, declined: &AtomicBool) -> Result<()> {
+        self.rdma.unusable(e, declined, &self.url)
+    }
+
+    /// See [`Transport::declined`].
+    pub(crate) fn declined(&self, what: &str) -> Error {
+        self.rdma.declined(what, &self.url)
     }
 }
 

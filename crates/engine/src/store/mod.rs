@@ -75,6 +75,8 @@ struct StoreKey {
     scheme: Scheme,
     store_url: String,
     options: StoreOptions,
+    /// S3: uploads carry a CRC64NVME (all but the store that publishes staged uploads).
+    upload_checksum: bool,
 }
 
 /// What objget's own signed requests to an S3 store need, kept when the store is built.
@@ -108,6 +110,21 @@ impl Stores {
 
     /// The backend for `loc`, built on first use and cached.
     pub async fn backend(&self, loc: &Location, opts: &StoreOptions) -> Result<Backend> {
+        self.build(loc, opts, true).await
+    }
+
+    /// The backend for `loc` without upload checksums (S3): MinIO requires one on every part of
+    /// an upload created with a checksum algorithm, and object_store's UploadPartCopy sends
+    /// none, so the conditional copy that publishes a staged `ifNotExists` upload uses this one.
+    pub(crate) async fn without_upload_checksum(
+        &self,
+        loc: &Location,
+        opts: &StoreOptions,
+    ) -> Result<Backend> {
+        self.build(loc, opts, false).await
+    }
+
+    async fn build(&self, loc: &Location, opts: &StoreOptions, checksum: bool) -> Result<Backend> {
         if loc.scheme == Scheme::File {
             return Ok(Backend::File);
         }
@@ -119,6 +136,7 @@ impl Stores {
                 loc.store_url.clone()
             },
             options: opts.clone(),
+            upload_checksum: checksum,
         };
         if let Some(b) = self.lock().get(&key) {
             return Ok(b.clone());
@@ -130,7 +148,7 @@ impl Stores {
         }
         let backend = match loc.scheme {
             Scheme::S3 => {
-                let (backend, raw) = self.s3(loc, opts).await?;
+                let (backend, raw) = self.s3(loc, opts, checksum).await?;
                 self.raw
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -162,6 +180,7 @@ impl Stores {
             scheme: loc.scheme,
             store_url: loc.store_url.clone(),
             options: opts.clone(),
+            upload_checksum: true,
         };
         let parts = self
             .raw
@@ -218,6 +237,7 @@ impl Stores {
             scheme: loc.scheme,
             store_url: loc.store_url.clone(),
             options: opts.clone(),
+            upload_checksum: true,
         };
         self.raw
             .lock()

@@ -19,6 +19,7 @@ impl Stores {
         &self,
         loc: &Location,
         opts: &StoreOptions,
+        upload_checksum: bool,
     ) -> Result<(Backend, RawParts)> {
         // Ask S3 for its stored checksums on every read (signed, as a default header).
         let mut checksum_mode = reqwest::header::HeaderMap::new();
@@ -66,7 +67,7 @@ impl Stores {
             b = b.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
         }
         // Uploads carry a CRC64NVME the server verifies (S3's own default checksum).
-        if !opts.no_upload_checksum && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none() {
+        if upload_checksum && b.get_config_value(&AmazonS3ConfigKey::Checksum).is_none() {
             b = b.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
         }
         let endpoint = b
