@@ -8,6 +8,7 @@
 //! `credentials` brings credentials from outside object_store (a caller's function, the AWS
 //! SDKs' default chain).
 
+pub mod cancel;
 pub mod checksum;
 mod client;
 pub mod credentials;
@@ -27,6 +28,7 @@ pub mod redact;
 mod s3;
 mod sink;
 pub mod store;
+pub mod stream_upload;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};
 pub use credentials::{
