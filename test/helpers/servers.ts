@@ -86,6 +86,20 @@ export async function s3Client(): Promise<import('@aws-sdk/client-s3').S3Client>
   });
 }
 
+/** Multipart uploads MinIO still holds under a key (listed through the S3 API). */
+export async function uploadsInProgress(key: string): Promise<unknown[]> {
+  const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
+  const c = await s3Client();
+  try {
+    const r = await c.send(
+      new ListMultipartUploadsCommand({ Bucket: servers().s3.bucket, Prefix: key }),
+    );
+    return r.Uploads ?? [];
+  } finally {
+    c.destroy();
+  }
+}
+
 export function backends(): Backend[] {
   const s = servers();
   const azureStore = (key: string): StoreOptions => ({
