@@ -32,8 +32,8 @@ import {
   tempDir,
   uniqueKey,
   uploadsInProgress,
-  type Backend,
 } from '../helpers/servers.js';
+import type { Backend } from '../helpers/servers.js';
 
 const MiB = 1024 * 1024;
 

@@ -18,6 +18,31 @@ async function inflight(): Promise<number> {
   return ((await r.json()) as { inflight: number }).inflight;
 }
 
+/**
+ * A throttled object on the fixture that is replaced (a new version: new ETag) once the first
+ * part has arrived, through the options' onProgress.
+ */
+async function replacedMidway(size: number, nextSeed: number) {
+  const { url, file, path } = seedHttp(size, 'transfer', 17);
+  await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
+  // Made before the download starts: generating it blocks this thread for a second or more on
+  // a loaded machine, long enough for the whole download to finish before the replacement.
+  const next = bytes(size, nextSeed);
+  let replaced = false;
+  const options = {
+    partSize: PART,
+    concurrency: 1,
+    store: { maxRetries: 0 },
+    onProgress: (p: Progress) => {
+      if (!replaced && p.bytes >= PART) {
+        replaced = true;
+        writeFileSync(file, next);
+      }
+    },
+  };
+  return { url, replacing: { options, replaced: () => replaced } };
+}
+
 export function transfer(engine: EngineName, backend: Backend): void {
   afterEach(clearFaults);
 
@@ -64,49 +89,17 @@ export function transfer(engine: EngineName, backend: Backend): void {
   if (engine === 'native' && backend.name === 'http') {
     describe('pinned parts', () => {
       it('an object replaced mid-download fails with Precondition and leaves no file', async () => {
-        const { url, file, path } = seedHttp(8 * PART, 'transfer', 17);
-        await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
+        const { url, replacing } = await replacedMidway(8 * PART, 18);
         const dir = tempDir();
-        // Made before the download starts: generating it blocks this thread for a second or more on
-        // a loaded machine, long enough for the whole download to finish before the replacement.
-        const next = bytes(8 * PART, 18);
-        let replaced = false;
-        const err = await rejection(
-          download(url, join(dir, 'x.bin'), {
-            partSize: PART,
-            concurrency: 1,
-            store: { maxRetries: 0 },
-            onProgress: (p) => {
-              if (!replaced && p.bytes >= PART) {
-                replaced = true;
-                writeFileSync(file, next); // a new version: new ETag
-              }
-            },
-          }),
-        );
-        expect(replaced).toBe(true);
+        const err = await rejection(download(url, join(dir, 'x.bin'), replacing.options));
+        expect(replacing.replaced()).toBe(true);
         expect(err.code).toBe('Precondition');
         expect(readdirSync(dir)).toEqual([]);
       });
 
       it('the same replacement into a Buffer is Precondition too', async () => {
-        const { url, file, path } = seedHttp(6 * PART, 'transfer', 17);
-        await fault({ path, kind: 'throttle', bytesPerSec: 4 * PART });
-        const next = bytes(6 * PART, 19);
-        let replaced = false;
-        const err = await rejection(
-          get(url, {
-            partSize: PART,
-            concurrency: 1,
-            store: { maxRetries: 0 },
-            onProgress: (p) => {
-              if (!replaced && p.bytes >= PART) {
-                replaced = true;
-                writeFileSync(file, next);
-              }
-            },
-          }),
-        );
+        const { url, replacing } = await replacedMidway(6 * PART, 19);
+        const err = await rejection(get(url, replacing.options));
         expect(err.code).toBe('Precondition');
       });
     });
