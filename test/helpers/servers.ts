@@ -100,6 +100,19 @@ export async function uploadsInProgress(key: string): Promise<unknown[]> {
   }
 }
 
+/** Put objects straight into MinIO with @aws-sdk (keys objget itself may not write). */
+export async function putS3Raw(objects: Record<string, Buffer>): Promise<void> {
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  const c = await s3Client();
+  try {
+    for (const [Key, Body] of Object.entries(objects)) {
+      await c.send(new PutObjectCommand({ Bucket: servers().s3.bucket, Key, Body }));
+    }
+  } finally {
+    c.destroy();
+  }
+}
+
 export function backends(): Backend[] {
   const s = servers();
   const azureStore = (key: string): StoreOptions => ({

@@ -26,29 +26,16 @@ import { rejection } from '../helpers/expect.js';
 import { faultProxy } from '../helpers/fault-proxy.js';
 import type { EngineName } from '../helpers/matrix.js';
 import {
+  type Backend,
   bytes,
-  s3Client,
+  putS3Raw,
   servers,
   tempDir,
   uniqueKey,
   uploadsInProgress,
 } from '../helpers/servers.js';
-import type { Backend } from '../helpers/servers.js';
 
 const MiB = 1024 * 1024;
-
-/** Put objects straight into MinIO with @aws-sdk (keys objget itself may not write). */
-async function putRaw(objects: Record<string, Buffer>): Promise<void> {
-  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
-  const c = await s3Client();
-  try {
-    for (const [Key, Body] of Object.entries(objects)) {
-      await c.send(new PutObjectCommand({ Bucket: servers().s3.bucket, Key, Body }));
-    }
-  } finally {
-    c.destroy();
-  }
-}
 
 async function listAll(prefixUrl: string, store: object) {
   const out = [];
@@ -95,7 +82,7 @@ export function hardeningOps(engine: EngineName, b: Backend): void {
       it('folder markers keep their slash; downloadPrefix skips them', async () => {
         const prefix = uniqueKey('markers');
         const data = bytes(100, 15);
-        await putRaw({
+        await putS3Raw({
           [`${prefix}/data/`]: Buffer.alloc(0),
           [`${prefix}/data/folder/`]: Buffer.alloc(0),
           [`${prefix}/data/folder/a.bin`]: data,
@@ -125,7 +112,7 @@ export function hardeningOps(engine: EngineName, b: Backend): void {
         const safe = ['ok.bin', 'sp ace+plus%25.bin', 'dir/ü.bin'];
         const objects: Record<string, Buffer> = {};
         for (const k of [...safe, ...odd]) objects[`${prefix}/${k}`] = good;
-        await putRaw(objects);
+        await putS3Raw(objects);
         const listed = await listAll(b.url(`${prefix}/`), b.store);
         expect(listed.map((o) => o.relative).sort()).toEqual([...safe, ...odd].sort());
         expect(listed.map((o) => o.key).sort()).toEqual(Object.keys(objects).sort());
