@@ -20,7 +20,7 @@ describe('engineInfo', () => {
     expect(info.native.objectStoreVersion).toMatch(/^0\.14\./);
     expect(info.native.tls).toBe('rustls+ring');
     expect(info.js.schemes).toEqual(['http', 'https', 'file']);
-    // What the JS engine does; everything else answers NotSupported there (test/ops.test.ts).
+    // What the JS engine does; everything else answers NotSupported there (test/suites/ops.ts).
     expect(info.js.capabilities).toEqual(['head', 'get', 'download', 'downloadMany', 'exists']);
   });
 

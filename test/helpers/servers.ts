@@ -86,6 +86,33 @@ export async function s3Client(): Promise<import('@aws-sdk/client-s3').S3Client>
   });
 }
 
+/** Multipart uploads MinIO still holds under a key (listed through the S3 API). */
+export async function uploadsInProgress(key: string): Promise<unknown[]> {
+  const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
+  const c = await s3Client();
+  try {
+    const r = await c.send(
+      new ListMultipartUploadsCommand({ Bucket: servers().s3.bucket, Prefix: key }),
+    );
+    return r.Uploads ?? [];
+  } finally {
+    c.destroy();
+  }
+}
+
+/** Put objects straight into MinIO with @aws-sdk (keys objget itself may not write). */
+export async function putS3Raw(objects: Record<string, Buffer>): Promise<void> {
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  const c = await s3Client();
+  try {
+    for (const [Key, Body] of Object.entries(objects)) {
+      await c.send(new PutObjectCommand({ Bucket: servers().s3.bucket, Key, Body }));
+    }
+  } finally {
+    c.destroy();
+  }
+}
+
 export function backends(): Backend[] {
   const s = servers();
   const azureStore = (key: string): StoreOptions => ({

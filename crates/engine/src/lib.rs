@@ -13,6 +13,7 @@
 //! object_store (a caller's function, the AWS SDKs' default chain).
 
 mod budget;
+pub mod cancel;
 pub mod checksum;
 pub mod credentials;
 mod engine;
@@ -28,6 +29,7 @@ mod read;
 pub mod redact;
 mod s3;
 pub mod store;
+pub mod stream_upload;
 pub mod write;
 
 pub use checksum::{Algorithm, Checksum, ChecksumMode};

@@ -103,25 +103,23 @@ fn fetched(c: NativeCredential) -> Result<Fetched, CredentialError> {
     })
 }
 
+/// The engine's source for a JavaScript credential function.
+fn source(callback: CredentialsCallback) -> Arc<dyn CredentialSource> {
+    Arc::new(JsSource(Arc::new(callback)))
+}
+
+// napi does not see through the `CredentialsCallback` alias: `ts_args_type` writes the
+// JavaScript type into index.d.ts.
+
 /// Register a credential function (`store.credentials`); pass the id as
 /// `StoreConfig.credentials`. The TypeScript layer registers each function once.
 ///
 /// ```js
 /// const id = registerCredentials(async ({ provider }) => ({ accessKeyId, secretAccessKey }))
 /// ```
-#[napi]
-// The type is spelled out (not `CredentialsCallback`) so that napi writes it into index.d.ts.
-pub fn register_credentials(
-    callback: ThreadsafeFunction<
-        CredentialRequest,
-        Promise<NativeCredential>,
-        CredentialRequest,
-        napi::Status,
-        false,
-        true,
-    >,
-) -> u32 {
-    objget_engine::credentials::register(Arc::new(JsSource(Arc::new(callback))))
+#[napi(ts_args_type = "callback: ((arg: CredentialRequest) => Promise<NativeCredential>)")]
+pub fn register_credentials(callback: CredentialsCallback) -> u32 {
+    objget_engine::credentials::register(source(callback))
 }
 
 /// Set the AWS default credential chain: S3 stores with no static credentials ask it.
@@ -129,16 +127,7 @@ pub fn register_credentials(
 /// ```js
 /// setAwsDefaultChain(async () => fromTheSdkChain())
 /// ```
-#[napi]
-pub fn set_aws_default_chain(
-    callback: ThreadsafeFunction<
-        CredentialRequest,
-        Promise<NativeCredential>,
-        CredentialRequest,
-        napi::Status,
-        false,
-        true,
-    >,
-) {
-    objget_engine::credentials::set_aws_default_chain(Arc::new(JsSource(Arc::new(callback))));
+#[napi(ts_args_type = "callback: ((arg: CredentialRequest) => Promise<NativeCredential>)")]
+pub fn set_aws_default_chain(callback: CredentialsCallback) {
+    objget_engine::credentials::set_aws_default_chain(source(callback));
 }

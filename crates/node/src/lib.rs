@@ -8,15 +8,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use napi::bindgen_prelude::{Buffer, BufferSlice, Either};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 use napi_derive::napi;
 use objget_engine::{
-    ByteRange, CallOptions, CancellationToken, ChecksumMode, Engine, Progress, RdmaBuffer,
-    RdmaMode, RdmaOptions, StoreOptions, TransferOptions,
+    ByteRange, CallOptions, ChecksumMode, Engine, Progress, RdmaBuffer, RdmaMode, RdmaOptions,
+    StoreOptions, TransferOptions,
 };
 
 pub mod credentials;
@@ -26,8 +26,6 @@ pub mod ops;
 use error::{JsResult, NativeError};
 
 pub(crate) static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
-static CANCELS: LazyLock<Mutex<HashMap<u32, CancellationToken>>> = LazyLock::new(Default::default);
-static NEXT_CANCEL_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 #[napi_derive::module_init]
 fn init() {
@@ -77,32 +75,53 @@ pub struct StoreConfig {
     pub profile_endpoint: Option<String>,
 }
 
-impl From<StoreConfig> for StoreOptions {
-    fn from(c: StoreConfig) -> Self {
-        StoreOptions {
-            config: c.config.unwrap_or_default().into_iter().collect(),
-            skip_signature: c.skip_signature.unwrap_or(false),
-            allow_http: c.allow_http,
-            ca_cert_pem: c.ca_cert,
-            insecure_skip_tls_verify: c.insecure_skip_tls_verify.unwrap_or(false),
-            connect_timeout_ms: c.connect_timeout_ms.map(u64::from),
-            read_timeout_ms: c.read_timeout_ms.map(u64::from),
-            max_retries: c.max_retries,
-            retry_timeout_ms: c.retry_timeout_ms.map(u64::from),
-            initial_backoff_ms: c.initial_backoff_ms.map(u64::from),
-            credentials: c.credentials,
-            profile_region: c.profile_region,
-            profile_endpoint: c.profile_endpoint,
-        }
+/// A JavaScript number as a whole `u64`: a value that has no such form (negative, fractional,
+/// not finite, above 2^53 - 1) is `InvalidArgument` with `rule` as its message. Type conversion
+/// only: the limits of each option are the engine's (objget_engine::options).
+pub(crate) fn whole(v: f64, rule: &str) -> objget_engine::Result<u64> {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
+        Ok(v as u64)
+    } else {
+        Err(objget_engine::Error::invalid_argument(format!(
+            "{rule}, got {v}"
+        )))
     }
 }
 
-/// The RDMA settings of a call: given with the store's (`{ rdma: true }`), but not part of it.
-pub(crate) fn rdma_options(c: Option<&StoreConfig>) -> RdmaOptions {
+/// The engine's store options from the JavaScript ones (absent: the defaults).
+pub(crate) fn store_options(store: Option<StoreConfig>) -> objget_engine::Result<StoreOptions> {
+    StoreOptions::try_from(store.unwrap_or_default())
+}
+
+impl TryFrom<StoreConfig> for StoreOptions {
+    type Error = objget_engine::Error;
+
+    fn try_from(c: StoreConfig) -> objget_engine::Result<Self> {
+        let mut o = StoreOptions::default();
+        o.config = c.config.unwrap_or_default().into_iter().collect();
+        o.skip_signature = c.skip_signature.unwrap_or(false);
+        o.allow_http = c.allow_http;
+        o.ca_cert_pem = c.ca_cert;
+        o.insecure_skip_tls_verify = c.insecure_skip_tls_verify.unwrap_or(false);
+        o.connect_timeout_ms = c.connect_timeout_ms.map(u64::from);
+        o.read_timeout_ms = c.read_timeout_ms.map(u64::from);
+        o.max_retries = c.max_retries;
+        o.retry_timeout_ms = c.retry_timeout_ms.map(u64::from);
+        o.initial_backoff_ms = c.initial_backoff_ms.map(u64::from);
+        o.credentials = c.credentials;
+        o.profile_region = c.profile_region;
+        o.profile_endpoint = c.profile_endpoint;
+        Ok(o)
+    }
+}
+
+/// The RDMA settings of a call: given with the store's (`{ rdma: true }`), but not part of it
+/// (RDMA tuning does not change which store, client and connection pool a call uses).
+pub(crate) fn rdma_options(c: Option<&StoreConfig>) -> objget_engine::Result<RdmaOptions> {
     let Some(c) = c else {
-        return RdmaOptions::default();
+        return Ok(RdmaOptions::default());
     };
-    RdmaOptions {
+    Ok(RdmaOptions {
         // The TypeScript layer accepts only false, true and 'require'; any other string is
         // taken as 'require' so that RDMA is never silently dropped.
         mode: match c.rdma {
@@ -110,9 +129,12 @@ pub(crate) fn rdma_options(c: Option<&StoreConfig>) -> RdmaOptions {
             Some(Either::A(true)) => RdmaMode::Prefer,
             Some(Either::B(_)) => RdmaMode::Require,
         },
-        part_size: c.rdma_part_size.map(|v| v.max(0.0) as u64),
+        part_size: c
+            .rdma_part_size
+            .map(|v| whole(v, "rdmaPartSize must be a non-negative integer"))
+            .transpose()?,
         buffers: c.rdma_buffers,
-    }
+    })
 }
 
 /// Part size and parts in flight per object.
@@ -192,13 +214,13 @@ fn call_options(
         }
     };
     Ok(CallOptions {
-        rdma: rdma_options(store.as_ref()),
-        store: StoreOptions::from(store.unwrap_or_default()),
+        rdma: rdma_options(store.as_ref())?,
+        store: store_options(store)?,
         transfer: TransferOptions {
-            part_size: t
-                .part_size
-                .map(|v| v.max(0.0) as u64)
-                .unwrap_or(defaults.part_size),
+            part_size: match t.part_size {
+                Some(v) => whole(v, "partSize must be a non-negative integer")?,
+                None => defaults.part_size,
+            },
             concurrency: t
                 .concurrency
                 .map(|c| c as usize)
@@ -303,8 +325,7 @@ pub struct NativeInfo {
 /// ```
 #[napi]
 pub struct CancelHandle {
-    id: u32,
-    token: CancellationToken,
+    handle: objget_engine::cancel::CancelHandle,
 }
 
 #[napi]
@@ -313,59 +334,36 @@ impl CancelHandle {
     #[napi(constructor)]
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        let id = NEXT_CANCEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let token = CancellationToken::new();
-        cancels().insert(id, token.clone());
-        Self { id, token }
+        Self {
+            handle: objget_engine::cancel::CancelHandle::new(),
+        }
     }
 
     /// The id to pass to transfer functions.
     #[napi(getter)]
     pub fn id(&self) -> u32 {
-        self.id
+        self.handle.id()
     }
 
     /// Stop every transfer started with this handle: requests are dropped, temporaries removed,
     /// and the calls reject with `Aborted`.
     #[napi]
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.handle.cancel();
     }
 
     /// Forget the handle (after the call it guarded has settled).
     #[napi]
     pub fn release(&self) {
-        cancels().remove(&self.id);
+        self.handle.release();
     }
 }
 
-impl Drop for CancelHandle {
-    fn drop(&mut self) {
-        cancels().remove(&self.id);
-    }
-}
-
-fn cancels() -> std::sync::MutexGuard<'static, HashMap<u32, CancellationToken>> {
-    CANCELS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn token(cancel_id: Option<u32>) -> CancellationToken {
-    cancel_id
-        .and_then(|id| cancels().get(&id).cloned())
-        .unwrap_or_default()
-}
+pub(crate) use objget_engine::cancel::token;
 
 fn range(r: Option<NativeRange>) -> objget_engine::Result<Option<ByteRange>> {
     let Some(r) = r else { return Ok(None) };
-    let int = |v: f64| -> objget_engine::Result<u64> {
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
-            Ok(v as u64)
-        } else {
-            Err(objget_engine::Error::invalid_argument(format!(
-                "range values must be non-negative integers, got {v}"
-            )))
-        }
-    };
+    let int = |v: f64| whole(v, "range values must be non-negative integers");
     Ok(Some(match (r.offset, r.length, r.suffix) {
         (None, None, Some(s)) => ByteRange::Suffix(int(s)?),
         (Some(o), Some(l), None) => ByteRange::Bounded {
@@ -446,6 +444,8 @@ pub fn rdma_status() -> NativeRdmaStatus {
 /// ```
 #[napi(ts_return_type = "Buffer")]
 pub fn alloc_rdma_buffer(env: &Env, size: f64) -> napi::Result<JsResult<BufferSlice<'_>>> {
+    // Checked here, not only by the engine: the engine checks the size after loading the shim,
+    // so without RDMA a size of 0 would be RdmaUnavailable rather than InvalidArgument.
     if !(size >= 1.0 && size.fract() == 0.0) {
         return Ok(JsResult(Err(objget_engine::Error::invalid_argument(
             format!("allocRdmaBuffer takes a whole number of bytes ≥ 1, got {size}"),
@@ -535,7 +535,10 @@ pub fn native_info() -> NativeInfo {
 /// ```
 #[napi(ts_return_type = "Promise<NativeObjectInfo>")]
 pub async fn head(url: String, store: Option<StoreConfig>) -> JsResult<NativeObjectInfo> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = match store_options(store) {
+        Ok(opts) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE
         .head(&url, &opts)
         .await

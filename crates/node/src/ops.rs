@@ -8,11 +8,14 @@ use futures::stream::{BoxStream, StreamExt};
 use napi::bindgen_prelude::{Buffer, Either};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
-use objget_engine::{Listed, StoreOptions, UploadOptions, UploadSource};
+use objget_engine::stream_upload::StreamUpload;
+use objget_engine::{Listed, UploadOptions, UploadSource};
 use tokio::sync::Mutex;
 
 use crate::error::JsResult;
-use crate::{progress_fn, token, NativeChecksum, NativeProgress, StoreConfig, ENGINE};
+use crate::{
+    progress_fn, store_options, token, whole, NativeChecksum, NativeProgress, StoreConfig, ENGINE,
+};
 
 /// Upload settings.
 #[napi(object)]
@@ -88,30 +91,37 @@ pub async fn upload(
         Either::A(path) => UploadSource::File(PathBuf::from(path)),
         Either::B(buf) => UploadSource::Bytes(bytes::Bytes::from_owner(buf)),
     };
-    let opts = upload_options(config, store, on_progress);
-    ENGINE
-        .upload(source, &url, &opts, &token(cancel_id))
-        .await
-        .map(native_result)
-        .into()
+    JsResult(
+        async {
+            let opts = upload_options(config, store, on_progress)?;
+            ENGINE
+                .upload(source, &url, &opts, &token(cancel_id))
+                .await
+                .map(native_result)
+        }
+        .await,
+    )
 }
 
 fn upload_options(
     config: Option<UploadConfig>,
     store: Option<StoreConfig>,
     on_progress: Option<crate::ProgressCallback>,
-) -> UploadOptions {
+) -> objget_engine::Result<UploadOptions> {
     let c = config.unwrap_or_default();
-    UploadOptions {
-        rdma: crate::rdma_options(store.as_ref()),
-        store: StoreOptions::from(store.unwrap_or_default()),
+    Ok(UploadOptions {
+        rdma: crate::rdma_options(store.as_ref())?,
+        store: store_options(store)?,
         if_not_exists: c.if_not_exists.unwrap_or(false),
-        part_size: c.part_size.map(|v| v.max(0.0) as u64),
+        part_size: c
+            .part_size
+            .map(|v| whole(v, "partSize must be a non-negative integer"))
+            .transpose()?,
         concurrency: c.concurrency.map(|v| v as usize),
         content_type: c.content_type,
         metadata: c.metadata.unwrap_or_default(),
         progress: progress_fn(on_progress),
-    }
+    })
 }
 
 fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
@@ -131,14 +141,20 @@ fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
 /// Whether an object exists (false only when the store says NotFound).
 #[napi(ts_return_type = "Promise<boolean>")]
 pub async fn exists(url: String, store: Option<StoreConfig>) -> JsResult<bool> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = match store_options(store) {
+        Ok(opts) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE.exists(&url, &opts).await.into()
 }
 
 /// Remove objects (batched per store; a missing object is not an error).
 #[napi(ts_return_type = "Promise<void>")]
 pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> JsResult<()> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = match store_options(store) {
+        Ok(opts) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE.remove(&urls, &opts).await.into()
 }
 
@@ -150,7 +166,10 @@ pub async fn copy(
     if_not_exists: Option<bool>,
     store: Option<StoreConfig>,
 ) -> JsResult<()> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = match store_options(store) {
+        Ok(opts) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE
         .copy(&from, &to, if_not_exists.unwrap_or(false), &opts)
         .await
@@ -201,7 +220,10 @@ impl ListCursor {
 /// Start listing every object under a prefix URL.
 #[napi(ts_return_type = "Promise<ListCursor>")]
 pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> JsResult<ListCursor> {
-    let opts = StoreOptions::from(store.unwrap_or_default());
+    let opts = match store_options(store) {
+        Ok(opts) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE
         .list(&prefix_url, &opts)
         .await
@@ -215,14 +237,11 @@ pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> JsResult<Li
 /// room: backpressure), then `finish()`; `abort()` gives up and removes any parts.
 #[napi]
 pub struct UploadSink {
-    tx: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>,
-    task:
-        Mutex<Option<tokio::task::JoinHandle<objget_engine::Result<objget_engine::UploadResult>>>>,
-    cancel: objget_engine::CancellationToken,
+    upload: StreamUpload,
 }
 
 /// Start a streaming upload to `url` (size unknown: parts are cut as chunks arrive).
-#[napi]
+#[napi(ts_return_type = "Promise<UploadSink>")]
 pub async fn upload_stream(
     url: String,
     config: Option<UploadConfig>,
@@ -231,21 +250,12 @@ pub async fn upload_stream(
         ThreadsafeFunction<NativeProgress, (), NativeProgress, napi::Status, false, true>,
     >,
     cancel_id: Option<u32>,
-) -> napi::Result<UploadSink> {
-    let opts = upload_options(config, store, on_progress);
-    let cancel = token(cancel_id).child_token();
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let engine_cancel = cancel.clone();
-    let task = tokio::spawn(async move {
-        ENGINE
-            .upload(UploadSource::Stream(rx), &url, &opts, &engine_cancel)
-            .await
-    });
-    Ok(UploadSink {
-        tx: std::sync::Mutex::new(Some(tx)),
-        task: Mutex::new(Some(task)),
-        cancel,
-    })
+) -> JsResult<UploadSink> {
+    upload_options(config, store, on_progress)
+        .map(|opts| UploadSink {
+            upload: StreamUpload::start(&ENGINE, url, opts, &token(cancel_id)),
+        })
+        .into()
 }
 
 #[napi]
@@ -253,62 +263,22 @@ impl UploadSink {
     /// Hand one chunk to the engine.
     #[napi(ts_return_type = "Promise<void>")]
     pub async fn write(&self, chunk: Buffer) -> JsResult<()> {
-        let tx = self.tx.lock().ok().and_then(|t| t.clone());
-        let Some(tx) = tx else {
-            return JsResult(Err(objget_engine::Error::invalid_argument(
-                "write after finish or abort",
-            )));
-        };
-        if tx.send(bytes::Bytes::from_owner(chunk)).await.is_err() {
-            // The engine stopped early: its error says why.
-            drop(tx);
-            return JsResult(Err(match self.outcome().await {
-                Err(e) => e,
-                Ok(_) => objget_engine::Error::new(
-                    objget_engine::ErrorCode::Generic,
-                    "the upload ended before the stream did",
-                ),
-            }));
-        }
-        JsResult(Ok(()))
+        self.upload
+            .write(bytes::Bytes::from_owner(chunk))
+            .await
+            .into()
     }
 
     /// The stream ended: send what is left and complete the upload.
     #[napi(ts_return_type = "Promise<NativeUploadResult>")]
     pub async fn finish(&self) -> JsResult<NativeUploadResult> {
-        self.close();
-        self.outcome().await.map(native_result).into()
+        self.upload.finish().await.map(native_result).into()
     }
 
     /// Give up: the engine aborts any multipart upload and stores nothing.
     #[napi]
     pub async fn abort(&self) -> napi::Result<()> {
-        self.cancel.cancel();
-        self.close();
-        let _ = self.outcome().await;
+        self.upload.abort().await;
         Ok(())
-    }
-}
-
-impl UploadSink {
-    fn close(&self) {
-        if let Ok(mut t) = self.tx.lock() {
-            t.take();
-        }
-    }
-
-    async fn outcome(&self) -> objget_engine::Result<objget_engine::UploadResult> {
-        let task = self.task.lock().await.take();
-        let Some(task) = task else {
-            return Err(objget_engine::Error::invalid_argument(
-                "the upload already ended",
-            ));
-        };
-        task.await.map_err(|e| {
-            objget_engine::Error::new(
-                objget_engine::ErrorCode::Generic,
-                format!("upload task failed: {e}"),
-            )
-        })?
     }
 }

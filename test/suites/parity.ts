@@ -1,10 +1,12 @@
-// The two engines must return identical bytes and metadata for the schemes both serve.
+// The two engines must return identical bytes and metadata for the schemes both serve (run
+// once per backend, under the native engine's entry: each test switches between both).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { download, get, head, type ByteRange } from '../src/index.js';
-import { backends, bytes, tempDir, uniqueKey, useEngine } from './helpers/servers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { download, get, head, type ByteRange } from '../../src/index.js';
+import type { EngineName } from '../helpers/matrix.js';
+import { bytes, tempDir, uniqueKey, useEngine, type Backend } from '../helpers/servers.js';
 
 const SIZES = [0, 1, 2, 255, 4096, 65_535, 65_536, 65_537, 1_000_003, 8 * 1024 * 1024 + 1];
 
@@ -34,15 +36,12 @@ async function outcome(fn: () => Promise<Buffer>): Promise<string> {
   );
 }
 
-for (const backend of backends().filter((b) => b.js)) {
-  describe(`parity on ${backend.name}`, () => {
+export function parity(engine: EngineName, backend: Backend): void {
+  if (engine !== 'native' || !backend.js) return;
+  describe('parity of the two engines', () => {
     const prefix = uniqueKey(`parity-${backend.name}`);
-    const previous = process.env.OBJGET_ENGINE;
     beforeAll(async () => {
       for (const size of SIZES) await backend.put(`${prefix}/${size}`, bytes(size, size * 13));
-    });
-    afterAll(() => {
-      process.env.OBJGET_ENGINE = previous;
     });
 
     it('identical bytes for every size and range', async () => {
