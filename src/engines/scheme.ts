@@ -1,11 +1,11 @@
 // Registered schemes: the registry, and the engine that serves their URLs through their handlers.
-// A download from a handler lands like every other download (./js/land.ts).
+// A download from a handler lands like every other download (./land.ts).
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { fromNative, fromNodeError, StorageError } from '../errors.js';
 import { settleAll } from '../settle.js';
 import { CLOUD_SCHEMES } from '../urls.js';
-import { saveStream } from './js/land.js';
+import { saveStream } from './land.js';
 import type { Engine, EngineTransfer, ObjectInfo, TransferSettings } from '../types.js';
 
 /** What a registered scheme's handler returns for a read: bytes, or a stream of them. */

@@ -10,7 +10,7 @@ import { displayUrl } from '../../redact.js';
 import { settleAll } from '../../settle.js';
 import { locate } from '../../urls.js';
 import { advertised, unavailable, Verifier } from './checksum.js';
-import { abortedError, Reporter, withTemp, writeBody } from './land.js';
+import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import type {
   ByteRange,
   Engine,

@@ -1,16 +1,16 @@
-// Where every download lands, whichever engine read it: a uniquely named temporary beside the
-// destination (or the device / FIFO itself), fsynced when durable, renamed into place; nothing is
-// left behind on failure. The JS engine and registered schemes write through here.
+// Where a download read in JavaScript lands (the JS engine's, a registered scheme's; the native
+// engine lands its own): a uniquely named temporary beside the destination (or the device / FIFO
+// itself), fsynced when durable, renamed into place; nothing is left behind on failure.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { lstat, mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fromNodeError, StorageError } from '../../errors.js';
-import { DEFAULTS } from '../../options.js';
-import type { Verifier } from './checksum.js';
-import type { EngineTransfer, Progress, TransferSettings } from '../../types.js';
+import { fromNodeError, StorageError } from '../errors.js';
+import { DEFAULTS } from '../options.js';
+import type { Verifier } from './js/checksum.js';
+import type { EngineTransfer, Progress, TransferSettings } from '../types.js';
 
 /** Throttled progress, like the native engine's: at most every 100 ms, and once at the end. */
 export class Reporter {
