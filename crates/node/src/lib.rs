@@ -20,7 +20,7 @@ use objget_engine::{
 };
 
 pub mod credentials;
-mod defaults;
+pub mod defaults;
 pub mod error;
 pub mod ops;
 
