@@ -167,7 +167,9 @@ export const schemeEngine: Engine = {
     return Buffer.concat(parts);
   },
   getDetailed(url) {
-    throw new StorageError('NotSupported', 'registered schemes are read with get()', { url });
+    return Promise.reject(
+      new StorageError('NotSupported', 'registered schemes are read with get()', { url }),
+    );
   },
   download: (url, dest, t) => save(url, dest, t),
   downloadMany(items, concurrency, t) {
