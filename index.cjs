@@ -840,6 +840,7 @@ module.exports.ListCursor = nativeBinding.ListCursor
 module.exports.UploadSink = nativeBinding.UploadSink
 module.exports.allocRdmaBuffer = nativeBinding.allocRdmaBuffer
 module.exports.copy = nativeBinding.copy
+module.exports.defaults = nativeBinding.defaults
 module.exports.download = nativeBinding.download
 module.exports.downloadMany = nativeBinding.downloadMany
 module.exports.errorCodes = nativeBinding.errorCodes

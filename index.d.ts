@@ -70,6 +70,9 @@ export interface CredentialRequest {
   provider: string
 }
 
+/** The engine's defaults, from `objget_engine::options`. */
+export declare function defaults(): NativeDefaults
+
 /**
  * Download an object to a file: temporary file, fsync, rename.
  *
@@ -158,6 +161,18 @@ export interface NativeCredential {
   expiresAtMs?: number
   /** Why there is no credential (the message names no secret). */
   error?: string
+}
+
+/** The native engine's default for each option that has one. */
+export interface NativeDefaults {
+  partSize: number
+  concurrency: number
+  uploadPartSize: number
+  uploadConcurrency: number
+  maxRetries: number
+  retryTimeoutMs: number
+  initialBackoffMs: number
+  readTimeoutMs: number
 }
 
 /** The bytes of a `getDetailed` and what the transfer did. */

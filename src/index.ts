@@ -1,17 +1,19 @@
-export { download, downloadMany, get, getDetailed, head } from './download.js';
-export { allocRdmaBuffer } from './rdma.js';
-export { engineInfo } from './engine.js';
-export { copy, exists, list, remove, upload } from './ops.js';
-export { downloadPrefix, uploadDir } from './prefix.js';
+// The public API, and nothing else: the calls (api/), engine information, scheme registration,
+// errors and types.
+export { download, downloadMany, get, getDetailed, head } from './api/download.js';
+export { allocRdmaBuffer } from './api/rdma.js';
+export { engineInfo } from './engines/index.js';
+export { copy, exists, list, remove, upload } from './api/ops.js';
+export { downloadPrefix, uploadDir } from './api/prefix.js';
 export type {
   DownloadPrefixOptions,
   DownloadPrefixResult,
   SkippedObject,
   UploadDirOptions,
-} from './prefix.js';
-export { registerScheme, registeredSchemes, unregisterScheme } from './schemes.js';
-export type { SchemeBody, SchemeHandler, SchemeListing } from './schemes.js';
-export { Store } from './store.js';
+} from './api/prefix.js';
+export { registerScheme, registeredSchemes, unregisterScheme } from './engines/scheme.js';
+export type { SchemeBody, SchemeHandler, SchemeListing } from './engines/scheme.js';
+export { Store } from './api/store-handle.js';
 export { DownloadManyError, ERROR_CODE_LIST, StorageError } from './errors.js';
 export type { ErrorCode, ItemOutcome } from './errors.js';
 export type {

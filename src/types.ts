@@ -330,7 +330,10 @@ export interface RdmaInfo {
   tokens: number;
 }
 
-/** What an engine implementation provides; `src/native.ts` and `src/js/engine.ts` implement it. */
+/**
+ * What an engine provides: `src/engines/native.ts`, `src/engines/js/engine.ts` and the registered
+ * schemes' `src/engines/scheme.ts`; `src/engines/index.ts` chooses one per call.
+ */
 export interface Engine {
   readonly name: EngineName;
   head(url: string, store: StoreOptions | undefined): Promise<ObjectInfo>;

@@ -6,7 +6,9 @@ import { StorageError } from './errors.js';
 export const SUPPORTED_SCHEMES =
   's3://, s3a://, gs://, az://, azure://, abfs://, abfss://, http://, https://, file:// and local paths';
 
-const CLOUD = new Set(['s3', 's3a', 'gs', 'az', 'azure', 'abfs', 'abfss']);
+/** The schemes of the cloud stores (read by the native engine only). */
+export const CLOUD_SCHEMES = ['s3', 's3a', 'gs', 'az', 'azure', 'abfs', 'abfss'];
+const CLOUD = new Set(CLOUD_SCHEMES);
 
 export type Located =
   { kind: 'file'; path: string } | { kind: 'http'; url: URL } | { kind: 'cloud'; scheme: string };

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODE_LIST, ERROR_CODES, fromNative, StorageError } from '../src/errors.js';
-import { loadNative } from '../src/native.js';
+import { loadNative } from '../src/engines/native.js';
 import { everything } from './helpers/expect.js';
 import { bytes, s3Store, SENTINEL_SECRET, servers, tempDir, uniqueKey } from './helpers/servers.js';
 

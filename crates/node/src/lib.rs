@@ -20,6 +20,7 @@ use objget_engine::{
 };
 
 pub mod credentials;
+pub mod defaults;
 pub mod error;
 pub mod ops;
 

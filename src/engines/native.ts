@@ -1,9 +1,8 @@
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fromNative, StorageError, type ItemOutcome } from './errors.js';
-import { checkStoreTls } from './tls.js';
+import { fromNative, StorageError, type ItemOutcome } from '../errors.js';
 import { awsProfileSettings, credentialsId, installAwsDefaultChain } from './credentials.js';
 import type {
   ByteRange,
@@ -12,11 +11,13 @@ import type {
   DownloadItem,
   Engine,
   EngineTransfer,
+  ObjectInfo,
+  RdmaInfo,
   Progress,
   StoreOptions,
   TransferSettings,
-} from './types.js';
-import type * as Binding from '../index.js';
+} from '../types.js';
+import type * as Binding from '../../index.js';
 
 type NativeBinding = typeof Binding;
 type Loaded =
@@ -25,9 +26,9 @@ type Loaded =
 let loaded: Loaded | undefined;
 
 function packageRoot(): string {
-  // dist/index.{js,cjs} and src/*.ts both sit one level below the package root.
+  // dist/index.{js,cjs} sits one level below the package root, src/engines/native.ts two.
   const here = typeof __dirname === 'string' ? __dirname : dirname(fileURLToPath(import.meta.url));
-  return join(here, '..');
+  return join(here, basename(here) === 'engines' ? '../..' : '..');
 }
 
 /** Load the napi-rs addon once. Never throws: a missing addon is a state, reported by reason. */
@@ -127,7 +128,6 @@ async function storeConfig(
   urls: string | string[],
   store: StoreOptions | undefined,
 ): Promise<Binding.StoreConfig | undefined> {
-  checkStoreTls(store);
   const s3 = (Array.isArray(urls) ? urls : [urls]).some((u) => /^s3a?:\/\//i.test(u));
   const profile = s3 ? await awsProfileSettings() : {};
   if (!store) return s3 ? profile : undefined;
@@ -181,6 +181,24 @@ function nativeRange(range: ByteRange | undefined): Binding.NativeRange | undefi
 
 type Done = EngineTransfer;
 
+/** Objects per page of a native listing. */
+const LIST_PAGE = 1000;
+
+/** What the addon says of an object. */
+function info(i: {
+  size: number;
+  etag?: string | null;
+  lastModifiedMs?: number | null;
+  version?: string | null;
+}): ObjectInfo {
+  return {
+    size: i.size,
+    etag: i.etag ?? undefined,
+    lastModified: i.lastModifiedMs == null ? undefined : new Date(i.lastModifiedMs),
+    version: i.version ?? undefined,
+  };
+}
+
 function done(r: Binding.NativeTransferResult): Done {
   return {
     bytes: r.bytes,
@@ -227,93 +245,44 @@ function progress(t: {
   };
 }
 
-/** The Rust engine behind the Engine interface. */
+/** The Rust engine behind the Engine interface; its failures reach the API layer as they are. */
 export function nativeEngine(binding: NativeBinding): Engine {
+  /** A transfer call: cancellable by `t.signal`, with the store's config, transfer and progress. */
+  const transferCall = <T>(
+    urls: string | string[],
+    t: TransferSettings,
+    call: (
+      store: Binding.StoreConfig | undefined,
+      transfer: Binding.TransferConfig,
+      progress: ((p: Binding.NativeProgress) => void) | undefined,
+      cancelId: number | undefined,
+    ) => Promise<T>,
+  ): Promise<T> =>
+    withCancel(binding, Array.isArray(urls) ? (urls[0] ?? '') : urls, t.signal, async (id) =>
+      call(await storeConfig(binding, urls, t.store), transfer(t), progress(t), id),
+    );
   return {
     name: 'native',
     async head(url, store) {
-      try {
-        const i = await binding.head(url, await storeConfig(binding, url, store));
-        return {
-          size: i.size,
-          etag: i.etag ?? undefined,
-          lastModified: i.lastModifiedMs == null ? undefined : new Date(i.lastModifiedMs),
-          version: i.version ?? undefined,
-        };
-      } catch (e) {
-        throw fromNative(e);
-      }
+      return info(await binding.head(url, await storeConfig(binding, url, store)));
     },
-    async get(url, range, t) {
-      try {
-        return await withCancel(binding, url, t.signal, async (id) =>
-          binding.get(
-            url,
-            nativeRange(range),
-            await storeConfig(binding, url, t.store),
-            transfer(t),
-            progress(t),
-            id,
-          ),
-        );
-      } catch (e) {
-        throw fromNative(e);
-      }
+    get(url, range, t) {
+      return transferCall(url, t, (...a) => binding.get(url, nativeRange(range), ...a));
     },
     async getDetailed(url, into, t) {
-      try {
-        const r = await withCancel(binding, url, t.signal, async (id) =>
-          binding.getDetailed(
-            url,
-            into,
-            await storeConfig(binding, url, t.store),
-            transfer(t),
-            progress(t),
-            id,
-          ),
-        );
-        // With `into`, the filled view of it.
-        const data = into ? r.data.subarray(0, r.result.bytes) : r.data;
-        return { data, result: done(r.result) };
-      } catch (e) {
-        throw fromNative(e);
-      }
+      const r = await transferCall(url, t, (...a) => binding.getDetailed(url, into, ...a));
+      // With `into`, the filled view of it.
+      const data = into ? r.data.subarray(0, r.result.bytes) : r.data;
+      return { data, result: done(r.result) };
     },
     async download(url, dest, t) {
-      try {
-        return done(
-          await withCancel(binding, url, t.signal, async (id) =>
-            binding.download(
-              url,
-              dest,
-              await storeConfig(binding, url, t.store),
-              transfer(t),
-              progress(t),
-              id,
-            ),
-          ),
-        );
-      } catch (e) {
-        throw fromNative(e);
-      }
+      return done(await transferCall(url, t, (...a) => binding.download(url, dest, ...a)));
     },
     async downloadMany(items: DownloadItem[], concurrency, t) {
-      const outcomes = await withCancel(binding, items[0]?.url ?? '', t.signal, async (id) =>
-        binding.downloadMany(
-          items,
-          concurrency,
-          await storeConfig(
-            binding,
-            items.map((i) => i.url),
-            t.store,
-          ),
-          transfer(t),
-          progress(t),
-          id,
-        ),
-      ).catch((e: unknown) => {
-        throw fromNative(e);
-      });
+      const urls = items.map((i) => i.url);
+      const outcomes = await transferCall(urls, t, (...a) =>
+        binding.downloadMany(items, concurrency, ...a),
+      );
       return outcomes.map((o): ItemOutcome<Done> =>
         o.result
           ? { status: 'fulfilled', value: done(o.result) }
@@ -328,121 +297,107 @@ export function nativeEngine(binding: NativeBinding): Engine {
         contentType: o.contentType,
         metadata: o.metadata,
       };
-      try {
-        const r = await withCancel(binding, url, o.signal, async (id) => {
-          if (typeof source === 'string' || Buffer.isBuffer(source)) {
-            return binding.upload(
-              source,
-              url,
-              config,
-              await storeConfig(binding, url, o.store),
-              progress(o),
-              id,
-            );
-          }
-          // A stream: chunks go to the engine as they come, parts are cut there; the
-          // engine's backpressure paces the reads.
-          const sink = await binding.uploadStream(
+      const r = await withCancel(binding, url, o.signal, async (id) => {
+        if (typeof source === 'string' || Buffer.isBuffer(source)) {
+          return binding.upload(
+            source,
             url,
             config,
             await storeConfig(binding, url, o.store),
             progress(o),
             id,
           );
-          // The abort settles the call whatever the stream does (an idle stream never yields
-          // again): each read and write races it; the stream is destroyed, the engine aborts
-          // the multipart upload before the call rejects.
-          const chunks = source[Symbol.asyncIterator]() as AsyncIterator<unknown>;
-          let stop: (() => void) | undefined;
-          const aborted = new Promise<never>((_, reject) => {
-            stop = () => reject(new StorageError('Aborted', 'the transfer was aborted', { url }));
-            o.signal?.addEventListener('abort', stop, { once: true });
-          });
-          try {
-            for (;;) {
-              const next = await Promise.race([chunks.next(), aborted]);
-              if (next.done) break;
-              const chunk = next.value as Buffer | string | Uint8Array;
-              await Promise.race([
-                sink.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string)),
-                aborted,
-              ]);
-            }
-          } catch (e) {
-            // Stop the source: a Readable is destroyed (as `pipeline` does), another iterator
-            // is told to finish.
-            if (source instanceof Readable) source.destroy();
-            else void chunks.return?.()?.catch(() => undefined);
-            await sink.abort();
-            throw e;
-          } finally {
-            if (stop) o.signal?.removeEventListener('abort', stop);
-          }
-          return sink.finish();
+        }
+        // A stream: chunks go to the engine as they come, parts are cut there; the
+        // engine's backpressure paces the reads.
+        const sink = await binding.uploadStream(
+          url,
+          config,
+          await storeConfig(binding, url, o.store),
+          progress(o),
+          id,
+        );
+        // The abort settles the call whatever the stream does (an idle stream never yields
+        // again): each read and write races it; the stream is destroyed, the engine aborts
+        // the multipart upload before the call rejects.
+        const chunks = source[Symbol.asyncIterator]() as AsyncIterator<unknown>;
+        let stop: (() => void) | undefined;
+        const aborted = new Promise<never>((_, reject) => {
+          stop = () => reject(new StorageError('Aborted', 'the transfer was aborted', { url }));
+          o.signal?.addEventListener('abort', stop, { once: true });
         });
-        return {
-          etag: r.etag ?? undefined,
-          version: r.version ?? undefined,
-          bytes: r.bytes,
-          parts: r.parts,
-          checksum: {
-            algorithm: r.checksum.algorithm as ChecksumAlgorithm,
-            value: r.checksum.value,
-          },
-          path: r.path as DataPath,
-        };
-      } catch (e) {
-        throw fromNative(e);
-      }
+        try {
+          for (;;) {
+            const next = await Promise.race([chunks.next(), aborted]);
+            if (next.done) break;
+            const chunk = next.value as Buffer | string | Uint8Array;
+            await Promise.race([
+              sink.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string)),
+              aborted,
+            ]);
+          }
+        } catch (e) {
+          // Stop the source: a Readable is destroyed (as `pipeline` does), another iterator
+          // is told to finish.
+          if (source instanceof Readable) source.destroy();
+          else void chunks.return?.()?.catch(() => undefined);
+          await sink.abort();
+          throw e;
+        } finally {
+          if (stop) o.signal?.removeEventListener('abort', stop);
+        }
+        return sink.finish();
+      });
+      return {
+        etag: r.etag ?? undefined,
+        version: r.version ?? undefined,
+        bytes: r.bytes,
+        parts: r.parts,
+        checksum: {
+          algorithm: r.checksum.algorithm as ChecksumAlgorithm,
+          value: r.checksum.value,
+        },
+        path: r.path as DataPath,
+      };
     },
     async exists(url, store) {
-      try {
-        return await binding.exists(url, await storeConfig(binding, url, store));
-      } catch (e) {
-        throw fromNative(e);
-      }
+      return binding.exists(url, await storeConfig(binding, url, store));
     },
     async remove(urls, store) {
-      try {
-        await binding.remove(urls, await storeConfig(binding, urls, store));
-      } catch (e) {
-        throw fromNative(e);
-      }
+      await binding.remove(urls, await storeConfig(binding, urls, store));
     },
     async copy(from, to, ifNotExists, store) {
-      try {
-        await binding.copy(from, to, ifNotExists, await storeConfig(binding, [from, to], store));
-      } catch (e) {
-        throw fromNative(e);
-      }
+      await binding.copy(from, to, ifNotExists, await storeConfig(binding, [from, to], store));
     },
     async *list(prefixUrl, store) {
-      let cursor;
-      try {
-        cursor = await binding.list(prefixUrl, await storeConfig(binding, prefixUrl, store));
-      } catch (e) {
-        throw fromNative(e);
-      }
+      const cursor = await binding.list(prefixUrl, await storeConfig(binding, prefixUrl, store));
       for (;;) {
-        let page;
-        try {
-          page = await cursor.next(1000);
-        } catch (e) {
-          throw fromNative(e);
-        }
+        const page = await cursor.next(LIST_PAGE);
         if (page.length === 0) return;
-        for (const o of page) {
-          yield {
-            key: o.key,
-            relative: o.relative,
-            url: o.url,
-            size: o.size,
-            etag: o.etag ?? undefined,
-            lastModified: o.lastModifiedMs == null ? undefined : new Date(o.lastModifiedMs),
-            version: o.version ?? undefined,
-          };
-        }
+        for (const o of page) yield { ...info(o), key: o.key, relative: o.relative, url: o.url };
       }
     },
+  };
+}
+
+/** Whether RDMA can be used in this process, and if not, exactly why. Never throws. */
+export function rdmaInfo(): RdmaInfo {
+  const n = loadNative();
+  if (!n.binding) {
+    return {
+      available: false,
+      reason: `RDMA needs the native addon: ${n.reason}`,
+      registrations: 0,
+      tokens: 0,
+    };
+  }
+  const s = n.binding.rdmaStatus();
+  return {
+    available: s.available,
+    reason: s.reason ?? undefined,
+    backend: s.backend ?? undefined,
+    shim: s.shim ?? undefined,
+    registrations: s.registrations,
+    tokens: s.tokens,
   };
 }

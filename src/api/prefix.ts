@@ -1,11 +1,12 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { DownloadManyError, StorageError, type ItemOutcome } from '../errors.js';
+import { checkArgs, DEFAULTS } from '../options.js';
+import { settleAll, valuesOrThrow } from '../settle.js';
+import { joinKey } from '../urls.js';
+import { guarded } from './call.js';
 import { downloadManyBeneath } from './download.js';
-import { DownloadManyError, fromNative, StorageError, type ItemOutcome } from './errors.js';
 import { list, upload } from './ops.js';
-import { settleAll, valuesOrThrow } from './pool.js';
-import { joinKey } from './urls.js';
-import { checkArgs } from './validate.js';
 import type {
   DownloadManyOptions,
   ListedObject,
@@ -13,7 +14,7 @@ import type {
   TransferResult,
   UploadOptions,
   UploadResult,
-} from './types.js';
+} from '../types.js';
 
 export interface DownloadPrefixOptions extends DownloadManyOptions {
   /** Download only the objects this returns true for. */
@@ -177,6 +178,42 @@ export async function downloadPrefix(
   return { results, skipped: skippedDetails.map((s) => s.url), skippedDetails };
 }
 
+/**
+ * Upload every regular file under `dir` to `prefixUrl` + its relative path (`/`-separated),
+ * at most `fileConcurrency` files at once. Symbolic links are not followed. If any file fails
+ * the others still finish, then the call rejects with a `DownloadManyError`-shaped error whose
+ * `outcomes` say what happened to each file.
+ */
+export async function uploadDir(
+  dir: string,
+  prefixUrl: string,
+  options: UploadDirOptions = {},
+): Promise<UploadResult[]> {
+  return guarded(async () => {
+    checkArgs('uploadDir', dir, prefixUrl, options);
+    const root = resolve(dir);
+    const files = (await filesUnder(root)).filter((f) => !options.filter || options.filter(f.rel));
+    const cb = options.onProgress;
+    const set =
+      cb &&
+      new SetProgress(
+        files.map((f) => f.size),
+        cb,
+      );
+    const outcomes = await settleAll(
+      files,
+      options.fileConcurrency ?? DEFAULTS.fileConcurrency,
+      ({ rel }, i) =>
+        upload(join(root, ...rel.split('/')), joinKey(prefixUrl, rel), {
+          ...options,
+          onProgress: set && ((p) => set.item(i, p)),
+        }),
+      (e) => e as StorageError,
+    );
+    return valuesOrThrow(outcomes, 'uploads');
+  });
+}
+
 /** Every regular file under `dir`, as `/`-separated paths relative to it (symlinks skipped). */
 async function filesUnder(dir: string): Promise<{ rel: string; size: number }[]> {
   const out: { rel: string; size: number }[] = [];
@@ -190,45 +227,4 @@ async function filesUnder(dir: string): Promise<{ rel: string; size: number }[]>
   };
   await walk('');
   return out;
-}
-
-/**
- * Upload every regular file under `dir` to `prefixUrl` + its relative path (`/`-separated),
- * at most `fileConcurrency` files at once. Symbolic links are not followed. If any file fails
- * the others still finish, then the call rejects with a `DownloadManyError`-shaped error whose
- * `outcomes` say what happened to each file.
- */
-export async function uploadDir(
-  dir: string,
-  prefixUrl: string,
-  options: UploadDirOptions = {},
-): Promise<UploadResult[]> {
-  checkArgs('uploadDir', dir, prefixUrl, options);
-  let files: { rel: string; size: number }[];
-  try {
-    files = (await filesUnder(resolve(dir))).filter(
-      (f) => !options.filter || options.filter(f.rel),
-    );
-  } catch (e) {
-    throw fromNative(e);
-  }
-  const root = resolve(dir);
-  const cb = options.onProgress;
-  const set =
-    cb &&
-    new SetProgress(
-      files.map((f) => f.size),
-      cb,
-    );
-  const outcomes = await settleAll(
-    files,
-    options.fileConcurrency ?? 8,
-    ({ rel }, i) =>
-      upload(join(root, ...rel.split('/')), joinKey(prefixUrl, rel), {
-        ...options,
-        onProgress: set && ((p) => set.item(i, p)),
-      }),
-    (e) => e as StorageError,
-  );
-  return valuesOrThrow(outcomes, 'uploads');
 }

@@ -1,8 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import * as zlib from 'node:zlib';
-import { StorageError } from '../errors.js';
-import { displayUrl } from '../redact.js';
-import type { ChecksumAlgorithm, ChecksumMode, VerifiedChecksum } from '../types.js';
+import { StorageError } from '../../errors.js';
+import { displayUrl } from '../../redact.js';
+import type { ChecksumAlgorithm, ChecksumMode, VerifiedChecksum } from '../../types.js';
 
 type Headers = Record<string, string | string[] | undefined>;
 

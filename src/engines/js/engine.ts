@@ -1,26 +1,25 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsc, createReadStream } from 'node:fs';
-import { lstat, mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
-import { fromNodeError, StorageError, type ErrorCode } from '../errors.js';
-import { displayUrl } from '../redact.js';
-import { settleAll } from '../pool.js';
-import { checkStoreTls } from '../tls.js';
+import { fromNodeError, StorageError, type ErrorCode } from '../../errors.js';
+import { DEFAULTS } from '../../options.js';
+import { displayUrl } from '../../redact.js';
+import { settleAll } from '../../settle.js';
+import { locate } from '../../urls.js';
 import { advertised, unavailable, Verifier } from './checksum.js';
+import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import type {
   ByteRange,
   Engine,
   ObjectInfo,
-  Progress,
   EngineTransfer,
   StoreOptions,
   TransferSettings,
   VerifiedChecksum,
-} from '../types.js';
-import { locate } from '../urls.js';
+} from '../../types.js';
 
 type Done = EngineTransfer;
 
@@ -56,28 +55,53 @@ const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('u
 
 function agentFor(store: StoreOptions | undefined, Agent: typeof import('undici').Agent): Agent {
   const insecure = store?.insecureSkipTlsVerify === true;
+  const connectTimeout = store?.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+  const readTimeout = store?.readTimeoutMs ?? DEFAULTS.readTimeoutMs;
   const key = JSON.stringify([
     store?.caCert?.toString() ?? '',
-    store?.connectTimeoutMs ?? 10_000,
-    store?.readTimeoutMs ?? 60_000,
+    connectTimeout,
+    readTimeout,
     insecure,
   ]);
   let agent = agents.get(key);
   if (!agent) {
     agent = new Agent({
       connect: {
-        timeout: store?.connectTimeoutMs ?? 10_000,
+        timeout: connectTimeout,
         ...(store?.caCert ? { ca: store.caCert.toString() } : {}),
         // Only the explicit insecureSkipTlsVerify turns certificate checks off.
         ...(insecure ? { rejectUnauthorized: false } : {}),
       },
-      headersTimeout: store?.readTimeoutMs ?? 60_000,
-      bodyTimeout: store?.readTimeoutMs ?? 60_000,
+      headersTimeout: readTimeout,
+      bodyTimeout: readTimeout,
       connections: 256,
     });
     agents.set(key, agent);
   }
   return agent;
+}
+
+/**
+ * S3 over RDMA is the native engine's: on the JS engine, `rdma` on a URL that is not S3 is
+ * refused, and `'require'` is `RdmaUnavailable` (`true` falls back to HTTP, as it may).
+ */
+function refuseRdma(url: string, store: StoreOptions | undefined): void {
+  const r = store?.rdma;
+  if (r !== true && r !== 'require') return;
+  if (!/^s3:\/\//i.test(url)) {
+    throw new StorageError(
+      'InvalidArgument',
+      'rdma applies to S3 URLs only (S3 over RDMA is an S3 protocol)',
+      { url },
+    );
+  }
+  if (r === 'require') {
+    throw new StorageError(
+      'RdmaUnavailable',
+      'the JS engine has no RDMA data path; the native addon is not in use',
+      { url },
+    );
+  }
 }
 
 function notSupported(url: string, scheme: string, why: WhyJs): StorageError {
@@ -136,85 +160,7 @@ function discard(body: Readable): void {
   body.destroy();
 }
 
-/** Same limits as the native engine, so a call is valid or invalid whichever engine runs it. */
-function checkTransfer(t: TransferSettings): void {
-  const { partSize, concurrency, checksum } = t;
-  if (checksum !== undefined && !['auto', 'required', 'off'].includes(checksum)) {
-    throw new StorageError(
-      'InvalidArgument',
-      `checksum is 'auto', 'required' or 'off', got ${JSON.stringify(checksum)}`,
-    );
-  }
-  if (
-    partSize !== undefined &&
-    (!Number.isSafeInteger(partSize) || partSize < 64 * 1024 || partSize > 1024 ** 3)
-  ) {
-    throw new StorageError(
-      'InvalidArgument',
-      `partSize must be between 64 KiB and 1 GiB, got ${partSize}`,
-    );
-  }
-  if (
-    concurrency !== undefined &&
-    (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
-  ) {
-    throw new StorageError(
-      'InvalidArgument',
-      `concurrency must be between 1 and 64, got ${concurrency}`,
-    );
-  }
-}
-
-/** Throttled progress, like the native engine's: at most every 100 ms, and once at the end. */
-class Reporter {
-  private bytes = 0;
-  private last = 0;
-  private total: number | undefined;
-  constructor(
-    private readonly cb: ((p: Progress) => void) | undefined,
-    private readonly index?: number,
-  ) {}
-  plan(total: number): void {
-    this.total = total;
-  }
-  add(n: number): void {
-    this.bytes += n;
-    if (this.cb && performance.now() - this.last >= 100) {
-      this.last = performance.now();
-      this.emit(0);
-    }
-  }
-  finish(): void {
-    this.emit(1);
-  }
-  private emit(done: number): void {
-    try {
-      this.cb?.({
-        ...(this.index === undefined ? {} : { index: this.index }),
-        bytes: this.bytes,
-        total: this.total,
-        partsDone: done,
-        partsTotal: 1,
-      });
-    } catch {
-      // the caller's callback failed; the transfer goes on
-    }
-  }
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/**
- * The retry policy's defaults: the native engine's (crates/engine/src/store.rs, where the reasons
- * are), so that both engines retry alike.
- */
-const RETRY = {
-  maxRetries: 10,
-  initialBackoffMs: 500,
-  base: 2,
-  maxBackoffMs: 15_000,
-  retryTimeoutMs: 180_000,
-};
 
 /**
  * object_store's backoff (decorrelated jitter), as the native engine waits: the first wait is the
@@ -227,9 +173,9 @@ class Backoff {
   }
   wait(): number {
     const current = this.next;
-    const hi = current * RETRY.base;
+    const hi = current * DEFAULTS.backoffBase;
     const drawn = hi > this.init ? this.init + Math.random() * (hi - this.init) : this.init;
-    this.next = Math.min(RETRY.maxBackoffMs, drawn);
+    this.next = Math.min(DEFAULTS.maxBackoffMs, drawn);
     return current;
   }
 }
@@ -257,9 +203,9 @@ async function send(
   store: StoreOptions | undefined,
   signal: AbortSignal | undefined,
 ): Promise<Dispatcher.ResponseData> {
-  const maxRetries = store?.maxRetries ?? RETRY.maxRetries;
-  const retryTimeout = store?.retryTimeoutMs ?? RETRY.retryTimeoutMs;
-  const backoff = new Backoff(store?.initialBackoffMs ?? RETRY.initialBackoffMs);
+  const maxRetries = store?.maxRetries ?? DEFAULTS.maxRetries;
+  const retryTimeout = store?.retryTimeoutMs ?? DEFAULTS.retryTimeoutMs;
+  const backoff = new Backoff(store?.initialBackoffMs ?? DEFAULTS.initialBackoffMs);
   const started = Date.now();
   const { Agent, request } = await loadUndici();
   let target = url;
@@ -433,7 +379,7 @@ async function* resumable(
   let body = first;
   let offset = start;
   let resumes = 0;
-  const backoff = new Backoff(store?.initialBackoffMs ?? RETRY.initialBackoffMs);
+  const backoff = new Backoff(store?.initialBackoffMs ?? DEFAULTS.initialBackoffMs);
   const started = Date.now();
   for (;;) {
     let failure: StorageError;
@@ -460,8 +406,8 @@ async function* resumable(
     }
     const wait = backoff.wait();
     if (
-      resumes >= (store?.maxRetries ?? RETRY.maxRetries) ||
-      Date.now() - started + wait > (store?.retryTimeoutMs ?? RETRY.retryTimeoutMs)
+      resumes >= (store?.maxRetries ?? DEFAULTS.maxRetries) ||
+      Date.now() - started + wait > (store?.retryTimeoutMs ?? DEFAULTS.retryTimeoutMs)
     ) {
       throw failure;
     }
@@ -519,242 +465,6 @@ async function readAll(
   return Buffer.concat(chunks, expected);
 }
 
-/**
- * Stream a body into an open file, in order, counting and hashing; returns the bytes written. A
- * failure of the file (disk full, …) is `Io` and names `where`; one of the body is its own.
- */
-async function writeBody(
-  body: AsyncIterable<Uint8Array>,
-  fh: FileHandle,
-  where: string,
-  url: string,
-  report: Reporter,
-  signal: AbortSignal | undefined,
-  verifier?: Verifier,
-): Promise<number> {
-  let local: unknown;
-  let bytes = 0;
-  // Into the open file, in order (a FIFO or a device takes no offsets); the file stays open for
-  // the caller's fdatasync.
-  const out = new Writable({
-    write(chunk: Uint8Array, _encoding, done) {
-      writeAll(fh, chunk).then(
-        () => {
-          bytes += chunk.length;
-          done();
-        },
-        (e: unknown) => {
-          local ??= e;
-          done(e as Error);
-        },
-      );
-    },
-  });
-  const counted = async function* (src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-    for await (const c of src) {
-      verifier?.update(c);
-      report.add(c.length);
-      yield c;
-    }
-  };
-  try {
-    await pipeline(body, counted, out, { signal });
-  } catch (e) {
-    if (local !== undefined && !signal?.aborted) throw fromNodeError(local, url, where);
-    throw e;
-  }
-  return bytes;
-}
-
-async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
-  for (let at = 0; at < chunk.length;) {
-    at += (await fh.write(chunk, at, chunk.length - at, null)).bytesWritten;
-  }
-}
-
-/**
- * Save a body from anywhere (a registered scheme's handler) the way every download lands: a
- * temporary beside `dest`, fdatasync when durable, rename; nothing left on failure.
- */
-export async function saveStream(
-  url: string,
-  body: AsyncIterable<Uint8Array>,
-  dest: string,
-  t: TransferSettings,
-  index?: number,
-): Promise<Done> {
-  const report = new Reporter(t.onProgress, index);
-  const started = performance.now();
-  const target = isAbsolute(dest) ? dest : resolve(dest);
-  try {
-    return await withTemp(url, target, t, async (fh, where): Promise<Done> => {
-      const bytes = await writeBody(body, fh, where, url, report, t.signal);
-      report.plan(bytes);
-      report.finish();
-      return { bytes, elapsedMs: performance.now() - started, parts: 1, resumedBytes: 0 };
-    });
-  } catch (e) {
-    if (t.signal?.aborted) throw abortedError(url);
-    throw fromNodeError(e, url);
-  }
-}
-
-/**
- * The name objget's own files beside `name` are made from: `name`, or, where the longest of
- * them (`.name.objget-<16 hex>.part`) would pass 255 bytes, its first 200 bytes (at a character
- * boundary), `-` and 16 hex digits of its SHA-256 (as the native engine's `place::stem`).
- */
-export function tempStem(name: string): string {
-  const raw = Buffer.from(name);
-  if (raw.length + 30 <= 255) return name;
-  let cut = 200;
-  while (cut > 0 && (raw[cut]! & 0xc0) === 0x80) cut--;
-  const hash = createHash('sha256').update(raw).digest('hex').slice(0, 16);
-  return `${raw.subarray(0, cut).toString()}-${hash}`;
-}
-
-function planted(path: string, what: string): StorageError {
-  return new StorageError(
-    'UnsafeKey',
-    `${path}: ${what}; objget writes only its own regular files and follows no link there, so nothing was written`,
-  );
-}
-
-/**
- * Make `dir` (as `mkdir -p`); beneath `root`, every component below `root` must be a directory,
- * not a link (`UnsafeKey`). Node has no openat: checked by lstat before the temporary is made
- * and again before the rename (the native engine works from directory descriptors instead).
- */
-async function makeDir(dir: string, root: string | undefined): Promise<void> {
-  if (root === undefined) {
-    await mkdir(dir, { recursive: true });
-    return;
-  }
-  const rel = relative(root, dir);
-  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
-    throw new StorageError('UnsafeKey', `${dir}: not beneath ${root}; nothing was written`);
-  }
-  await mkdir(root, { recursive: true });
-  let at = root;
-  for (const name of rel ? rel.split(sep) : []) {
-    at = join(at, name);
-    let s = await lstat(at).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return undefined;
-      throw e;
-    });
-    if (!s) {
-      await mkdir(at).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
-      s = await lstat(at);
-    }
-    if (s.isSymbolicLink()) throw planted(at, 'a symbolic link');
-    if (!s.isDirectory()) {
-      throw Object.assign(new Error(`ENOTDIR: not a directory, '${at}'`), { code: 'ENOTDIR' });
-    }
-  }
-}
-
-/**
- * A character device or FIFO, opened to be written in order (never replaced). A FIFO with no
- * reader is an error, not a wait; only this user's or root's are written.
- */
-async function openStream(dest: string, nofollow: number): Promise<FileHandle> {
-  const probe = await open(dest, fsc.O_WRONLY | fsc.O_NONBLOCK | nofollow).catch(
-    (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENXIO') {
-        throw new StorageError('Io', `${dest}: a FIFO with no reader; start its reader first`);
-      }
-      if (e.code === 'ELOOP') throw planted(dest, 'a symbolic link');
-      throw e;
-    },
-  );
-  try {
-    const s = await probe.stat();
-    if (!s.isCharacterDevice() && !s.isFIFO()) {
-      throw new StorageError('Io', `${dest}: changed while it was being opened`);
-    }
-    if (s.uid !== 0 && s.uid !== process.geteuid?.()) {
-      throw planted(dest, 'a device or FIFO owned by another user');
-    }
-    // Node cannot clear O_NONBLOCK on a descriptor: a blocking one, now that a reader is there.
-    return await open(dest, fsc.O_WRONLY | nofollow);
-  } finally {
-    await probe.close();
-  }
-}
-
-/**
- * Where a download lands: a uniquely named temporary beside `dest` (created with O_EXCL and
- * O_NOFOLLOW), removed unless renamed over `dest`; or, when `dest` is a character device or a
- * FIFO, `dest` itself, written in order. `fill` writes into the open file (`where` names it).
- * With `t.root`, `dest`'s directory must lie beneath it with no link on the way.
- */
-async function withTemp<T>(
-  url: string,
-  dest: string,
-  t: TransferSettings,
-  fill: (fh: FileHandle, where: string) => Promise<T>,
-): Promise<T> {
-  const durable = t.durable ?? true;
-  const root = t.root === undefined ? undefined : resolve(t.root);
-  const dir = dirname(dest);
-  const local = (e: unknown): never => {
-    throw e instanceof StorageError ? e : fromNodeError(e, url, dest);
-  };
-  await makeDir(dir, root).catch(local);
-  // A plain download looks through a link at `dest` (the caller named it); beneath a root, not.
-  const existing = await (root === undefined ? stat : lstat)(dest).catch(() => undefined);
-  if (existing?.isDirectory()) {
-    throw new StorageError('InvalidArgument', `${dest}: is a directory`);
-  }
-  const nofollow = root === undefined ? 0 : fsc.O_NOFOLLOW;
-  if (existing?.isCharacterDevice() || existing?.isFIFO()) {
-    const fh = await openStream(dest, nofollow).catch(local);
-    try {
-      return await fill(fh, dest);
-    } finally {
-      await fh.close();
-    }
-  }
-  if (existing && !existing.isFile() && !existing.isSymbolicLink()) {
-    throw new StorageError(
-      'InvalidArgument',
-      `${dest}: is a block device or a socket; objget writes regular files, character devices and FIFOs`,
-    );
-  }
-  const temp = join(
-    dir,
-    `.${tempStem(basename(dest))}.objget-${randomBytes(8).toString('hex')}.part`,
-  );
-  const fh = await open(temp, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o666).catch(
-    local,
-  );
-  let closed = false;
-  try {
-    const out = await fill(fh, temp);
-    if (durable) await fh.datasync().catch(local);
-    closed = true;
-    await fh.close();
-    if (root !== undefined) await makeDir(dir, root).catch(local);
-    await rename(temp, dest).catch(local);
-    if (durable) {
-      const d = await open(dir, 'r').catch(() => undefined);
-      await d?.sync().catch(() => undefined);
-      await d?.close();
-    }
-    return out;
-  } catch (e) {
-    if (!closed) await fh.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
-    throw e;
-  }
-}
-
-function abortedError(url: string): StorageError {
-  return new StorageError('Aborted', 'the transfer was aborted', { url });
-}
-
 /** Pure-JS engine: undici for http(s), fs for files. `why` says why it runs (see WhyJs). */
 export function jsEngine(why: WhyJs): Engine {
   const engine: Engine = {
@@ -768,8 +478,9 @@ export function jsEngine(why: WhyJs): Engine {
         throw e;
       }
     },
-    upload(_source, url) {
-      return Promise.reject(nativeOnly('upload', url, why));
+    async upload(_source, url, o) {
+      refuseRdma(url, o.store);
+      throw nativeOnly('upload', url, why);
     },
     remove(urls) {
       return Promise.reject(nativeOnly('remove', urls[0] ?? '', why));
@@ -782,7 +493,6 @@ export function jsEngine(why: WhyJs): Engine {
       throw nativeOnly('list', prefixUrl, why);
     },
     async head(url, store) {
-      checkStoreTls(store);
       const loc = locate(url);
       if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
       if (loc.kind === 'http') return httpHead(loc.url, store);
@@ -811,9 +521,8 @@ export function jsEngine(why: WhyJs): Engine {
 
     async get(url, range, t) {
       const { store, signal } = t;
-      checkStoreTls(store);
+      refuseRdma(url, store);
       checkRange(range);
-      checkTransfer(t);
       if (range && t.checksum === 'required') {
         throw new StorageError(
           'InvalidArgument',
@@ -884,6 +593,7 @@ export function jsEngine(why: WhyJs): Engine {
     },
 
     async download(url, dest, t) {
+      refuseRdma(url, t.store);
       return downloadOne(url, dest, t, undefined, why);
     },
 
@@ -907,8 +617,6 @@ async function downloadOne(
   why: WhyJs,
 ): Promise<Done> {
   const { store, signal } = t;
-  checkStoreTls(store);
-  checkTransfer(t);
   const report = new Reporter(t.onProgress, index);
   const started = performance.now();
   if (signal?.aborted) throw abortedError(url);

@@ -16,9 +16,9 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type * as Binding from '../index.js';
-import { registerSecret, scrub } from './redact.js';
-import type { CredentialsFunction, CredentialsProvider } from './types.js';
+import type * as Binding from '../../index.js';
+import { registerSecret, scrub } from '../redact.js';
+import type { CredentialsFunction, CredentialsProvider } from '../types.js';
 
 type NativeBinding = typeof Binding;
 

@@ -1,7 +1,7 @@
 import { download, downloadMany, get, head } from './download.js';
-import { StorageError } from './errors.js';
-import { joinKey } from './urls.js';
-import { checkArgs } from './validate.js';
+import { StorageError } from '../errors.js';
+import { checkArgs } from '../options.js';
+import { joinKey } from '../urls.js';
 import { copy, exists, list, remove, upload } from './ops.js';
 import {
   downloadPrefix,
@@ -20,7 +20,7 @@ import type {
   TransferResult,
   UploadOptions,
   UploadResult,
-} from './types.js';
+} from '../types.js';
 
 /**
  * A base URL and its options (credentials, endpoint, region, retries, timeouts), offering every
