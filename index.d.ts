@@ -133,6 +133,9 @@ export declare function getDetailed(url: string, into?: Buffer | undefined | nul
  */
 export declare function head(url: string, store?: StoreConfig | undefined | null): Promise<NativeObjectInfo>
 
+/** The engine's download limits, from `objget_engine::options`. */
+export declare function limits(): NativeLimits
+
 /** Start listing every object under a prefix URL. */
 export declare function list(prefixUrl: string, store?: StoreConfig | undefined | null): Promise<ListCursor>
 
@@ -173,6 +176,9 @@ export interface NativeDefaults {
   retryTimeoutMs: number
   initialBackoffMs: number
   readTimeoutMs: number
+  connectTimeoutMs: number
+  backoffBase: number
+  maxBackoffMs: number
 }
 
 /** The bytes of a `getDetailed` and what the transfer did. */
@@ -208,6 +214,13 @@ export interface NativeItem {
   url: string
   /** Destination path. */
   dest: string
+}
+
+/** The native engine's limits on the download options. */
+export interface NativeLimits {
+  minPartSize: number
+  maxPartSize: number
+  maxConcurrency: number
 }
 
 /** One listed object. */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { download, downloadMany, head, upload } from '../src/index.js';
 import { loadNative } from '../src/engines/native.js';
-import { DEFAULTS } from '../src/options.js';
+import { DEFAULTS, LIMITS } from '../src/options.js';
 import { clearFaults, fault, requestsFor, seedHttp } from './helpers/fixture.js';
 import { faultProxy } from './helpers/fault-proxy.js';
 import { rejection } from './helpers/expect.js';
@@ -43,7 +43,11 @@ describe('the defaults are declared once and both engines use them', () => {
       retryTimeoutMs: DEFAULTS.retryTimeoutMs,
       initialBackoffMs: DEFAULTS.initialBackoffMs,
       readTimeoutMs: DEFAULTS.readTimeoutMs,
+      connectTimeoutMs: DEFAULTS.connectTimeoutMs,
+      backoffBase: DEFAULTS.backoffBase,
+      maxBackoffMs: DEFAULTS.maxBackoffMs,
     });
+    expect(binding!.limits()).toEqual(LIMITS);
   });
 
   it('native: with no options, an upload of 3 parts + 1 byte is cut by the default upload part, and its download makes one ranged GET per default part', async () => {

@@ -60,6 +60,8 @@ pub struct StoreOptions {
 // were spent in about a second). Bounded by the retry timeout.
 /// Default longest wait for the next bytes of a response, in milliseconds.
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
+/// The default limit on establishing a connection.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Default retries per request.
 pub const MAX_RETRIES: u32 = 10;
 /// Default first backoff, in milliseconds.
@@ -73,7 +75,10 @@ pub const RETRY_TIMEOUT_MS: u64 = 180_000;
 
 impl StoreOptions {
     pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.unwrap_or(10_000))
+        Duration::from_millis(
+            self.connect_timeout_ms
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
+        )
     }
 
     pub(crate) fn read_timeout(&self) -> Duration {
@@ -289,9 +294,9 @@ pub(crate) const MAX_PARTS: u64 = 10_000;
 /// S3's largest part (and largest UploadPartCopy source).
 pub(crate) const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
 /// The largest `partSize` of a download.
-pub(crate) const MAX_READ_PART: u64 = 1024 * 1024 * 1024;
+pub const MAX_READ_PART: u64 = 1024 * 1024 * 1024;
 /// The smallest `partSize` a caller may ask for (downloads and uploads).
-pub(crate) const MIN_REQUESTED_PART: u64 = 64 * 1024;
+pub const MIN_REQUESTED_PART: u64 = 64 * 1024;
 /// Default part size for uploads: 16 MiB uploaded 256 MiB to the test MinIO ~8% faster than
 /// 8 MiB (and 32 or 64 MiB with fewer parts in flight were slower); objects up to it go in one PUT.
 pub const DEFAULT_UPLOAD_PART: u64 = 16 * 1024 * 1024;

@@ -15,6 +15,27 @@ pub struct NativeDefaults {
     pub retry_timeout_ms: i64,
     pub initial_backoff_ms: i64,
     pub read_timeout_ms: i64,
+    pub connect_timeout_ms: i64,
+    pub backoff_base: f64,
+    pub max_backoff_ms: i64,
+}
+
+/// The native engine's limits on the download options.
+#[napi(object)]
+pub struct NativeLimits {
+    pub min_part_size: i64,
+    pub max_part_size: i64,
+    pub max_concurrency: u32,
+}
+
+/// The engine's download limits, from `objget_engine::options`.
+#[napi]
+pub fn limits() -> NativeLimits {
+    NativeLimits {
+        min_part_size: options::MIN_REQUESTED_PART as i64,
+        max_part_size: options::MAX_READ_PART as i64,
+        max_concurrency: options::REQUEST_BUDGET as u32,
+    }
 }
 
 /// The engine's defaults, from `objget_engine::options`.
@@ -28,8 +49,9 @@ pub fn defaults() -> NativeDefaults {
         max_retries: options::MAX_RETRIES,
         retry_timeout_ms: options::RETRY_TIMEOUT_MS as i64,
         initial_backoff_ms: options::INITIAL_BACKOFF_MS as i64,
-        // TODO(merge): options::DEFAULT_READ_TIMEOUT_MS (being added to options.rs by another
-        // helper); the engine's read timeout is the literal 60_000 in options.rs on this base.
-        read_timeout_ms: 60_000,
+        read_timeout_ms: options::DEFAULT_READ_TIMEOUT_MS as i64,
+        connect_timeout_ms: options::DEFAULT_CONNECT_TIMEOUT_MS as i64,
+        backoff_base: options::BACKOFF_BASE,
+        max_backoff_ms: options::MAX_BACKOFF_MS as i64,
     }
 }
