@@ -426,10 +426,18 @@ mod tests {
         p.get_credential().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-        let (id, calls) = source(Some(Duration::from_secs(240)), None);
+        // Within the window: each call fetches again.
+        two_calls_give(Some(Duration::from_secs(240)), None, ["key-1", "key-2"]).await;
+    }
+
+    /// Two calls on a source whose credentials last `ttl` (and whose fetches after the
+    /// `fail_after`th fail) give these keys, with two fetches.
+    async fn two_calls_give(ttl: Option<Duration>, fail_after: Option<usize>, keys: [&str; 2]) {
+        let (id, calls) = source(ttl, fail_after);
         let p = aws(id).unwrap();
-        assert_eq!(p.get_credential().await.unwrap().key_id, "key-1");
-        assert_eq!(p.get_credential().await.unwrap().key_id, "key-2");
+        for key in keys {
+            assert_eq!(p.get_credential().await.unwrap().key_id, key);
+        }
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -444,11 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_refresh_keeps_a_credential_that_has_not_expired() {
-        let (id, calls) = source(Some(Duration::from_secs(120)), Some(1));
-        let p = aws(id).unwrap();
-        assert_eq!(p.get_credential().await.unwrap().key_id, "key-1");
-        assert_eq!(p.get_credential().await.unwrap().key_id, "key-1");
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        two_calls_give(Some(Duration::from_secs(120)), Some(1), ["key-1", "key-1"]).await;
     }
 
     #[tokio::test]

@@ -232,38 +232,48 @@ fn require_key(path: &Path, input: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Each URL's scheme, store URL and key, as a table.
     #[test]
-    fn cloud_schemes() {
-        let l = Location::parse("s3://bucket/a/b%20c.bin").unwrap();
-        assert_eq!(l.scheme, Scheme::S3);
-        assert_eq!(l.store_url, "s3://bucket");
-        assert_eq!(l.path.as_ref(), "a/b c.bin");
-        assert_eq!(Location::parse("s3a://b/k").unwrap().store_url, "s3://b");
-        assert_eq!(Location::parse("gs://b/k").unwrap().scheme, Scheme::Gcs);
-        assert_eq!(Location::parse("az://c/k").unwrap().store_url, "az://c");
-        assert_eq!(
-            Location::parse("azure://c/k").unwrap().scheme,
-            Scheme::Azure
-        );
-        let abfs = Location::parse("abfss://c@acct.dfs.core.windows.net/d/k").unwrap();
-        assert_eq!(abfs.store_url, "abfss://c@acct.dfs.core.windows.net");
-        assert_eq!(abfs.path.as_ref(), "d/k");
-    }
-
-    #[test]
-    fn r2_is_s3() {
-        let l = Location::parse("https://acct.r2.cloudflarestorage.com/bkt/dir/obj").unwrap();
-        assert_eq!(l.scheme, Scheme::S3);
-        assert_eq!(l.store_url, "https://acct.r2.cloudflarestorage.com/bkt");
-        assert_eq!(l.path.as_ref(), "dir/obj");
-    }
-
-    #[test]
-    fn http_with_and_without_query() {
-        let l = Location::parse("http://127.0.0.1:8080/x/y.bin").unwrap();
-        assert_eq!(l.scheme, Scheme::Http);
-        assert_eq!(l.store_url, "http://127.0.0.1:8080");
-        assert_eq!(l.path.as_ref(), "x/y.bin");
+    fn urls_name_their_store_and_key() {
+        for (url, scheme, store_url, key) in [
+            (
+                "s3://bucket/a/b%20c.bin",
+                Scheme::S3,
+                "s3://bucket",
+                "a/b c.bin",
+            ),
+            ("s3a://b/k", Scheme::S3, "s3://b", "k"),
+            ("gs://b/k", Scheme::Gcs, "gs://b", "k"),
+            ("az://c/k", Scheme::Azure, "az://c", "k"),
+            ("azure://c/k", Scheme::Azure, "az://c", "k"),
+            (
+                "abfss://c@acct.dfs.core.windows.net/d/k",
+                Scheme::Azure,
+                "abfss://c@acct.dfs.core.windows.net",
+                "d/k",
+            ),
+            // R2 is S3.
+            (
+                "https://acct.r2.cloudflarestorage.com/bkt/dir/obj",
+                Scheme::S3,
+                "https://acct.r2.cloudflarestorage.com/bkt",
+                "dir/obj",
+            ),
+            (
+                "http://127.0.0.1:8080/x/y.bin",
+                Scheme::Http,
+                "http://127.0.0.1:8080",
+                "x/y.bin",
+            ),
+        ] {
+            let l = Location::parse(url).unwrap();
+            assert_eq!(
+                (l.scheme, l.store_url.as_str(), l.path.as_ref()),
+                (scheme, store_url, key),
+                "{url}"
+            );
+        }
+        // A URL with a query is read as it is (presigned).
         let q = Location::parse("https://h/x?X-Amz-Signature=1").unwrap();
         assert_eq!(q.scheme, Scheme::HttpQuery);
         assert_eq!(q.store_url, "https://h/x?X-Amz-Signature=1");
@@ -282,21 +292,12 @@ mod tests {
         let e = Location::parse("ftp://x/y").unwrap_err();
         assert_eq!(e.code(), ErrorCode::UnsupportedScheme);
         assert!(e.message().contains("s3://"));
-        assert_eq!(
-            Location::parse("s3://bucket").unwrap_err().code(),
-            ErrorCode::InvalidUrl
-        );
-        assert_eq!(
-            Location::parse("s3://bucket/").unwrap_err().code(),
-            ErrorCode::InvalidUrl
-        );
-        assert_eq!(
-            Location::parse("http://[::1").unwrap_err().code(),
-            ErrorCode::InvalidUrl
-        );
-        assert_eq!(
-            Location::parse("").unwrap_err().code(),
-            ErrorCode::InvalidUrl
-        );
+        for url in ["s3://bucket", "s3://bucket/", "http://[::1", ""] {
+            assert_eq!(
+                Location::parse(url).unwrap_err().code(),
+                ErrorCode::InvalidUrl,
+                "{url}"
+            );
+        }
     }
 }

@@ -90,29 +90,27 @@ pub(crate) fn whole(v: f64, rule: &str) -> objget_engine::Result<u64> {
 }
 
 /// The engine's store options from the JavaScript ones (absent: the defaults).
-pub(crate) fn store_options(store: Option<StoreConfig>) -> objget_engine::Result<StoreOptions> {
-    StoreOptions::try_from(store.unwrap_or_default())
+pub(crate) fn store_options(store: Option<StoreConfig>) -> StoreOptions {
+    StoreOptions::from(store.unwrap_or_default())
 }
 
-impl TryFrom<StoreConfig> for StoreOptions {
-    type Error = objget_engine::Error;
-
-    fn try_from(c: StoreConfig) -> objget_engine::Result<Self> {
-        let mut o = StoreOptions::default();
-        o.config = c.config.unwrap_or_default().into_iter().collect();
-        o.skip_signature = c.skip_signature.unwrap_or(false);
-        o.allow_http = c.allow_http;
-        o.ca_cert_pem = c.ca_cert;
-        o.insecure_skip_tls_verify = c.insecure_skip_tls_verify.unwrap_or(false);
-        o.connect_timeout_ms = c.connect_timeout_ms.map(u64::from);
-        o.read_timeout_ms = c.read_timeout_ms.map(u64::from);
-        o.max_retries = c.max_retries;
-        o.retry_timeout_ms = c.retry_timeout_ms.map(u64::from);
-        o.initial_backoff_ms = c.initial_backoff_ms.map(u64::from);
-        o.credentials = c.credentials;
-        o.profile_region = c.profile_region;
-        o.profile_endpoint = c.profile_endpoint;
-        Ok(o)
+impl From<StoreConfig> for StoreOptions {
+    fn from(c: StoreConfig) -> Self {
+        StoreOptions {
+            config: c.config.unwrap_or_default().into_iter().collect(),
+            skip_signature: c.skip_signature.unwrap_or(false),
+            allow_http: c.allow_http,
+            ca_cert_pem: c.ca_cert,
+            insecure_skip_tls_verify: c.insecure_skip_tls_verify.unwrap_or(false),
+            connect_timeout_ms: c.connect_timeout_ms.map(u64::from),
+            read_timeout_ms: c.read_timeout_ms.map(u64::from),
+            max_retries: c.max_retries,
+            retry_timeout_ms: c.retry_timeout_ms.map(u64::from),
+            initial_backoff_ms: c.initial_backoff_ms.map(u64::from),
+            credentials: c.credentials,
+            profile_region: c.profile_region,
+            profile_endpoint: c.profile_endpoint,
+        }
     }
 }
 
@@ -216,7 +214,7 @@ fn call_options(
     };
     Ok(CallOptions {
         rdma: rdma_options(store.as_ref())?,
-        store: store_options(store)?,
+        store: store_options(store),
         transfer: TransferOptions {
             part_size: match t.part_size {
                 Some(v) => whole(v, "partSize must be a non-negative integer")?,
@@ -536,10 +534,7 @@ pub fn native_info() -> NativeInfo {
 /// ```
 #[napi(ts_return_type = "Promise<NativeObjectInfo>")]
 pub async fn head(url: String, store: Option<StoreConfig>) -> JsResult<NativeObjectInfo> {
-    let opts = match store_options(store) {
-        Ok(opts) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
+    let opts = store_options(store);
     ENGINE
         .head(&url, &opts)
         .await

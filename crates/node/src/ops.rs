@@ -111,7 +111,7 @@ fn upload_options(
     let c = config.unwrap_or_default();
     Ok(UploadOptions {
         rdma: crate::rdma_options(store.as_ref())?,
-        store: store_options(store)?,
+        store: store_options(store),
         if_not_exists: c.if_not_exists.unwrap_or(false),
         part_size: c
             .part_size
@@ -141,20 +141,14 @@ fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
 /// Whether an object exists (false only when the store says NotFound).
 #[napi(ts_return_type = "Promise<boolean>")]
 pub async fn exists(url: String, store: Option<StoreConfig>) -> JsResult<bool> {
-    let opts = match store_options(store) {
-        Ok(opts) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
+    let opts = store_options(store);
     ENGINE.exists(&url, &opts).await.into()
 }
 
 /// Remove objects (batched per store; a missing object is not an error).
 #[napi(ts_return_type = "Promise<void>")]
 pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> JsResult<()> {
-    let opts = match store_options(store) {
-        Ok(opts) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
+    let opts = store_options(store);
     ENGINE.remove(&urls, &opts).await.into()
 }
 
@@ -166,10 +160,7 @@ pub async fn copy(
     if_not_exists: Option<bool>,
     store: Option<StoreConfig>,
 ) -> JsResult<()> {
-    let opts = match store_options(store) {
-        Ok(opts) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
+    let opts = store_options(store);
     ENGINE
         .copy(&from, &to, if_not_exists.unwrap_or(false), &opts)
         .await
@@ -220,10 +211,7 @@ impl ListCursor {
 /// Start listing every object under a prefix URL.
 #[napi(ts_return_type = "Promise<ListCursor>")]
 pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> JsResult<ListCursor> {
-    let opts = match store_options(store) {
-        Ok(opts) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
+    let opts = store_options(store);
     ENGINE
         .list(&prefix_url, &opts)
         .await

@@ -37,8 +37,11 @@ const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// What signing an S3 request needs, taken from the store as it was built.
 #[derive(Clone)]
 pub(crate) struct S3Raw {
+    /// The store's HTTP client (its TLS settings, timeouts and connection pool).
     pub(crate) http: HttpClient,
+    /// The store's credentials, refreshed as object_store refreshes them.
     pub(crate) credentials: AwsCredentialProvider,
+    /// The region requests are signed for.
     pub(crate) region: String,
     /// `https://s3.<region>.amazonaws.com/<bucket>`, `<endpoint>/<bucket>`, or a virtual-hosted
     /// endpoint: exactly as object_store computes it.
@@ -150,19 +153,16 @@ impl S3Raw {
     }
 }
 
-/// One call's S3 request context: the store's signer and HTTP client ([`S3Raw`]), the key, the
-/// URL errors name, and the transport the bytes move by (RDMA, or HTTP bodies).
+/// One call's S3 request context: the store's signer and HTTP client (`raw`), the object's
+/// `key`, the `url` the call was given (as errors name it), the transport the bytes move by
+/// (`rdma`: RDMA or HTTP bodies, the parts' size and how many are in flight), and the engine's
+/// request `budget` every part takes a permit from.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    /// The store's signer and HTTP client.
     pub(crate) raw: S3Raw,
-    /// The object's key.
     pub(crate) key: Path,
-    /// The URL the call was given, as errors name it.
     pub(crate) url: String,
-    /// RDMA, or HTTP bodies: the parts' size and how many are in flight.
     pub(crate) rdma: Transport,
-    /// The engine's request budget: every part takes a permit from it.
     pub(crate) budget: Budget,
 }
 
