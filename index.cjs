@@ -848,7 +848,6 @@ module.exports.exists = nativeBinding.exists
 module.exports.get = nativeBinding.get
 module.exports.getDetailed = nativeBinding.getDetailed
 module.exports.head = nativeBinding.head
-module.exports.limits = nativeBinding.limits
 module.exports.list = nativeBinding.list
 module.exports.nativeInfo = nativeBinding.nativeInfo
 module.exports.rdmaSearchPath = nativeBinding.rdmaSearchPath

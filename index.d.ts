@@ -133,9 +133,6 @@ export declare function getDetailed(url: string, into?: Buffer | undefined | nul
  */
 export declare function head(url: string, store?: StoreConfig | undefined | null): Promise<NativeObjectInfo>
 
-/** The engine's download limits, from `objget_engine::options`. */
-export declare function limits(): NativeLimits
-
 /** Start listing every object under a prefix URL. */
 export declare function list(prefixUrl: string, store?: StoreConfig | undefined | null): Promise<ListCursor>
 
@@ -166,7 +163,7 @@ export interface NativeCredential {
   error?: string
 }
 
-/** The native engine's default for each option that has one. */
+/** The native engine's default for each option that has one, and its download limits. */
 export interface NativeDefaults {
   partSize: number
   concurrency: number
@@ -179,6 +176,10 @@ export interface NativeDefaults {
   connectTimeoutMs: number
   backoffBase: number
   maxBackoffMs: number
+  /** The download limits: smallest and largest part, most requests in flight. */
+  minPartSize: number
+  maxPartSize: number
+  maxConcurrency: number
 }
 
 /** The bytes of a `getDetailed` and what the transfer did. */
@@ -214,13 +215,6 @@ export interface NativeItem {
   url: string
   /** Destination path. */
   dest: string
-}
-
-/** The native engine's limits on the download options. */
-export interface NativeLimits {
-  minPartSize: number
-  maxPartSize: number
-  maxConcurrency: number
 }
 
 /** One listed object. */

@@ -29,6 +29,11 @@ import { CACHE_DIR, startServers } from '../scripts/lib/servers.mjs';
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
+// `--baseline DIR`: another checkout's build (its dist/ and addon), run at defaults as the
+// client `objget-baseline` beside `objget` in every scenario objget runs at defaults: a before
+// and after measured in the same rounds.
+const baselineArg = args.indexOf('--baseline');
+const BASELINE = baselineArg >= 0 ? resolve(args[baselineArg + 1]) : undefined;
 const onlyArg = args.indexOf('--only');
 const ONLY = onlyArg >= 0 ? args[onlyArg + 1].split(',') : undefined;
 const MiB = 1024 * 1024;
@@ -113,9 +118,20 @@ const scenarios = [
 // every client alike (see `startLoad`).
 for (const id of ['large-file', 'mixed']) {
   const sc = scenarios.find((s) => s.id === id);
-  scenarios.push({ ...sc, id: `${id}-busy`, what: `${sc.what}, machine busy`, busy: true });
+  scenarios.push({
+    ...sc,
+    id: `${id}-busy`,
+    what: `${sc.what}, machine busy`,
+    clients: [...sc.clients],
+    busy: true,
+  });
 }
 const selected = scenarios.filter((s) => !ONLY || ONLY.includes(s.id));
+if (BASELINE) {
+  for (const sc of selected) {
+    if (sc.clients.includes('objget')) sc.clients.splice(1, 0, 'objget-baseline');
+  }
+}
 
 function mixedSizes(n, max) {
   // Log-uniform between 4 KiB and max, deterministic.
@@ -456,14 +472,14 @@ function rdmaParts() {
 const round1 = (x) => Math.round(x * 10) / 10;
 
 function runClient(client, sc, job) {
-  const node = (file, env = {}, runtime = process.execPath) =>
+  const node = (file, env = {}, runtime = process.execPath, root = ROOT) =>
     timed(
       runtime,
       [
         join(ROOT, 'bench', 'clients', file),
         JSON.stringify({
           ...job,
-          root: ROOT,
+          root,
           kind: sc.kind === 'http' ? 'file' : sc.kind,
           concurrency: CONCURRENCY,
           s3: sc.kind === 'http' ? undefined : job.s3,
@@ -494,6 +510,8 @@ function runClient(client, sc, job) {
   switch (client) {
     case 'objget':
       return node('objget.mjs', { OBJGET_ENGINE: 'native' });
+    case 'objget-baseline':
+      return node('objget.mjs', { OBJGET_ENGINE: 'native' }, process.execPath, BASELINE);
     case 'objget-js':
       return node('objget.mjs', { OBJGET_ENGINE: 'js' });
     case 'objget-rdma':

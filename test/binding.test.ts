@@ -1,7 +1,7 @@
 // The napi binding converts options and nothing more: a number with no whole, non-negative form
 // is InvalidArgument (never clamped or truncated into some other value the engine then accepts).
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../src/native.js';
+import { loadNative } from '../src/engines/native.js';
 import { seedHttp } from './helpers/fixture.js';
 import { servers, tempDir } from './helpers/servers.js';
 

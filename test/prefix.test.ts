@@ -1,5 +1,5 @@
 // Registered schemes, and keys that would escape the destination: unsafe keys never write
-// outside it. (Trees on the real backends are test/suites/prefix.ts, run by behaviour-write.test.ts.)
+// outside it. (Trees on the real backends are test/suites/prefix.ts, run by behaviour.test.ts.)
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -175,6 +175,9 @@ export async function chaosProxy(target: string): Promise<ChaosProxy> {
           held = false;
           if (res.destroyed) return;
           then();
+          // `then` may hold the body again (a stall in the chunk a replacement held back): the
+          // newer hold resumes it, so that no chunk overtakes the held one.
+          if (held) return;
           r.resume();
           finish();
         };

@@ -34,7 +34,6 @@ export function forEachEngineAndBackend(suites: Suite[], engineSuites: EngineSui
         for (const suite of suites) suite(engine, backend);
       });
     }
-    if (engineSuites.length === 0) continue;
     describe(`${engine} engine, no backend`, () => {
       beforeEach(() => useEngine(engine));
       for (const suite of engineSuites) suite(engine);

@@ -4,7 +4,7 @@
 use napi_derive::napi;
 use objget_engine::options;
 
-/// The native engine's default for each option that has one.
+/// The native engine's default for each option that has one, and its download limits.
 #[napi(object)]
 pub struct NativeDefaults {
     pub part_size: i64,
@@ -18,24 +18,10 @@ pub struct NativeDefaults {
     pub connect_timeout_ms: i64,
     pub backoff_base: f64,
     pub max_backoff_ms: i64,
-}
-
-/// The native engine's limits on the download options.
-#[napi(object)]
-pub struct NativeLimits {
+    /// The download limits: smallest and largest part, most requests in flight.
     pub min_part_size: i64,
     pub max_part_size: i64,
     pub max_concurrency: u32,
-}
-
-/// The engine's download limits, from `objget_engine::options`.
-#[napi]
-pub fn limits() -> NativeLimits {
-    NativeLimits {
-        min_part_size: options::MIN_REQUESTED_PART as i64,
-        max_part_size: options::MAX_READ_PART as i64,
-        max_concurrency: options::REQUEST_BUDGET as u32,
-    }
 }
 
 /// The engine's defaults, from `objget_engine::options`.
@@ -53,5 +39,8 @@ pub fn defaults() -> NativeDefaults {
         connect_timeout_ms: options::DEFAULT_CONNECT_TIMEOUT_MS as i64,
         backoff_base: options::BACKOFF_BASE,
         max_backoff_ms: options::MAX_BACKOFF_MS as i64,
+        min_part_size: options::MIN_REQUESTED_PART as i64,
+        max_part_size: options::MAX_READ_PART as i64,
+        max_concurrency: options::REQUEST_BUDGET as u32,
     }
 }

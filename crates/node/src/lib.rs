@@ -90,8 +90,13 @@ pub(crate) fn whole(v: f64, rule: &str) -> objget_engine::Result<u64> {
 }
 
 /// The engine's store options from the JavaScript ones (absent: the defaults).
-pub(crate) fn store_options(store: Option<StoreConfig>) -> StoreOptions {
-    StoreOptions::from(store.unwrap_or_default())
+/// Every field is converted, so a value with no engine form (a negative `rdmaPartSize`) is
+/// `InvalidArgument` on any call, whether or not the call uses it.
+pub(crate) fn store_options(
+    store: Option<StoreConfig>,
+) -> objget_engine::Result<(StoreOptions, RdmaOptions)> {
+    let rdma = rdma_options(store.as_ref())?;
+    Ok((StoreOptions::from(store.unwrap_or_default()), rdma))
 }
 
 impl From<StoreConfig> for StoreOptions {
@@ -212,9 +217,10 @@ fn call_options(
             )))
         }
     };
+    let (store, rdma) = store_options(store)?;
     Ok(CallOptions {
-        rdma: rdma_options(store.as_ref())?,
-        store: store_options(store),
+        rdma,
+        store,
         transfer: TransferOptions {
             part_size: match t.part_size {
                 Some(v) => whole(v, "partSize must be a non-negative integer")?,
@@ -534,7 +540,10 @@ pub fn native_info() -> NativeInfo {
 /// ```
 #[napi(ts_return_type = "Promise<NativeObjectInfo>")]
 pub async fn head(url: String, store: Option<StoreConfig>) -> JsResult<NativeObjectInfo> {
-    let opts = store_options(store);
+    let opts = match store_options(store) {
+        Ok((opts, _)) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE
         .head(&url, &opts)
         .await

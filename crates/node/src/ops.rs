@@ -109,9 +109,10 @@ fn upload_options(
     on_progress: Option<crate::ProgressCallback>,
 ) -> objget_engine::Result<UploadOptions> {
     let c = config.unwrap_or_default();
+    let (store, rdma) = store_options(store)?;
     Ok(UploadOptions {
-        rdma: crate::rdma_options(store.as_ref())?,
-        store: store_options(store),
+        rdma,
+        store,
         if_not_exists: c.if_not_exists.unwrap_or(false),
         part_size: c
             .part_size
@@ -141,14 +142,20 @@ fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
 /// Whether an object exists (false only when the store says NotFound).
 #[napi(ts_return_type = "Promise<boolean>")]
 pub async fn exists(url: String, store: Option<StoreConfig>) -> JsResult<bool> {
-    let opts = store_options(store);
+    let opts = match store_options(store) {
+        Ok((opts, _)) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE.exists(&url, &opts).await.into()
 }
 
 /// Remove objects (batched per store; a missing object is not an error).
 #[napi(ts_return_type = "Promise<void>")]
 pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> JsResult<()> {
-    let opts = store_options(store);
+    let opts = match store_options(store) {
+        Ok((opts, _)) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE.remove(&urls, &opts).await.into()
 }
 
@@ -160,7 +167,10 @@ pub async fn copy(
     if_not_exists: Option<bool>,
     store: Option<StoreConfig>,
 ) -> JsResult<()> {
-    let opts = store_options(store);
+    let opts = match store_options(store) {
+        Ok((opts, _)) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE
         .copy(&from, &to, if_not_exists.unwrap_or(false), &opts)
         .await
@@ -211,7 +221,10 @@ impl ListCursor {
 /// Start listing every object under a prefix URL.
 #[napi(ts_return_type = "Promise<ListCursor>")]
 pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> JsResult<ListCursor> {
-    let opts = store_options(store);
+    let opts = match store_options(store) {
+        Ok((opts, _)) => opts,
+        Err(e) => return JsResult(Err(e)),
+    };
     ENGINE
         .list(&prefix_url, &opts)
         .await
