@@ -19,6 +19,7 @@ pub mod credentials;
 mod engine;
 pub mod error;
 mod fs;
+mod landing;
 pub mod locate;
 pub mod manage;
 mod object;

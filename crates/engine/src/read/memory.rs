@@ -1,5 +1,5 @@
 //! Reads into memory (`get`): a byte range in one request, or a whole object whose parts land
-//! in their slices of one pre-allocated buffer.
+//! in their slots of one buffer allocated without zero fill (`crate::landing`).
 
 use std::time::Instant;
 
@@ -9,7 +9,8 @@ use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use crate::checksum::PartCrc;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::Result;
+use crate::landing::{Landing, PartOut};
 use crate::object::ByteRange;
 use crate::options::TransferOptions;
 use crate::progress::Tracker;
@@ -18,7 +19,7 @@ use crate::rdma::TransferPath;
 use super::parts::{open, run_parts};
 use super::source::{Read, Source};
 use super::verify::verify_memory;
-use super::{check_len, cut_short, permit, usize_of, TransferResult};
+use super::{check_len, cut_short, permit, TransferResult};
 
 /// A byte range read into memory, in one request. Finishes `tracker`.
 pub(crate) async fn range(
@@ -43,8 +44,12 @@ pub(crate) async fn range(
         Err(e) => return Err(e),
     };
     tracker.plan(read.len, 1);
-    let mut out = vec![0u8; usize_of(read.len)?];
-    fill(read.body, &mut out, tracker, url, &mut PartCrc::None).await?;
+    let mut out = Landing::new(read.len)?;
+    {
+        let slots = out.slots([(0, read.len)])?;
+        fill(read.body, slots.take(0)?, tracker, url, &mut PartCrc::None).await?;
+    }
+    let out = out.into_vec()?;
     tracker.finish();
     Ok(out)
 }
@@ -64,27 +69,17 @@ pub(crate) async fn whole(
     let size = opened.first.size;
     let rest = opened.rest(t.part_size);
     tracker.plan(size, 1 + rest.len() as u32);
-    let mut out = vec![0u8; usize_of(size)?];
-    // Every part's slice of the one buffer, handed to the part that fills it.
-    let slots = {
-        let mut slots = std::collections::HashMap::with_capacity(1 + rest.len());
-        let mut tail = out.as_mut_slice();
-        for (offset, len) in std::iter::once((0, opened.first.len)).chain(rest.iter().copied()) {
-            let (slice, next) = std::mem::take(&mut tail).split_at_mut(usize_of(len)?);
-            slots.insert(offset, slice);
-            tail = next;
-        }
-        std::sync::Mutex::new(slots)
-    };
+    let mut out = Landing::new(size)?;
+    // Every part's slot in the one buffer, taken by the part that fills it.
+    let slots = out.slots(std::iter::once((0, opened.first.len)).chain(rest.iter().copied()))?;
     let expected = opened.expected.clone();
     let deliver = |offset: u64, len: u64, read: Read| {
-        let slot = slots.lock().ok().and_then(|mut s| s.remove(&offset));
+        let slot = slots.take(offset);
         let expected = expected.as_ref();
         async move {
             check_len(&read, len, url)?;
-            let slice = slot.ok_or_else(|| Error::new(ErrorCode::Generic, "part planned twice"))?;
             let mut crc = PartCrc::new(expected);
-            fill(read.body, slice, tracker, url, &mut crc).await?;
+            fill(read.body, slot?, tracker, url, &mut crc).await?;
             Ok(crc.finish().0)
         }
         .boxed()
@@ -104,6 +99,7 @@ pub(crate) async fn whole(
     )
     .await?;
     drop(slots);
+    let out = out.into_vec()?;
     let checksum = verify_memory(expected.as_ref(), &mut done, &out, url)?;
     tracker.finish();
     let result = TransferResult {
@@ -121,25 +117,23 @@ pub(crate) async fn whole(
 /// Copy a body into `out`, which it must fill exactly.
 async fn fill(
     mut body: BoxStream<'static, Result<Bytes>>,
-    out: &mut [u8],
+    mut out: PartOut<'_>,
     tracker: &Tracker,
     url: &str,
     crc: &mut PartCrc,
 ) -> Result<()> {
-    let mut at = 0usize;
     while let Some(c) = body.next().await {
         let c = c?;
-        let end = at + c.len();
-        if end > out.len() {
-            return Err(cut_short(url, out.len() as u64, end as u64));
+        if !out.write(&c) {
+            let got = (out.written() + c.len()) as u64;
+            return Err(cut_short(url, out.len() as u64, got));
         }
-        out[at..end].copy_from_slice(&c);
         crc.update(&c);
-        at = end;
         tracker.add(c.len() as u64);
     }
-    if at != out.len() {
-        return Err(cut_short(url, out.len() as u64, at as u64));
+    let (want, got) = (out.len() as u64, out.written() as u64);
+    if !out.finish() {
+        return Err(cut_short(url, want, got));
     }
     Ok(())
 }

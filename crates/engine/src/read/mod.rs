@@ -69,11 +69,6 @@ pub(crate) enum Route {
     Source(Source),
 }
 
-pub(crate) fn usize_of(n: u64) -> Result<usize> {
-    usize::try_from(n)
-        .map_err(|_| Error::invalid_argument(format!("{n} bytes do not fit in memory")))
-}
-
 pub(crate) fn cut_short(url: &str, want: u64, got: u64) -> Error {
     Error::new(
         ErrorCode::Generic,

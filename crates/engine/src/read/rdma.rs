@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{choose, Checksum};
 use crate::error::{Error, Result};
+use crate::landing::Landing;
 use crate::options::{CallOptions, TransferOptions};
 use crate::progress::Tracker;
 use crate::rdma::TransferPath;
@@ -14,7 +15,7 @@ use crate::rdma::TransferPath;
 use super::file::{note_dir, Item, Target};
 use super::sink::TempFile;
 use super::verify::{verify_file, verify_memory};
-use super::{usize_of, TransferResult};
+use super::TransferResult;
 
 /// `get` over RDMA: parts land in pool buffers and are copied into the returned buffer.
 /// Finishes `tracker`.
@@ -27,7 +28,7 @@ pub(crate) async fn get(
     let started = Instant::now();
     let head = crate::s3::head(ctx).await?;
     let expected = choose(t.checksum, &head.offered, &ctx_url(ctx))?;
-    let mut out = vec![0u8; usize_of(head.size)?];
+    let mut out = Landing::new(head.size)?;
     let (mut done, path) = crate::s3::read(
         ctx,
         &head,
@@ -37,6 +38,7 @@ pub(crate) async fn get(
         cancel,
     )
     .await?;
+    let out = out.into_vec()?;
     let checksum = verify_memory(expected.as_ref(), &mut done, &out, &ctx_url(ctx))?;
     tracker.finish();
     Ok((out, whole_result(head, done.len(), checksum, path, started)))

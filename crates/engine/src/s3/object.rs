@@ -25,6 +25,7 @@ use super::{error_code, header, status_error, Ctx, Headers};
 use crate::checksum::{advertised, crc64, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{read_bytes_at, read_exact_at};
+use crate::landing::Landing;
 use crate::object::plan;
 use crate::options::RdmaMode;
 use crate::progress::Tracker;
@@ -193,8 +194,9 @@ fn short(ctx: &Ctx, got: usize, want: usize) -> Error {
 pub(crate) enum Land<'a> {
     /// A file, written at offsets.
     File(&'a Arc<std::fs::File>, &'a std::path::Path),
-    /// Memory the engine allocated (`get`): each part is copied from its pool buffer.
-    Memory(&'a mut [u8]),
+    /// Memory the engine allocated (`get`): each part is copied from its pool buffer into its
+    /// slot.
+    Memory(&'a mut Landing),
     /// Caller-registered memory (`get(…, { into })`): RDMA writes straight into it.
     Registered(&'a mut [u8]),
 }
@@ -237,9 +239,10 @@ pub(crate) async fn read(
     let pool = ctx.rdma.pool();
     let (file, memory) = match land {
         Land::File(f, p) => (Some((f.clone(), p.to_path_buf())), None),
-        Land::Memory(m) => (None, Some(SendPtr(m.as_mut_ptr()))),
+        Land::Memory(m) => (None, Some(m.slots(parts.iter().copied())?)),
         Land::Registered(_) => (None, None),
     };
+    let memory = memory.as_ref();
     let declined = Arc::new(declined);
     let etag = etag.map(str::to_string);
     // Every part's request runs in a task of its own, tracked: this function returns only once
@@ -315,15 +318,11 @@ pub(crate) async fn read(
                 let path = path?;
                 tracker.add(len);
                 crc.update(slot.bytes());
-                if let Some(ptr) = memory {
-                    // SAFETY: `memory` is the whole object's buffer; parts are disjoint.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            slot.base.0,
-                            ptr.0.add(offset as usize),
-                            len as usize,
-                        )
-                    };
+                if let Some(slots) = memory {
+                    let mut out = slots.take(offset)?;
+                    if !(out.write(slot.bytes()) && out.finish()) {
+                        return Err(short(ctx, slot.len, len as usize));
+                    }
                 }
                 if let Some((file, fpath)) = file {
                     crate::fs::blocking(move || {
