@@ -1,16 +1,17 @@
 //! objget's transfer engine: plain Rust over `object_store`, with no Node.js in sight.
 //!
-//! `engine` holds `Engine`, the façade: each read parses its URL, chooses its path once and
-//! calls `read` (plan and run the parts, land them in memory or a file, resume, verify); `write`
-//! uploads (choosing its path once: objget's own S3 requests or object_store), `manage` lists,
-//! copies and removes. `options` holds every option with its default and limits, `budget` the
-//! one request budget every read, upload part and RDMA part draws from, `locate` turns a URL into
-//! a store and a key, `store` builds and caches the stores (one file per backend), `object` says
-//! what an object is and which parts to read of it, `checksum` is the checksum maths, `fs` the
-//! file helpers every path shares, `progress` reports, `s3` is objget's own signed S3 client and
-//! `rdma` the RDMA transport it may use (rdma imports nothing from s3), `error` and `redact` keep
-//! failures typed and free of secrets, `credentials` brings credentials from outside
-//! object_store (a caller's function, the AWS SDKs' default chain).
+//! `engine` holds `Engine`, the façade: each read parses its URL, chooses its path once and calls
+//! `read` (plan and run the parts, land them in memory or a file, resume, verify); `write` uploads
+//! (choosing its path once: objget's own S3 requests or object_store), `manage` lists, copies and
+//! removes. `options` holds every option with its default and limits, `budget` the one request
+//! budget every read, upload part and RDMA part draws from, `locate` turns a URL into a store and a
+//! key, `store` builds and caches the stores (one file per backend), `object` says what an object
+//! is and which parts to read of it, `landing` is the one buffer every read into memory lands in
+//! (never zero-filled), `checksum` is the checksum maths, `fs` the file helpers every path shares,
+//! `progress` reports, `s3` is objget's own signed S3 client and `rdma` the RDMA transport it may
+//! use (rdma imports nothing from s3), `error` and `redact` keep failures typed and free of
+//! secrets, `credentials` brings credentials from outside object_store (a caller's function, the
+//! AWS SDKs' default chain).
 
 mod budget;
 pub mod cancel;
