@@ -39,13 +39,22 @@ pub(super) async fn open<'a>(
     }
     let mut offered = std::mem::take(&mut first.offered);
     let no_crc = !offered.iter().any(|c| c.algorithm.is_crc());
-    if let Some(e) = etag
-        .as_deref()
-        .filter(|_| no_crc && t.checksum != ChecksumMode::Off)
-    {
-        // S3 advertises its CRCs on a HEAD, not on a ranged read; a CRC is combined from
-        // the parts at no cost, where MD5 or SHA-256 needs a second pass over the bytes.
-        offered.extend(source.head_pinned(url, e).await?.1);
+    if no_crc && t.checksum != ChecksumMode::Off {
+        // S3 advertises its CRCs on a HEAD, not on a ranged read, even one that covered the
+        // whole object: a CRC is computed with hardware instructions as the bytes stream (and
+        // combined from parallel parts), where MD5 or SHA-256 costs several times more CPU.
+        let extra = match (etag.as_deref(), whole_withheld(&first)) {
+            (Some(e), _) => source.head_pinned(url, e).await?.1,
+            // The whole object is already here: if the HEAD fails (the object was replaced
+            // meanwhile), the reply's own checksums still describe the bytes it carries.
+            (None, Some(e)) => source
+                .head_pinned(url, e)
+                .await
+                .map(|(_, c)| c)
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        };
+        offered.extend(extra);
         offered.sort_by_key(|c| c.algorithm.rank());
         offered.dedup_by_key(|c| c.algorithm);
     }
@@ -150,6 +159,15 @@ async fn read_first(source: &Source, url: &str, part_size: u64) -> Result<Read> 
         }
         other => other,
     }
+}
+
+/// The strong ETag of a whole object read in one reply that withheld the store's checksums
+/// (an S3 ranged read): a HEAD pinned to it learns them for the same bytes.
+fn whole_withheld(first: &Read) -> Option<&str> {
+    first
+        .etag
+        .as_deref()
+        .filter(|e| first.withheld && !e.starts_with("W/") && first.len == first.size)
 }
 
 /// The ETag later parts can be pinned to: a strong one (If-Match compares strongly, so a weak
