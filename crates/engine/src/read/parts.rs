@@ -178,3 +178,34 @@ fn pin(first: &Read) -> Option<String> {
         .clone()
         .filter(|e| !e.starts_with("W/") && first.len < first.size)
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::stream::StreamExt;
+
+    use super::*;
+
+    fn read(len: u64, etag: &str, withheld: bool) -> Read {
+        Read {
+            size: 1000,
+            etag: Some(etag.to_string()),
+            len,
+            offered: Vec::new(),
+            withheld,
+            body: futures::stream::empty().boxed(),
+        }
+    }
+
+    #[test]
+    fn a_whole_object_whose_reply_withheld_checksums_asks_a_head() {
+        // S3's ranged reply covering the whole object: a HEAD pinned to its ETag.
+        assert_eq!(whole_withheld(&read(1000, "\"e\"", true)), Some("\"e\""));
+        // A reply that carried the checksums (a 200), a first part only (the parts' HEAD
+        // covers it), or a weak ETag (If-Match would fail): none.
+        assert_eq!(whole_withheld(&read(1000, "\"e\"", false)), None);
+        assert_eq!(whole_withheld(&read(10, "\"e\"", true)), None);
+        assert_eq!(whole_withheld(&read(1000, "W/\"e\"", true)), None);
+        assert_eq!(pin(&read(1000, "\"e\"", true)), None);
+        assert_eq!(pin(&read(10, "\"e\"", true)).as_deref(), Some("\"e\""));
+    }
+}
