@@ -74,8 +74,10 @@ function madeDir(prefix: string): string {
 
 const localRoot = madeDir('objget-files-');
 
-/** An @aws-sdk S3 client for the test MinIO (the caller destroys it). */
-export async function s3Client(): Promise<import('@aws-sdk/client-s3').S3Client> {
+/** An @aws-sdk S3 client for the test MinIO, with `extra` settings (the caller destroys it). */
+export async function s3Client(
+  extra: Partial<import('@aws-sdk/client-s3').S3ClientConfig> = {},
+): Promise<import('@aws-sdk/client-s3').S3Client> {
   const s = servers();
   const { S3Client } = await import('@aws-sdk/client-s3');
   return new S3Client({
@@ -83,6 +85,7 @@ export async function s3Client(): Promise<import('@aws-sdk/client-s3').S3Client>
     region: s.s3.region,
     forcePathStyle: true,
     credentials: { accessKeyId: s.s3.accessKeyId, secretAccessKey: s.s3.secretAccessKey },
+    ...extra,
   });
 }
 

@@ -515,6 +515,66 @@ mod tests {
     }
 
     #[test]
+    fn a_crc_is_preferred_over_md5_and_sha256() {
+        // CRCs first (cheapest, computed per part), then SHA-256, MD5 only when it is all.
+        let order: Vec<_> = PREFERENCE.iter().map(|a| a.rank()).collect();
+        assert_eq!(order, vec![0, 1, 2, 3, 4]);
+        for crc in [Algorithm::Crc64Nvme, Algorithm::Crc32c, Algorithm::Crc32] {
+            assert!(crc.is_crc());
+            assert!(crc.rank() < Algorithm::Sha256.rank());
+            assert!(crc.rank() < Algorithm::Md5.rank());
+        }
+        // A single-part S3 object as a GET with checksum mode returns it: its MD5 ETag, a
+        // full-object CRC32 and a SHA-256. The CRC verifies.
+        let etag = "\"d41d8cd98f00b204e9800998ecf8427e\"";
+        let sha = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let h = headers(&[
+            ("etag", etag),
+            ("x-amz-checksum-sha256", sha),
+            ("x-amz-checksum-crc32", "AAAAAA=="),
+            ("x-amz-checksum-type", "FULL_OBJECT"),
+        ]);
+        let offered = advertised(&h, false, Dialect::S3);
+        let algs: Vec<_> = offered.iter().map(|c| c.algorithm).collect();
+        assert_eq!(
+            algs,
+            vec![Algorithm::Crc32, Algorithm::Sha256, Algorithm::Md5]
+        );
+        for mode in [ChecksumMode::Auto, ChecksumMode::Required] {
+            let chosen = choose(mode, &offered, "s3://b/k").unwrap().unwrap();
+            assert_eq!(chosen.algorithm, Algorithm::Crc32);
+        }
+        assert_eq!(
+            choose(ChecksumMode::Off, &offered, "s3://b/k").unwrap(),
+            None
+        );
+        // What `auto` verifies for a GET reply with these headers beside the MD5 ETag.
+        let best = |pairs: &[(&'static str, &str)]| {
+            let h = headers(&[&[("etag", etag)], pairs].concat());
+            let offered = advertised(&h, false, Dialect::S3);
+            choose(ChecksumMode::Auto, &offered, "u")
+                .unwrap()
+                .unwrap()
+                .algorithm
+        };
+        // Every CRC S3 can store beats MD5, and CRC64NVME beats the 32-bit ones.
+        let both = [
+            ("x-amz-checksum-crc32c", "AAAAAA=="),
+            ("x-amz-checksum-crc64nvme", "AAAAAAAAAAA="),
+        ];
+        assert_eq!(best(&both), Algorithm::Crc64Nvme);
+        assert_eq!(best(&both[..1]), Algorithm::Crc32c);
+        // A composite CRC (of part CRCs) cannot verify the whole bytes: the MD5 ETag does.
+        let composite = [
+            ("x-amz-checksum-crc32", "AAAAAA=="),
+            ("x-amz-checksum-type", "COMPOSITE"),
+        ];
+        assert_eq!(best(&composite), Algorithm::Md5);
+        // MD5 when it is all there is.
+        assert_eq!(best(&[]), Algorithm::Md5);
+    }
+
+    #[test]
     fn ordered_hashes_match_references() {
         let mut h = Ordered::new(Algorithm::Md5);
         h.update(b"");

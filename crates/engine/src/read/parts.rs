@@ -39,13 +39,22 @@ pub(super) async fn open<'a>(
     }
     let mut offered = std::mem::take(&mut first.offered);
     let no_crc = !offered.iter().any(|c| c.algorithm.is_crc());
-    if let Some(e) = etag
-        .as_deref()
-        .filter(|_| no_crc && t.checksum != ChecksumMode::Off)
-    {
-        // S3 advertises its CRCs on a HEAD, not on a ranged read; a CRC is combined from
-        // the parts at no cost, where MD5 or SHA-256 needs a second pass over the bytes.
-        offered.extend(source.head_pinned(url, e).await?.1);
+    if no_crc && t.checksum != ChecksumMode::Off {
+        // S3 advertises its CRCs on a HEAD, not on a ranged read, even one that covered the
+        // whole object: a CRC is computed with hardware instructions as the bytes stream (and
+        // combined from parallel parts), where MD5 or SHA-256 costs several times more CPU.
+        let extra = match (etag.as_deref(), whole_withheld(&first)) {
+            (Some(e), _) => source.head_pinned(url, e).await?.1,
+            // The whole object is already here: if the HEAD fails (the object was replaced
+            // meanwhile), the reply's own checksums still describe the bytes it carries.
+            (None, Some(e)) => source
+                .head_pinned(url, e)
+                .await
+                .map(|(_, c)| c)
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        };
+        offered.extend(extra);
         offered.sort_by_key(|c| c.algorithm.rank());
         offered.dedup_by_key(|c| c.algorithm);
     }
@@ -152,6 +161,15 @@ async fn read_first(source: &Source, url: &str, part_size: u64) -> Result<Read> 
     }
 }
 
+/// The strong ETag of a whole object read in one reply that withheld the store's checksums
+/// (an S3 ranged read): a HEAD pinned to it learns them for the same bytes.
+fn whole_withheld(first: &Read) -> Option<&str> {
+    first
+        .etag
+        .as_deref()
+        .filter(|e| first.withheld && !e.starts_with("W/") && first.len == first.size)
+}
+
 /// The ETag later parts can be pinned to: a strong one (If-Match compares strongly, so a weak
 /// validator would fail every part), and only if there are later parts at all.
 fn pin(first: &Read) -> Option<String> {
@@ -159,4 +177,35 @@ fn pin(first: &Read) -> Option<String> {
         .etag
         .clone()
         .filter(|e| !e.starts_with("W/") && first.len < first.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::stream::StreamExt;
+
+    use super::*;
+
+    fn read(len: u64, etag: &str, withheld: bool) -> Read {
+        Read {
+            size: 1000,
+            etag: Some(etag.to_string()),
+            len,
+            offered: Vec::new(),
+            withheld,
+            body: futures::stream::empty().boxed(),
+        }
+    }
+
+    #[test]
+    fn a_whole_object_whose_reply_withheld_checksums_asks_a_head() {
+        // S3's ranged reply covering the whole object: a HEAD pinned to its ETag.
+        assert_eq!(whole_withheld(&read(1000, "\"e\"", true)), Some("\"e\""));
+        // A reply that carried the checksums (a 200), a first part only (the parts' HEAD
+        // covers it), or a weak ETag (If-Match would fail): none.
+        assert_eq!(whole_withheld(&read(1000, "\"e\"", false)), None);
+        assert_eq!(whole_withheld(&read(10, "\"e\"", true)), None);
+        assert_eq!(whole_withheld(&read(1000, "W/\"e\"", true)), None);
+        assert_eq!(pin(&read(1000, "\"e\"", true)), None);
+        assert_eq!(pin(&read(10, "\"e\"", true)).as_deref(), Some("\"e\""));
+    }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Read {
     pub(crate) len: u64,
     /// Whole-object checksums the reply advertised, best first.
     pub(crate) offered: Vec<Checksum>,
+    /// The store withholds its stored checksums on this reply (S3 sends no x-amz-checksum-*
+    /// on a ranged GET, even one that covers the whole object); a HEAD gives them.
+    pub(crate) withheld: bool,
     pub(crate) body: BoxStream<'static, Result<Bytes>>,
 }
 
@@ -79,6 +82,7 @@ impl Source {
                 .await?;
                 if let Some((headers, status)) = seen.take() {
                     read.offered = advertised(&headers, status == 206, *dialect);
+                    read.withheld = *dialect == Dialect::S3 && status == 206;
                 }
                 Ok(read)
             }
@@ -184,6 +188,7 @@ async fn store_read(
         etag: result.meta.e_tag.clone(),
         len: result.range.end - result.range.start,
         offered: Vec::new(),
+        withheld: false,
         body: result
             .into_stream()
             .map(move |r| r.map_err(|e| Error::from_store(e, &owned)))
@@ -394,6 +399,7 @@ async fn query_read(
         etag,
         len,
         offered,
+        withheld: false,
         body: cut.stream(),
     })
 }
@@ -593,6 +599,7 @@ async fn file_read(
         etag: Some(etag),
         len,
         offered: Vec::new(),
+        withheld: false,
         body: futures::stream::once(async move { Ok(Bytes::from(data)) }).boxed(),
     })
 }
