@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::FutureExt;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::checksum::{choose, Checksum, ChecksumMode, PartCrc};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{absolute, blocking};
@@ -76,7 +77,7 @@ pub(crate) async fn prepare(dest: &Path, opts: &CallOptions) -> Result<Target> {
 /// place when every byte has arrived and matched its checksum; with `resume`, continued from
 /// an earlier attempt's part file where it still applies. Finishes its tracker.
 pub(crate) async fn download(
-    budget: &Semaphore,
+    budget: &Budget,
     source: &Source,
     url: &str,
     target: Target,
@@ -146,7 +147,7 @@ pub(crate) async fn download(
 /// `in_order`, in one read whose bytes arrive in order (a device or FIFO).
 #[allow(clippy::too_many_arguments)]
 async fn fetch_to(
-    budget: &Semaphore,
+    budget: &Budget,
     source: &Source,
     url: &str,
     temp: &TempFile,
@@ -224,7 +225,7 @@ async fn fetch_to(
 /// recorded the completed parts in the journal.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn write_parts(
-    budget: &Semaphore,
+    budget: &Budget,
     source: &Source,
     url: &str,
     temp: &TempFile,

@@ -6,8 +6,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
-use tokio::sync::Semaphore;
 
+use crate::budget::Budget;
 use crate::checksum::PartCrc;
 use crate::error::Result;
 use crate::landing::{Landing, PartOut};
@@ -19,17 +19,17 @@ use crate::rdma::TransferPath;
 use super::parts::{open, run_parts};
 use super::source::{Read, Source};
 use super::verify::verify_memory;
-use super::{check_len, cut_short, permit, TransferResult};
+use super::{check_len, cut_short, TransferResult};
 
 /// A byte range read into memory, in one request. Finishes `tracker`.
 pub(crate) async fn range(
-    budget: &Semaphore,
+    budget: &Budget,
     source: &Source,
     url: &str,
     r: ByteRange,
     tracker: &Tracker,
 ) -> Result<Vec<u8>> {
-    let _permit = permit(budget).await?;
+    let _permit = budget.permit().await?;
     let read = match source.read(url, Some(r), None).await {
         Ok(read) => read,
         // The last n bytes of an empty object are no bytes. HTTP cannot say so
@@ -57,7 +57,7 @@ pub(crate) async fn range(
 /// A whole object read into memory: large ones as parallel parts written straight into their
 /// slices of one buffer. Finishes `tracker`.
 pub(crate) async fn whole(
-    budget: &Semaphore,
+    budget: &Budget,
     source: &Source,
     url: &str,
     t: TransferOptions,

@@ -33,7 +33,6 @@ pub(crate) use rdma::{download as rdma_download, get as rdma_get, into as rdma_i
 pub(crate) use sink::sync_dir_of;
 pub(crate) use source::Source;
 
-use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::Checksum;
@@ -101,12 +100,4 @@ pub(crate) async fn cancellable<T>(
         _ = cancel.cancelled() => Err(Error::aborted(url)),
         r = work => r,
     }
-}
-
-/// A request from the engine's budget of requests in flight.
-pub(crate) async fn permit(budget: &Semaphore) -> Result<SemaphorePermit<'_>> {
-    budget
-        .acquire()
-        .await
-        .map_err(|_| Error::new(ErrorCode::Generic, "the request budget was closed"))
 }

@@ -5,28 +5,28 @@
 use futures::future::BoxFuture;
 use futures::stream::{StreamExt, TryStreamExt};
 use futures::FutureExt;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 
+use crate::budget::Budget;
 use crate::checksum::{choose, Checksum, ChecksumMode};
 use crate::error::{ErrorCode, Result};
 use crate::object::{plan, ByteRange};
 use crate::options::TransferOptions;
 use crate::progress::Tracker;
 
-use super::permit;
 use super::sink::DonePart;
 use super::source::{Read, Source};
 
 /// The first request: the first part (or the whole object), its pinned ETag, and the
 /// checksum to verify. `whole`: the whole object in one read, its bytes in order.
 pub(super) async fn open<'a>(
-    budget: &'a Semaphore,
+    budget: &'a Budget,
     source: &Source,
     url: &str,
     t: TransferOptions,
     whole: bool,
 ) -> Result<Opened<'a>> {
-    let permit = permit(budget).await?;
+    let permit = budget.permit().await?;
     let mut first = match whole {
         true => source.read(url, None, None).await?,
         false => read_first(source, url, t.part_size).await?,
@@ -72,7 +72,7 @@ pub(super) async fn open<'a>(
 /// and returns its CRC. Returns `(offset, length, crc)` for every part.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_parts<'a>(
-    budget: &'a Semaphore,
+    budget: &'a Budget,
     source: &'a Source,
     url: &'a str,
     etag: Option<&'a str>,
@@ -98,7 +98,7 @@ pub(super) async fn run_parts<'a>(
     for &(offset, len) in rest {
         jobs.push(
             async move {
-                let _req = permit(budget).await?;
+                let _req = budget.permit().await?;
                 let range = ByteRange::Bounded {
                     offset,
                     length: len,

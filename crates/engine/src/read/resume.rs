@@ -6,10 +6,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use crate::budget::Budget;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{blocking, read_at};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::choose;
@@ -22,7 +22,7 @@ use super::place::{stem, Dir, Place};
 use super::sink::{name_of, DonePart, TempFile};
 use super::source::Source;
 use super::verify::verify_file;
-use super::{cancellable, cut_short, permit};
+use super::{cancellable, cut_short};
 
 impl TempFile {
     /// The resumable temporary for `dest`: a fixed name, `.name.objget.part`, with its journal
@@ -298,7 +298,7 @@ fn lock(_file: &std::fs::File, _path: &Path) -> Result<bool> {
 /// written; MD5 and SHA-256 are one pass over the finished file.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn resume(
-    budget: &Semaphore,
+    budget: &Budget,
     source: &Source,
     url: &str,
     temp: &TempFile,
@@ -308,7 +308,7 @@ pub(super) async fn resume(
     cancel: &CancellationToken,
 ) -> Result<Option<Fetched>> {
     let head = async {
-        let _permit = permit(budget).await?;
+        let _permit = budget.permit().await?;
         source.head_pinned(url, &journal.etag).await
     };
     let (info, offered) = match cancellable(cancel, url, head).await {
