@@ -27,6 +27,8 @@ impl Budget {
     }
 }
 
+/// The semaphore itself, for tests that look at or hold its permits.
+#[cfg(test)]
 impl std::ops::Deref for Budget {
     type Target = Semaphore;
 

@@ -93,14 +93,14 @@ impl Engine {
         if rdma.mode == RdmaMode::Off {
             return Ok(None);
         }
-        let raw = if loc.scheme == Scheme::S3 {
-            Some(self.stores.s3_raw(loc, store).await?)
-        } else {
-            None
+        let raw = async {
+            if loc.scheme == Scheme::S3 {
+                self.stores.s3_raw(loc, store).await
+            } else {
+                Err(Error::new(ErrorCode::Generic, "no S3 signer"))
+            }
         };
-        crate::s3::Ctx::plan(loc, url, rdma, store, &self.requests, || {
-            raw.ok_or_else(|| Error::new(ErrorCode::Generic, "no S3 signer"))
-        })
+        crate::s3::Ctx::plan(loc, url, rdma, store, &self.requests, raw).await
     }
 
     /// Size, ETag, modification time and version of an object.

@@ -52,9 +52,9 @@ pub struct StoreOptions {
     pub profile_endpoint: Option<String>,
 }
 
-// The retry policy's defaults, in one place (README's store options say the same, and
-// src/js/engine.ts mirrors them). object_store's backoff is decorrelated jitter: the first wait is
-// the initial backoff, each next one is drawn between it and BACKOFF_BASE × the previous one,
+// The retry policy's defaults, in one place (README's store options say the same; src/options.ts
+// holds the same values, as test/defaults.test.ts checks). object_store's backoff is decorrelated
+// jitter: the first wait is the initial backoff, each next one is drawn between it and BACKOFF_BASE × the previous one,
 // capped. So every wait is at least the initial backoff, and ten retries at 500 ms outlast a 5 s
 // storm of 503 SlowDown whatever the draws (S3 asks clients to back off; five retries from 100 ms
 // were spent in about a second). Bounded by the retry timeout.

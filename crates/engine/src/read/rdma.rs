@@ -27,7 +27,7 @@ pub(crate) async fn get(
 ) -> Result<(Vec<u8>, TransferResult)> {
     let started = Instant::now();
     let head = crate::s3::head(ctx).await?;
-    let expected = choose(t.checksum, &head.offered, &ctx_url(ctx))?;
+    let expected = choose(t.checksum, &head.offered, ctx.url())?;
     let mut out = Landing::new(head.size)?;
     let (mut done, path) = crate::s3::read(
         ctx,
@@ -39,7 +39,7 @@ pub(crate) async fn get(
     )
     .await?;
     let out = out.into_vec()?;
-    let checksum = verify_memory(expected.as_ref(), &mut done, &out, &ctx_url(ctx))?;
+    let checksum = verify_memory(expected.as_ref(), &mut done, &out, ctx.url())?;
     tracker.finish();
     Ok((out, whole_result(head, done.len(), checksum, path, started)))
 }
@@ -57,9 +57,9 @@ pub(crate) async fn download(
         dirs,
         started,
     } = item;
-    let url = ctx_url(ctx);
+    let url = ctx.url();
     let head = crate::s3::head(ctx).await?;
-    let expected = choose(t.checksum, &head.offered, &url)?;
+    let expected = choose(t.checksum, &head.offered, url)?;
     let dest = &place.dest;
     let temp = TempFile::create(place, t.durable).await?;
     temp.set_len(head.size).await?;
@@ -72,7 +72,7 @@ pub(crate) async fn download(
         cancel,
     )
     .await?;
-    let checksum = verify_file(&temp, expected.as_ref(), &mut done, None, &url).await?;
+    let checksum = verify_file(&temp, expected.as_ref(), &mut done, None, url).await?;
     temp.persist(dest, dirs.is_none()).await?;
     note_dir(dirs, dest);
     tracker.finish();
@@ -132,8 +132,4 @@ fn whole_result(
         resumed_bytes: 0,
         path,
     }
-}
-
-fn ctx_url(ctx: &crate::s3::Ctx) -> String {
-    ctx.url().to_string()
 }

@@ -121,7 +121,7 @@ impl S3Raw {
             .uri(&url)
             .body(req.body.clone().into())
             .map_err(|e| Error::new(ErrorCode::Generic, format!("bad request: {e}")))?;
-        // The store's default header (store.rs), signed here as object_store signs it: the
+        // The store's default header (store/s3.rs), signed here as object_store signs it: the
         // client would otherwise add it after signing, and S3 refuses unsigned x-amz-* headers.
         request.headers_mut().insert(
             HeaderName::from_static("x-amz-checksum-mode"),
@@ -168,20 +168,21 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// `None` when the call does not ask for RDMA or must go over HTTP (unavailable under
-    /// `true`); `RdmaUnavailable` under `'require'`.
-    pub(crate) fn plan(
+    /// `true`); `RdmaUnavailable` under `'require'`. `raw` (the store's signer) is awaited only
+    /// when RDMA will be used, so a call that falls back to HTTP never builds it.
+    pub(crate) async fn plan(
         loc: &Location,
         url: &str,
         rdma: &RdmaOptions,
         store: &StoreOptions,
         budget: &Budget,
-        raw: impl FnOnce() -> Result<S3Raw>,
+        raw: impl std::future::Future<Output = Result<S3Raw>>,
     ) -> Result<Option<Ctx>> {
         rdma.validate(loc, store)?;
         let Some(transport) = Transport::plan(rdma, url)? else {
             return Ok(None);
         };
-        Ok(Some(Ctx::new(loc, url, raw()?, transport, budget)))
+        Ok(Some(Ctx::new(loc, url, raw.await?, transport, budget)))
     }
 
     /// A context that reads over HTTP into caller memory (`into` without RDMA).

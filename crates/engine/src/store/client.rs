@@ -7,7 +7,7 @@
 //!   `caCert` is accepted when its names match, even when WebPKI refuses it as a CA used as an
 //!   end entity (a self-signed certificate from a plain `openssl req -x509`).
 //! - Verification is off only with `insecureSkipTlsVerify` in code; no configuration key or
-//!   environment variable turns it off (see `store.rs`).
+//!   environment variable turns it off (see `store/mod.rs`).
 //! - A redirect that leaves the request's scheme (https → http) is refused with
 //!   [`SchemeChange`], so no path downgrades to plain HTTP.
 //!

@@ -79,6 +79,23 @@ struct StoreKey {
     upload_checksum: bool,
 }
 
+impl StoreKey {
+    /// The key of `loc`'s store: every query URL shares one client (its store URL is the whole
+    /// URL), the rest are keyed by their store URL.
+    fn new(loc: &Location, opts: &StoreOptions, upload_checksum: bool) -> Self {
+        StoreKey {
+            scheme: loc.scheme,
+            store_url: if loc.scheme == Scheme::HttpQuery {
+                String::new()
+            } else {
+                loc.store_url.clone()
+            },
+            options: opts.clone(),
+            upload_checksum,
+        }
+    }
+}
+
 /// What objget's own signed requests to an S3 store need, kept when the store is built.
 #[derive(Debug, Clone)]
 struct RawParts {
@@ -128,16 +145,7 @@ impl Stores {
         if loc.scheme == Scheme::File {
             return Ok(Backend::File);
         }
-        let key = StoreKey {
-            scheme: loc.scheme,
-            store_url: if loc.scheme == Scheme::HttpQuery {
-                String::new()
-            } else {
-                loc.store_url.clone()
-            },
-            options: opts.clone(),
-            upload_checksum: checksum,
-        };
+        let key = StoreKey::new(loc, opts, checksum);
         if let Some(b) = self.lock().get(&key) {
             return Ok(b.clone());
         }
@@ -176,12 +184,7 @@ impl Stores {
         opts: &StoreOptions,
     ) -> Result<crate::s3::S3Raw> {
         self.backend(loc, opts).await?;
-        let key = StoreKey {
-            scheme: loc.scheme,
-            store_url: loc.store_url.clone(),
-            options: opts.clone(),
-            upload_checksum: true,
-        };
+        let key = StoreKey::new(loc, opts, true);
         let parts = self
             .raw
             .lock()
@@ -233,12 +236,7 @@ impl Stores {
     /// the store's conditional mechanism is `multipart` and its requests need nothing objget's
     /// own do not carry.
     pub(crate) fn own_conditional_multipart(&self, loc: &Location, opts: &StoreOptions) -> bool {
-        let key = StoreKey {
-            scheme: loc.scheme,
-            store_url: loc.store_url.clone(),
-            options: opts.clone(),
-            upload_checksum: true,
-        };
+        let key = StoreKey::new(loc, opts, true);
         self.raw
             .lock()
             .unwrap_or_else(|p| p.into_inner())
