@@ -99,6 +99,12 @@ pub(crate) fn store_options(
     Ok((StoreOptions::from(store.unwrap_or_default()), rdma))
 }
 
+/// The store options of a call that moves no object bytes (its RDMA settings are checked and
+/// unused).
+pub(crate) fn store_only(store: Option<StoreConfig>) -> objget_engine::Result<StoreOptions> {
+    store_options(store).map(|(opts, _)| opts)
+}
+
 impl From<StoreConfig> for StoreOptions {
     fn from(c: StoreConfig) -> Self {
         StoreOptions {
@@ -540,20 +546,14 @@ pub fn native_info() -> NativeInfo {
 /// ```
 #[napi(ts_return_type = "Promise<NativeObjectInfo>")]
 pub async fn head(url: String, store: Option<StoreConfig>) -> JsResult<NativeObjectInfo> {
-    let opts = match store_options(store) {
-        Ok((opts, _)) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
-    ENGINE
-        .head(&url, &opts)
-        .await
-        .map(|info| NativeObjectInfo {
-            size: info.size as f64,
-            etag: info.etag,
-            last_modified_ms: info.last_modified.map(|t| t.timestamp_millis() as f64),
-            version: info.version,
-        })
-        .into()
+    let info = async { ENGINE.head(&url, &store_only(store)?).await }.await;
+    info.map(|info| NativeObjectInfo {
+        size: info.size as f64,
+        etag: info.etag,
+        last_modified_ms: info.last_modified.map(|t| t.timestamp_millis() as f64),
+        version: info.version,
+    })
+    .into()
 }
 
 /// Read an object, or a range of it, into one Buffer (handed to JavaScript without a copy).

@@ -14,7 +14,8 @@ use tokio::sync::Mutex;
 
 use crate::error::JsResult;
 use crate::{
-    progress_fn, store_options, token, whole, NativeChecksum, NativeProgress, StoreConfig, ENGINE,
+    progress_fn, store_only, store_options, token, whole, NativeChecksum, NativeProgress,
+    StoreConfig, ENGINE,
 };
 
 /// Upload settings.
@@ -142,21 +143,17 @@ fn native_result(r: objget_engine::UploadResult) -> NativeUploadResult {
 /// Whether an object exists (false only when the store says NotFound).
 #[napi(ts_return_type = "Promise<boolean>")]
 pub async fn exists(url: String, store: Option<StoreConfig>) -> JsResult<bool> {
-    let opts = match store_options(store) {
-        Ok((opts, _)) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
-    ENGINE.exists(&url, &opts).await.into()
+    async { ENGINE.exists(&url, &store_only(store)?).await }
+        .await
+        .into()
 }
 
 /// Remove objects (batched per store; a missing object is not an error).
 #[napi(ts_return_type = "Promise<void>")]
 pub async fn remove(urls: Vec<String>, store: Option<StoreConfig>) -> JsResult<()> {
-    let opts = match store_options(store) {
-        Ok((opts, _)) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
-    ENGINE.remove(&urls, &opts).await.into()
+    async { ENGINE.remove(&urls, &store_only(store)?).await }
+        .await
+        .into()
 }
 
 /// Copy an object within one store.
@@ -167,14 +164,14 @@ pub async fn copy(
     if_not_exists: Option<bool>,
     store: Option<StoreConfig>,
 ) -> JsResult<()> {
-    let opts = match store_options(store) {
-        Ok((opts, _)) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
-    ENGINE
-        .copy(&from, &to, if_not_exists.unwrap_or(false), &opts)
-        .await
-        .into()
+    let if_not_exists = if_not_exists.unwrap_or(false);
+    async {
+        ENGINE
+            .copy(&from, &to, if_not_exists, &store_only(store)?)
+            .await
+    }
+    .await
+    .into()
 }
 
 /// A listing in progress: `next(n)` returns up to n more objects, an empty array at the end.
@@ -221,13 +218,8 @@ impl ListCursor {
 /// Start listing every object under a prefix URL.
 #[napi(ts_return_type = "Promise<ListCursor>")]
 pub async fn list(prefix_url: String, store: Option<StoreConfig>) -> JsResult<ListCursor> {
-    let opts = match store_options(store) {
-        Ok((opts, _)) => opts,
-        Err(e) => return JsResult(Err(e)),
-    };
-    ENGINE
-        .list(&prefix_url, &opts)
-        .await
+    let listed = async { ENGINE.list(&prefix_url, &store_only(store)?).await }.await;
+    listed
         .map(|stream| ListCursor {
             stream: Arc::new(Mutex::new(Some(stream))),
         })
