@@ -89,7 +89,7 @@ impl Engine {
         url: &str,
         rdma: &RdmaOptions,
         store: &StoreOptions,
-    ) -> Result<Option<crate::s3::Ctx>> {
+    ) -> Result<Option<std::sync::Arc<crate::s3::Ctx>>> {
         if rdma.mode == RdmaMode::Off {
             return Ok(None);
         }

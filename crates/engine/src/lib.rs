@@ -44,7 +44,7 @@ pub use locate::{Location, Scheme};
 pub use manage::Listed;
 pub use object::{ByteRange, ObjectInfo};
 pub use options::{
-    CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions, UploadOptions,
+    CallOptions, RdmaMode, RdmaOptions, StoreOptions, TransferOptions, UploadOptions, UploadParts,
 };
 pub use progress::{Progress, ProgressFn};
 pub use rdma::{rdma_status, RdmaBuffer, RdmaStatus, TransferPath};

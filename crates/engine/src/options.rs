@@ -252,11 +252,8 @@ pub struct UploadOptions {
     pub rdma: RdmaOptions,
     /// Fail with `AlreadyExists` instead of overwriting, atomically where the store allows.
     pub if_not_exists: bool,
-    /// Bytes per multipart part (default 16 MiB; grown to stay within 10,000 parts and above the
-    /// provider's minimum). Objects up to one part go in a single PUT.
-    pub part_size: Option<u64>,
-    /// Parts in flight (default 8).
-    pub concurrency: Option<usize>,
+    /// How the object is cut into parts and how many go at once.
+    pub parts: UploadParts,
     /// `Content-Type` to store.
     pub content_type: Option<String>,
     /// User metadata to store.
@@ -265,10 +262,21 @@ pub struct UploadOptions {
     pub progress: Option<ProgressFn>,
 }
 
-impl UploadOptions {
+/// An upload's parts: their size and how many are in flight. Unlike a download's
+/// [`TransferOptions`], the size is chosen from the object's when not given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadParts {
+    /// Bytes per multipart part (default 16 MiB; grown to stay within 10,000 parts and above the
+    /// provider's minimum). Objects up to one part go in a single PUT.
+    pub size: Option<u64>,
+    /// Parts in flight (default 8).
+    pub concurrency: Option<usize>,
+}
+
+impl UploadParts {
     /// Reject a part size no store takes.
     pub(crate) fn validate(&self) -> Result<()> {
-        if let Some(requested) = self.part_size {
+        if let Some(requested) = self.size {
             if !(MIN_REQUESTED_PART..=MAX_PART).contains(&requested) {
                 return Err(Error::invalid_argument(format!(
                     "partSize must be between 64 KiB and 5 GiB, got {requested}"

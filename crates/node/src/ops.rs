@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{Buffer, Either};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 use objget_engine::stream_upload::StreamUpload;
-use objget_engine::{Listed, UploadOptions, UploadSource};
+use objget_engine::{Listed, UploadOptions, UploadParts, UploadSource};
 use tokio::sync::Mutex;
 
 use crate::error::JsResult;
@@ -115,11 +115,13 @@ fn upload_options(
         rdma,
         store,
         if_not_exists: c.if_not_exists.unwrap_or(false),
-        part_size: c
-            .part_size
-            .map(|v| whole(v, "partSize must be a non-negative integer"))
-            .transpose()?,
-        concurrency: c.concurrency.map(|v| v as usize),
+        parts: UploadParts {
+            size: c
+                .part_size
+                .map(|v| whole(v, "partSize must be a non-negative integer"))
+                .transpose()?,
+            concurrency: c.concurrency.map(|v| v as usize),
+        },
         content_type: c.content_type,
         metadata: c.metadata.unwrap_or_default(),
         progress: progress_fn(on_progress),

@@ -23,6 +23,7 @@ pub(crate) use pool::{Pool, RegBuf};
 pub use shim::set_search_path;
 pub(crate) use shim::{Shim, OP_GET, OP_PUT};
 
+use crate::budget::Budget;
 use crate::error::{Error, ErrorCode, Result};
 use crate::options::{RdmaMode, RdmaOptions};
 
@@ -200,19 +201,21 @@ impl Lease {
 }
 
 /// How one call moves its bytes: the shim when RDMA is usable (`None`: HTTP bodies), the mode,
-/// and the parts: their size and how many are in flight (registered buffers in the pool).
+/// and the parts: their size, how many are in flight (registered buffers in the pool), and the
+/// engine's request budget each part's request takes a permit from.
 #[derive(Clone)]
 pub(crate) struct Transport {
     pub(crate) shim: Option<Arc<Shim>>,
     pub(crate) mode: RdmaMode,
     pub(crate) part_size: u64,
     pub(crate) buffers: usize,
+    pub(crate) budget: Budget,
 }
 
 impl Transport {
     /// `None` when the call does not ask for RDMA or must go over HTTP (unavailable under
     /// `true`); `RdmaUnavailable` under `'require'`. The options are validated by the caller.
-    pub(crate) fn plan(o: &RdmaOptions, url: &str) -> Result<Option<Transport>> {
+    pub(crate) fn plan(o: &RdmaOptions, url: &str, budget: &Budget) -> Result<Option<Transport>> {
         if o.mode == RdmaMode::Off {
             return Ok(None);
         }
@@ -228,16 +231,18 @@ impl Transport {
             mode: o.mode,
             part_size: o.part_size(),
             buffers: o.buffers(),
+            budget: budget.clone(),
         }))
     }
 
     /// HTTP bodies only, in parts of `part_size`, `concurrency` in flight.
-    pub(crate) fn http(part_size: u64, concurrency: usize) -> Transport {
+    pub(crate) fn http(part_size: u64, concurrency: usize, budget: &Budget) -> Transport {
         Transport {
             shim: None,
             mode: RdmaMode::Prefer,
             part_size,
             buffers: concurrency.max(1),
+            budget: budget.clone(),
         }
     }
 

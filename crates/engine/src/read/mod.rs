@@ -63,7 +63,7 @@ pub struct TransferResult {
 /// The path one read takes, chosen once per call by `Engine::route`.
 pub(crate) enum Route {
     /// Through the RDMA module (RDMA, or HTTP bodies where it declines).
-    Rdma(crate::s3::Ctx),
+    Rdma(std::sync::Arc<crate::s3::Ctx>),
     /// An object_store store, a query URL or a local file.
     Source(Source),
 }

@@ -20,7 +20,7 @@ use super::TransferResult;
 /// `get` over RDMA: parts land in pool buffers and are copied into the returned buffer.
 /// Finishes `tracker`.
 pub(crate) async fn get(
-    ctx: &crate::s3::Ctx,
+    ctx: &std::sync::Arc<crate::s3::Ctx>,
     t: TransferOptions,
     tracker: &Tracker,
     cancel: &CancellationToken,
@@ -46,7 +46,7 @@ pub(crate) async fn get(
 
 /// `download` over RDMA: parts land in pool buffers and are written at their offsets.
 pub(crate) async fn download(
-    ctx: &crate::s3::Ctx,
+    ctx: &std::sync::Arc<crate::s3::Ctx>,
     target: &Target,
     item: Item<'_>,
     cancel: &CancellationToken,
@@ -82,7 +82,7 @@ pub(crate) async fn download(
 /// A whole S3 object into caller-registered memory (`allocRdmaBuffer`): by RDMA with no copy
 /// on the client, or as HTTP bodies into the same memory (`ctx` from `Ctx::http_only`).
 pub(crate) async fn into(
-    ctx: &crate::s3::Ctx,
+    ctx: &std::sync::Arc<crate::s3::Ctx>,
     url: &str,
     into: &mut [u8],
     opts: &CallOptions,

@@ -4,6 +4,8 @@
 //! object_store's `Path` cannot represent (a trailing `/`, control characters, `.`/`..` or
 //! empty segments).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -154,16 +156,14 @@ impl S3Raw {
 }
 
 /// One call's S3 request context: the store's signer and HTTP client (`raw`), the object's
-/// `key`, the `url` the call was given (as errors name it), the transport the bytes move by
-/// (`rdma`: RDMA or HTTP bodies, the parts' size and how many are in flight), and the engine's
-/// request `budget` every part takes a permit from.
-#[derive(Clone)]
+/// `key`, the `url` the call was given (as errors name it), and the `transport` the bytes move
+/// by (RDMA or HTTP bodies, the parts' size, how many are in flight, and the engine's request
+/// budget every part takes a permit from). Shared by the call's part tasks through an `Arc`.
 pub(crate) struct Ctx {
     pub(crate) raw: S3Raw,
     pub(crate) key: Path,
     pub(crate) url: String,
-    pub(crate) rdma: Transport,
-    pub(crate) budget: Budget,
+    pub(crate) transport: Transport,
 }
 
 impl Ctx {
@@ -177,12 +177,12 @@ impl Ctx {
         store: &StoreOptions,
         budget: &Budget,
         raw: impl std::future::Future<Output = Result<S3Raw>>,
-    ) -> Result<Option<Ctx>> {
+    ) -> Result<Option<Arc<Ctx>>> {
         rdma.validate(loc, store)?;
-        let Some(transport) = Transport::plan(rdma, url)? else {
+        let Some(transport) = Transport::plan(rdma, url, budget)? else {
             return Ok(None);
         };
-        Ok(Some(Ctx::new(loc, url, raw.await?, transport, budget)))
+        Ok(Some(Arc::new(Ctx::new(loc, url, raw.await?, transport))))
     }
 
     /// A context that reads over HTTP into caller memory (`into` without RDMA).
@@ -192,9 +192,9 @@ impl Ctx {
         rdma: &RdmaOptions,
         budget: &Budget,
         raw: S3Raw,
-    ) -> Ctx {
-        let transport = Transport::http(rdma.part_size(), rdma.buffers());
-        Ctx::new(loc, url, raw, transport, budget)
+    ) -> Arc<Ctx> {
+        let transport = Transport::http(rdma.part_size(), rdma.buffers(), budget);
+        Arc::new(Ctx::new(loc, url, raw, transport))
     }
 
     /// A context for objget's own signed S3 requests with the bytes in HTTP bodies: the
@@ -206,18 +206,17 @@ impl Ctx {
         part_size: u64,
         concurrency: usize,
         budget: &Budget,
-    ) -> Ctx {
-        let transport = Transport::http(part_size, concurrency);
-        Ctx::new(loc, url, raw, transport, budget)
+    ) -> Arc<Ctx> {
+        let transport = Transport::http(part_size, concurrency, budget);
+        Arc::new(Ctx::new(loc, url, raw, transport))
     }
 
-    fn new(loc: &Location, url: &str, raw: S3Raw, rdma: Transport, budget: &Budget) -> Ctx {
+    fn new(loc: &Location, url: &str, raw: S3Raw, transport: Transport) -> Ctx {
         Ctx {
             raw,
             key: loc.path.clone(),
             url: url.to_string(),
-            rdma,
-            budget: budget.clone(),
+            transport,
         }
     }
 
@@ -246,12 +245,12 @@ impl Ctx {
 
     /// See [`Transport::unusable`].
     pub(crate) fn unusable(&self, e: Error, declined: &AtomicBool) -> Result<()> {
-        self.rdma.unusable(e, declined, &self.url)
+        self.transport.unusable(e, declined, &self.url)
     }
 
     /// See [`Transport::declined`].
     pub(crate) fn declined(&self, what: &str) -> Error {
-        self.rdma.declined(what, &self.url)
+        self.transport.declined(what, &self.url)
     }
 }
 

@@ -25,7 +25,7 @@ use crate::rdma::{user_registration, TransferPath};
 
 /// Upload `source` to `ctx`'s key: one PUT up to the part size, multipart above it.
 pub(crate) async fn upload(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     source: PutSource,
     opts: PutOptions<'_>,
     tracker: &Tracker,
@@ -36,8 +36,8 @@ pub(crate) async fn upload(
     }
     let size = source.size();
     // Parts stay within S3's 10,000 and the registered buffer they pass through.
-    let part = ctx.rdma.part_size.max(size.div_ceil(MAX_PARTS));
-    if part > ctx.rdma.part_size {
+    let part = ctx.transport.part_size.max(size.div_ceil(MAX_PARTS));
+    if part > ctx.transport.part_size {
         return Err(Error::invalid_argument(format!(
             "{size} bytes need parts of {part} bytes to stay within 10,000 parts; raise rdmaPartSize"
         )));
@@ -55,7 +55,7 @@ pub(crate) async fn upload(
     let tasks = TaskTracker::new();
     // Bytes in a caller's RDMA buffer go from there, one transfer at a time on it.
     let user = match &source {
-        PutSource::Bytes(b) if ctx.rdma.shim.is_some() => {
+        PutSource::Bytes(b) if ctx.transport.shim.is_some() => {
             user_registration(b.as_ptr(), b.len()).map(|(_, _, busy)| busy)
         }
         _ => None,
@@ -64,7 +64,11 @@ pub(crate) async fn upload(
         Some(busy) => Some(busy.clone().lock_owned().await),
         None => None,
     };
-    let in_flight = if user.is_some() { 1 } else { ctx.rdma.buffers };
+    let in_flight = if user.is_some() {
+        1
+    } else {
+        ctx.transport.buffers
+    };
     if parts.len() == 1 {
         let mut headers = common.clone();
         if opts.if_not_exists {

@@ -81,7 +81,7 @@ async fn get_part(
     if let Some(e) = etag {
         headers.push(("if-match".into(), e.to_string()));
     }
-    let token = match &ctx.rdma.shim {
+    let token = match &ctx.transport.shim {
         Some(shim) if !declined.load(Ordering::Relaxed) => {
             match shim.token(slot.base.0, slot.len, slot.offset, OP_GET) {
                 Ok(t) => Some(t),
@@ -109,7 +109,7 @@ async fn get_part(
     };
     let status = resp.status();
     let reply = header(&resp, "x-amz-rdma-reply").map(str::to_string);
-    if token.is_some() && status.as_u16() == 501 && ctx.rdma.mode != RdmaMode::Require {
+    if token.is_some() && status.as_u16() == 501 && ctx.transport.mode != RdmaMode::Require {
         // Declined with no body to read: the part again, without a token.
         drop(resp);
         drop(token);
@@ -154,7 +154,7 @@ async fn get_part(
         // 501: declined; no reply header: the server ignored the token. Either way the bytes
         // are in the body, and later parts go without a token.
         drop(token);
-        if ctx.rdma.mode == RdmaMode::Require {
+        if ctx.transport.mode == RdmaMode::Require {
             return Err(ctx.declined("GET"));
         }
         declined.store(true, Ordering::Relaxed);
@@ -204,14 +204,14 @@ pub(crate) enum Land<'a> {
 /// Read the object `head` describes into `land`; returns the parts `(offset, len, crc)` and the
 /// path that moved the bytes.
 pub(crate) async fn read(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     head: &Head,
     land: Land<'_>,
     expected: Option<&Checksum>,
     tracker: &Tracker,
     cancel: &CancellationToken,
 ) -> Result<(Vec<(u64, u64, u64)>, TransferPath)> {
-    let parts = plan(head.size, ctx.rdma.part_size);
+    let parts = plan(head.size, ctx.transport.part_size);
     tracker.plan(head.size, parts.len() as u32);
     let whole = parts.len() == 1;
     let etag = head.etag.as_deref();
@@ -232,11 +232,11 @@ pub(crate) async fn read(
     let in_flight = if registered.is_some() {
         1
     } else {
-        ctx.rdma.buffers
+        ctx.transport.buffers
     };
     // With neither RDMA nor a caller buffer, parts still need somewhere to land first.
-    let scratch_len = ctx.rdma.part_size.min(head.size.max(1)) as usize;
-    let pool = ctx.rdma.pool();
+    let scratch_len = ctx.transport.part_size.min(head.size.max(1)) as usize;
+    let pool = ctx.transport.pool();
     let (file, memory) = match land {
         Land::File(f, p) => (Some((f.clone(), p.to_path_buf())), None),
         Land::Memory(m) => (None, Some(m.slots(parts.iter().copied())?)),
@@ -264,7 +264,7 @@ pub(crate) async fn read(
                 let _permit = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return Err(Error::aborted(&ctx.url)),
-                    p = ctx.budget.permit() => p?,
+                    p = ctx.transport.budget.permit() => p?,
                 };
                 if cancel.is_cancelled() {
                     return Err(Error::aborted(&ctx.url));
@@ -445,7 +445,7 @@ pub(super) fn meta_header(key: &str) -> Result<std::borrow::Cow<'static, str>> {
 /// [`put_part`] in a task of its own, which owns the registered buffer until the server is
 /// done with it, whatever happens to the caller.
 pub(super) async fn spawn_put(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     source: &PutSource,
     range: (u64, u64),
     multipart: Option<(String, String)>,
@@ -454,7 +454,7 @@ pub(super) async fn spawn_put(
     tasks: &TaskTracker,
 ) -> Result<(PartDone, TransferPath)> {
     // The request counts against the engine's one request budget until it has ended.
-    let _permit = ctx.budget.permit().await?;
+    let _permit = ctx.transport.budget.permit().await?;
     let (ctx, source, declined) = (ctx.clone(), source.clone(), declined.clone());
     tasks
         .spawn(async move { put_part(&ctx, &source, range, multipart, headers, &declined).await })
@@ -487,7 +487,7 @@ async fn put_part(
     } else {
         "PUT"
     };
-    if ctx.rdma.shim.is_none() {
+    if ctx.transport.shim.is_none() {
         // No RDMA: the part goes straight into the body (a slice of a Buffer, or one read of
         // the file), with no registered buffer in between.
         let body = match source {
@@ -513,7 +513,7 @@ async fn put_part(
     let slot = match zero_copy {
         Some(s) => s,
         None => {
-            let leased = match ctx.rdma.pool() {
+            let leased = match ctx.transport.pool() {
                 Some(p) if !declined.load(Ordering::Relaxed) => match p.lease().await {
                     Ok(l) => Some(Lease::Pool(l)),
                     // Registration failed: RDMA is not usable now.
@@ -534,7 +534,7 @@ async fn put_part(
     let crc = crc64(slot.bytes());
     headers.push(("x-amz-checksum-crc64nvme".into(), b64(crc)));
     if let Some(shim) = ctx
-        .rdma
+        .transport
         .shim
         .as_ref()
         .filter(|_| !declined.load(Ordering::Relaxed))
@@ -596,7 +596,7 @@ async fn put_part(
                 }
                 return Err(status_error(status, &body, what, &ctx.url));
             }
-            if ctx.rdma.mode == RdmaMode::Require {
+            if ctx.transport.mode == RdmaMode::Require {
                 return Err(ctx.declined(what));
             }
             declined.store(true, Ordering::Relaxed);

@@ -78,7 +78,7 @@ pub fn upload_part_size(size: u64, requested: Option<u64>) -> u64 {
 /// The way one upload goes, chosen once.
 enum Route {
     /// objget's own S3 requests: by RDMA, or the conditional multipart over HTTP.
-    Own(Box<s3::Ctx>, PutSource),
+    Own(Arc<s3::Ctx>, PutSource),
     /// object_store: one PUT, its multipart upload, or staging and a conditional copy.
     Store(UploadSource),
 }
@@ -111,7 +111,7 @@ impl Engine {
         opts: &UploadOptions,
         cancel: &CancellationToken,
     ) -> Result<UploadResult> {
-        opts.validate()?;
+        opts.parts.validate()?;
         let loc = Location::parse(url)?;
         match self.upload_route(&loc, url, source, opts).await? {
             Route::Own(ctx, source) => own(&ctx, source, opts, cancel).await,
@@ -138,7 +138,7 @@ impl Engine {
                 }
                 // Under `rdma: true` a stream goes over HTTP.
                 UploadSource::Stream(rx) => Ok(Route::Store(UploadSource::Stream(rx))),
-                source => Ok(Route::Own(Box::new(ctx), put_source(source).await?)),
+                source => Ok(Route::Own(ctx, put_source(source).await?)),
             };
         }
         // ifNotExists above one part on S3: objget's own multipart upload, completed with a
@@ -150,14 +150,21 @@ impl Engine {
             UploadSource::Stream(_) => None,
         };
         if let Some(size) = size {
-            let part = upload_part_size(size, opts.part_size);
+            let part = upload_part_size(size, opts.parts.size);
             self.stores().backend(loc, &opts.store).await?;
             // A store configured with another conditional mechanism (a lock table) or with
             // settings objget's requests do not carry keeps object_store's path.
             if size > part && self.stores().own_conditional_multipart(loc, &opts.store) {
                 let raw = self.stores().s3_raw(loc, &opts.store).await?;
-                let ctx = s3::Ctx::http(loc, url, raw, part, opts.concurrency(), &self.requests);
-                return Ok(Route::Own(Box::new(ctx), put_source(source).await?));
+                let ctx = s3::Ctx::http(
+                    loc,
+                    url,
+                    raw,
+                    part,
+                    opts.parts.concurrency(),
+                    &self.requests,
+                );
+                return Ok(Route::Own(ctx, put_source(source).await?));
             }
         }
         Ok(Route::Store(source))
@@ -227,7 +234,7 @@ async fn body(
 ) -> Result<Body> {
     Ok(match source {
         UploadSource::Bytes(b) => {
-            let part = upload_part_size(b.len() as u64, opts.part_size);
+            let part = upload_part_size(b.len() as u64, opts.parts.size);
             if b.len() as u64 <= part {
                 Body::One(b)
             } else {
@@ -237,7 +244,7 @@ async fn body(
         }
         UploadSource::File(p) => {
             let size = file_size(&p).await?;
-            let part = upload_part_size(size, opts.part_size);
+            let part = upload_part_size(size, opts.parts.size);
             if size <= part {
                 Body::One(read_range(&p, 0, size).await?)
             } else {
@@ -245,7 +252,7 @@ async fn body(
             }
         }
         UploadSource::Stream(mut rx) => {
-            let part = upload_part_size(0, opts.part_size);
+            let part = upload_part_size(0, opts.parts.size);
             let mut first = BytesMut::new();
             // One byte more than a part decides: multipart.
             let ended = multipart::fill(&mut rx, &mut first, part + 1, cancel, url).await?;
@@ -326,7 +333,7 @@ async fn put_source(source: UploadSource) -> Result<PutSource> {
 /// An upload through objget's own S3 requests (RDMA, or the conditional multipart over HTTP):
 /// a Buffer in a caller's RDMA buffer goes with no copy.
 async fn own(
-    ctx: &s3::Ctx,
+    ctx: &Arc<s3::Ctx>,
     source: PutSource,
     opts: &UploadOptions,
     cancel: &CancellationToken,
@@ -386,7 +393,7 @@ async fn file_size(p: &FsPath) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::REQUEST_BUDGET;
+    use crate::options::{UploadParts, REQUEST_BUDGET};
     use std::time::Duration;
 
     /// Upload parts take their permits from the budget reads take theirs from: with every
@@ -397,7 +404,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cancel = CancellationToken::new();
         let opts = UploadOptions {
-            part_size: Some(MIN_PART),
+            parts: UploadParts {
+                size: Some(MIN_PART),
+                ..Default::default()
+            },
             ..Default::default()
         };
         for (name, len, parts) in [("many.bin", 2 * MIN_PART + 1, 3), ("one.bin", 10, 1)] {

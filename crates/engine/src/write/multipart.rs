@@ -177,7 +177,7 @@ pub(super) async fn multipart(
     if let Some((size, count)) = parts.plan() {
         tracker.plan(size, count as u32);
     }
-    let concurrency = opts.concurrency();
+    let concurrency = opts.parts.concurrency();
     let mut crcs = Vec::new();
     // Cancellation is checked here rather than by dropping this future, so that the upload is
     // always aborted and no part is left on the server.
