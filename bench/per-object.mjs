@@ -22,6 +22,8 @@ const { values, positionals } = parseArgs({
     size: { type: 'string', default: String(256 * 1024) },
     durable: { type: 'string' },
     checksum: { type: 'string' },
+    // 'false': CPU and objects/s only (no counting run, no strace run).
+    budget: { type: 'string', default: 'true' },
   },
 });
 const roots = (positionals.length ? positionals : [ROOT]).map((r) => resolve(r));
@@ -102,7 +104,7 @@ try {
     mkdirSync(out, { recursive: true });
     return out;
   };
-  for (const root of roots) {
+  for (const root of values.budget === 'false' ? [] : roots) {
     console.log(`\n${root}`);
     counts.clear();
     const via = { via: 'gateway', gateway: `http://127.0.0.1:${proxy.address().port}` };
@@ -163,7 +165,8 @@ try {
     const c = cpu.get(root);
     console.log(
       `  ${root}: CPU s ${median(c).toFixed(2)} (${c.map((x) => x.toFixed(2)).join(' ')}), ` +
-        `${((median(c) * 1000) / n).toFixed(2)} ms/object, objects/s ${median(rate.get(root)).toFixed(0)}`,
+        `${((median(c) * 1000) / n).toFixed(2)} ms/object, objects/s ${median(rate.get(root)).toFixed(1)}, ` +
+        `MB/s ${((median(rate.get(root)) * Number(values.size)) / 1e6).toFixed(0)}`,
     );
   }
 } finally {

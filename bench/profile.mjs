@@ -1,6 +1,6 @@
 // `npm run bench:profile`: where objget's CPU goes on many-small (1,000 × 256 KiB from MinIO),
 // at defaults and with durable: false + checksum: 'off', sampled by `perf record` and summed by
-// shared object. Needs Linux perf (Debian: linux-perf); prints the two tables.
+// shared object, with the hottest symbols in the addon and the kernel. Needs Linux perf (Debian: linux-perf); prints the two tables.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -80,6 +80,23 @@ try {
         .slice(0, 6)
         .join('\n'),
     );
+    // Deeper: the hottest symbols inside the addon and inside the kernel.
+    for (const dso of ['objget.linux-x64-gnu.node', '[kernel.kallsyms]']) {
+      const symbols = execFileSync(
+        'perf',
+        ['report', '-q', '-g', 'none', '-i', data, '--no-children', '--dsos', dso, '--sort', 'sym'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 },
+      );
+      console.log(`  top symbols in ${dso} (share of all samples):`);
+      console.log(
+        symbols
+          .split('\n')
+          .filter((l) => l.trim())
+          .slice(0, 10)
+          .map((l) => `  ${l.trim().slice(0, 110)}`)
+          .join('\n'),
+      );
+    }
   }
 } finally {
   await stop();

@@ -229,6 +229,48 @@ mod tests {
         }
     }
 
+    fn chunked(size: u64, etag: &str) -> Read {
+        let chunks: Vec<Result<bytes::Bytes>> = (0..size)
+            .step_by(7)
+            .map(|i| Ok(bytes::Bytes::from(vec![i as u8; 7.min(size - i) as usize])))
+            .collect();
+        Read {
+            size,
+            etag: Some(etag.to_string()),
+            len: size,
+            offered: Vec::new(),
+            withheld: false,
+            body: futures::stream::iter(chunks).boxed(),
+        }
+    }
+
+    async fn body_of(read: Read) -> Vec<u8> {
+        read.body.map(|c| c.unwrap().to_vec()).concat().await
+    }
+
+    #[tokio::test]
+    async fn a_whole_reply_is_cut_to_its_first_part_only_when_parts_can_be_pinned() {
+        // Larger than a part, strong ETag: the first 10 bytes, the chunk across the boundary cut.
+        let cut = first_part(chunked(30, "\"e\""), 10);
+        assert_eq!((cut.len, cut.size), (10, 30));
+        assert_eq!(pin(&cut).as_deref(), Some("\"e\""));
+        let whole = body_of(chunked(30, "\"e\"")).await;
+        assert_eq!(body_of(cut).await, whole[..10]);
+        // A part boundary on a chunk boundary.
+        assert_eq!(
+            body_of(first_part(chunked(30, "\"e\""), 14)).await,
+            whole[..14]
+        );
+        // No larger than a part, or a weak ETag (parts could not be pinned): all of it.
+        for read in [
+            first_part(chunked(30, "\"e\""), 30),
+            first_part(chunked(30, "W/\"e\""), 10),
+        ] {
+            assert_eq!(read.len, 30);
+            assert_eq!(body_of(read).await, whole);
+        }
+    }
+
     #[test]
     fn a_whole_object_whose_reply_withheld_checksums_asks_a_head() {
         // S3's ranged reply covering the whole object: a HEAD pinned to its ETag.
