@@ -137,6 +137,33 @@ try {
         `  syscalls per object: ${total ? (Number(total[3]) / n).toFixed(1) : '?'} (${top})`,
       );
     }
+    if (has('perf')) {
+      const stat = join(work, 'perf-stat.txt');
+      execFileSync(
+        'perf',
+        [
+          'stat',
+          '-x,',
+          '-e',
+          'context-switches,task-clock',
+          '-o',
+          stat,
+          process.execPath,
+          client,
+          job(root, fresh('perf')),
+        ],
+        { env },
+      );
+      const per = execFileSync('cat', [stat], { encoding: 'utf8' })
+        .split('\n')
+        .map((l) => l.split(','))
+        .filter((c) => c.length > 3 && /^[\d.]+$/.test(c[0]))
+        .map(
+          (c) =>
+            `${c[2]} ${(Number(c[0]) / n).toFixed(c[2] === 'task-clock' ? 2 : 1)}${c[2] === 'task-clock' ? ' ms' : ''}`,
+        );
+      console.log(`  per object (perf stat): ${per.join(', ')}`);
+    }
   }
   const rounds = Number(values.rounds);
   const cpu = new Map(roots.map((r) => [r, []]));
