@@ -5,13 +5,13 @@
 // PATH), and CPU seconds (user + sys of the client process) and objects/s over alternating rounds
 // (medians). Compare a change with `node bench/per-object.mjs . ../baseline-checkout`.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { startServers } from '../scripts/lib/servers.mjs';
+import { seedObjects } from './seed.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const { values, positionals } = parseArgs({
@@ -57,30 +57,9 @@ const proxy = http.createServer((req, res) => {
 });
 await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
 try {
-  const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-  const s3 = new S3Client({
-    endpoint: info.s3.endpoint,
-    region: info.s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: info.s3.accessKeyId, secretAccessKey: info.s3.secretAccessKey },
-  });
   const n = Number(values.objects);
   const keys = Array.from({ length: n }, (_, i) => `p/obj-${i}.bin`);
-  for (let i = 0; i < keys.length; i += 50) {
-    await Promise.all(
-      keys.slice(i, i + 50).map((Key) =>
-        s3.send(
-          // @aws-sdk stores a CRC32 with every PUT, as in the benchmark.
-          new PutObjectCommand({
-            Bucket: info.s3.bucket,
-            Key,
-            Body: randomBytes(Number(values.size)),
-          }),
-        ),
-      ),
-    );
-  }
-  s3.destroy();
+  await seedObjects(info.s3, keys, Number(values.size));
   const settings = {
     ...(values.durable ? { durable: values.durable === 'true' } : {}),
     ...(values.checksum ? { checksum: values.checksum } : {}),

@@ -10,15 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { download, downloadMany, getDetailed } from '../src/index.js';
 import type { StoreOptions } from '../src/index.js';
 import { type FaultProxy, faultProxy } from './helpers/fault-proxy.js';
-import {
-  bytes,
-  s3Client,
-  s3Store,
-  servers,
-  tempDir,
-  uniqueKey,
-  useEngine,
-} from './helpers/servers.js';
+import { bytes, s3Client, s3Store, servers, tempDir, uniqueKey } from './helpers/servers.js';
 
 const PART = 1024 * 1024;
 
@@ -28,7 +20,6 @@ let proxy: FaultProxy;
 let store: StoreOptions;
 
 beforeAll(async () => {
-  useEngine('native');
   const s = servers();
   proxy = await faultProxy(s.s3.endpoint, (req: http.IncomingMessage) => {
     const key = decodeURIComponent(req.url?.split('?')[0] ?? '');
@@ -77,6 +68,7 @@ describe('a small object', () => {
       { store, partSize: PART, concurrency: 4 },
     );
     objects.forEach(([key, data], i) => {
+      expect(results[i]!.engine).toBe('native');
       expect(requestsFor(key)).toEqual(['GET']);
       expect(results[i]!.parts).toBe(1);
       expect(results[i]!.checksum).toEqual({ algorithm: 'crc32', value: crcs[i] });
