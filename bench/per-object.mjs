@@ -3,7 +3,8 @@
 // checkout given (default: this one), at defaults: HTTP requests per object (counted by a
 // pass-through proxy in one extra run), syscalls per object (`strace -c -f`, when strace is on
 // PATH), and CPU seconds (user + sys of the client process) and objects/s over alternating rounds
-// (medians). Compare a change with `node bench/per-object.mjs . ../baseline-checkout`.
+// (medians). Compare a change with `node bench/per-object.mjs . ../baseline-checkout`. The counts
+// include the client process's start-up: use 1,000 objects or more.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { mkdirSync, rmSync } from 'node:fs';
