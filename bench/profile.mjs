@@ -1,12 +1,12 @@
 // `npm run bench:profile`: where objget's CPU goes on many-small (1,000 × 256 KiB from MinIO),
 // at defaults and with durable: false + checksum: 'off', sampled by `perf record` and summed by
-// shared object. Needs Linux perf (Debian: linux-perf); prints the two tables.
+// shared object, with the hottest symbols in the addon and the kernel. Needs Linux perf (Debian: linux-perf); prints the two tables.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServers } from '../scripts/lib/servers.mjs';
+import { seedObjects } from './seed.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const work = join(ROOT, '.objget', 'profile');
@@ -21,26 +21,8 @@ try {
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const { info, stop } = await startServers({ workDir: join(work, 'servers'), which: ['s3'] });
 try {
-  const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-  const s3 = new S3Client({
-    endpoint: info.s3.endpoint,
-    region: info.s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: info.s3.accessKeyId, secretAccessKey: info.s3.secretAccessKey },
-  });
   const keys = Array.from({ length: 1000 }, (_, i) => `p/obj-${i}.bin`);
-  for (let i = 0; i < keys.length; i += 50) {
-    await Promise.all(
-      keys
-        .slice(i, i + 50)
-        .map((Key) =>
-          s3.send(
-            new PutObjectCommand({ Bucket: info.s3.bucket, Key, Body: randomBytes(256 * 1024) }),
-          ),
-        ),
-    );
-  }
-  s3.destroy();
+  await seedObjects(info.s3, keys, 256 * 1024);
   const variants = [
     ['defaults', {}],
     ['durable: false, checksum: off', { durable: false, checksum: 'off' }],
@@ -80,6 +62,23 @@ try {
         .slice(0, 6)
         .join('\n'),
     );
+    // Deeper: the hottest symbols inside the addon and inside the kernel.
+    for (const dso of ['objget.linux-x64-gnu.node', '[kernel.kallsyms]']) {
+      const symbols = execFileSync(
+        'perf',
+        ['report', '-q', '-g', 'none', '-i', data, '--no-children', '--dsos', dso, '--sort', 'sym'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 },
+      );
+      console.log(`  top symbols in ${dso} (share of all samples):`);
+      console.log(
+        symbols
+          .split('\n')
+          .filter((l) => l.trim())
+          .slice(0, 10)
+          .map((l) => `  ${l.trim().slice(0, 110)}`)
+          .join('\n'),
+      );
+    }
   }
 } finally {
   await stop();

@@ -1,7 +1,7 @@
 // Which checksum verifies an object read in one request, on the real MinIO: a CRC stored with
 // the object wins over the MD5 ETag (S3 withholds x-amz-checksum-* on a ranged GET, so the
-// engine asks for them with a HEAD pinned to the ETag), and MD5 verifies only when it is all
-// there is.
+// engine's first GET asks for the whole object: test/small-objects.test.ts counts the requests),
+// and MD5 verifies only when it is all there is.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -27,9 +27,14 @@ pub(super) async fn open<'a>(
     whole: bool,
 ) -> Result<Opened<'a>> {
     let permit = budget.permit().await?;
-    let mut first = match whole {
-        true => source.read(url, None, None).await?,
-        false => read_first(source, url, t.part_size).await?,
+    // A store that withholds its checksums on a ranged read (S3) sends them on a whole one: ask
+    // for the whole object and read its first part from the reply, so a small object costs one
+    // request (no HEAD) and a large one learns its CRC without a HEAD too.
+    let unranged = whole || (t.checksum != ChecksumMode::Off && source.withholds_on_ranges());
+    let mut first = match (whole, unranged) {
+        (true, _) => source.read(url, None, None).await?,
+        (false, true) => first_part(source.read(url, None, None).await?, t.part_size),
+        (false, false) => read_first(source, url, t.part_size).await?,
     };
     let etag = pin(&first);
     if etag.is_none() && first.len < first.size {
@@ -44,6 +49,8 @@ pub(super) async fn open<'a>(
         // whole object: a CRC is computed with hardware instructions as the bytes stream (and
         // combined from parallel parts), where MD5 or SHA-256 costs several times more CPU.
         let extra = match (etag.as_deref(), whole_withheld(&first)) {
+            // An unranged reply carried whatever the store advertises: a HEAD adds nothing.
+            (Some(_), _) if unranged => Vec::new(),
             (Some(e), _) => source.head_pinned(url, e).await?.1,
             // The whole object is already here: if the HEAD fails (the object was replaced
             // meanwhile), the reply's own checksums still describe the bytes it carries.
@@ -161,6 +168,32 @@ async fn read_first(source: &Source, url: &str, part_size: u64) -> Result<Read> 
     }
 }
 
+/// The first part of a whole-object reply: its first `part_size` bytes when it is larger and
+/// later parts can be pinned to its strong ETag (the rest of the reply is dropped unread, which
+/// closes its connection), else all of it.
+fn first_part(mut read: Read, part_size: u64) -> Read {
+    let pinnable = read.etag.as_deref().is_some_and(|e| !e.starts_with("W/"));
+    if read.len <= part_size || !pinnable {
+        return read;
+    }
+    read.len = part_size;
+    read.body = futures::stream::unfold(Some((read.body, part_size)), |state| async move {
+        let (mut body, left) = state?;
+        match body.next().await? {
+            Ok(mut chunk) => {
+                let take = left.min(chunk.len() as u64);
+                chunk.truncate(take as usize);
+                // At the end of the part the rest of the body is dropped here, at once.
+                let next = (take < left).then(|| (body, left - take));
+                Some((Ok(chunk), next))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed();
+    read
+}
+
 /// The strong ETag of a whole object read in one reply that withheld the store's checksums
 /// (an S3 ranged read): a HEAD pinned to it learns them for the same bytes.
 fn whole_withheld(first: &Read) -> Option<&str> {
@@ -193,6 +226,48 @@ mod tests {
             offered: Vec::new(),
             withheld,
             body: futures::stream::empty().boxed(),
+        }
+    }
+
+    fn chunked(size: u64, etag: &str) -> Read {
+        let chunks: Vec<Result<bytes::Bytes>> = (0..size)
+            .step_by(7)
+            .map(|i| Ok(bytes::Bytes::from(vec![i as u8; 7.min(size - i) as usize])))
+            .collect();
+        Read {
+            size,
+            etag: Some(etag.to_string()),
+            len: size,
+            offered: Vec::new(),
+            withheld: false,
+            body: futures::stream::iter(chunks).boxed(),
+        }
+    }
+
+    async fn body_of(read: Read) -> Vec<u8> {
+        read.body.map(|c| c.unwrap().to_vec()).concat().await
+    }
+
+    #[tokio::test]
+    async fn a_whole_reply_is_cut_to_its_first_part_only_when_parts_can_be_pinned() {
+        // Larger than a part, strong ETag: the first 10 bytes, the chunk across the boundary cut.
+        let cut = first_part(chunked(30, "\"e\""), 10);
+        assert_eq!((cut.len, cut.size), (10, 30));
+        assert_eq!(pin(&cut).as_deref(), Some("\"e\""));
+        let whole = body_of(chunked(30, "\"e\"")).await;
+        assert_eq!(body_of(cut).await, whole[..10]);
+        // A part boundary on a chunk boundary.
+        assert_eq!(
+            body_of(first_part(chunked(30, "\"e\""), 14)).await,
+            whole[..14]
+        );
+        // No larger than a part, or a weak ETag (parts could not be pinned): all of it.
+        for read in [
+            first_part(chunked(30, "\"e\""), 30),
+            first_part(chunked(30, "W/\"e\""), 10),
+        ] {
+            assert_eq!(read.len, 30);
+            assert_eq!(body_of(read).await, whole);
         }
     }
 

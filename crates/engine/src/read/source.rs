@@ -64,6 +64,12 @@ impl Source {
         }
     }
 
+    /// Whether the store sends its stored checksums only on a whole-object read (S3 withholds
+    /// them on a ranged one, even one that covers the whole object).
+    pub(crate) fn withholds_on_ranges(&self) -> bool {
+        matches!(self, Self::Store(_, _, Dialect::S3))
+    }
+
     /// Read `range` (or everything), failing with `Precondition` if the object's ETag is no
     /// longer `if_match`.
     pub(crate) async fn read(
