@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, inject } from 'vitest';
+import { JS_CAPABILITIES, JS_SCHEMES } from '../../src/engines/js/engine.js';
 import type { StoreOptions } from '../../src/index.js';
 
 export interface ServersInfo {
@@ -37,9 +38,16 @@ export interface Backend {
   wrongSecret?: StoreOptions;
   /** Write an object directly (not through objget). */
   put(key: string, data: Buffer): Promise<void>;
-  /** Whether the pure-JS engine serves this backend. */
+  /** Whether the pure-JS engine serves this backend (its scheme is in the engine's JS_SCHEMES). */
   js: boolean;
 }
+
+/** Whether the pure-JS engine declares `call` (engineInfo().js.capabilities). */
+export function jsDoes(call: string): boolean {
+  return JS_CAPABILITIES.includes(call);
+}
+
+const jsServes = (scheme: string): boolean => JS_SCHEMES.includes(scheme);
 
 export const SENTINEL_SECRET = 'SENTINEL-objget-secret-7f3a9c1e5b';
 
@@ -133,7 +141,7 @@ export function backends(): Backend[] {
       url: (k) => `s3://${s.s3.bucket}/${k}`,
       store: s3Store(s),
       wrongSecret: s3Store(s, SENTINEL_SECRET),
-      js: false,
+      js: jsServes('s3'),
       async put(key, data) {
         const { PutObjectCommand } = await import('@aws-sdk/client-s3');
         const c = await s3Client();
@@ -149,7 +157,7 @@ export function backends(): Backend[] {
         maxRetries: 1,
         initialBackoffMs: 10,
       },
-      js: false,
+      js: jsServes('gs'),
       async put(key, data) {
         const r = await fetch(
           `${s.gcs.url}/upload/storage/v1/b/${s.gcs.bucket}/o?uploadType=media&name=${encodeURIComponent(key)}`,
@@ -163,7 +171,7 @@ export function backends(): Backend[] {
       url: (k) => `az://${s.azure.container}/${k}`,
       store: azureStore(s.azure.key),
       wrongSecret: azureStore(Buffer.from(SENTINEL_SECRET.padEnd(64, 'x')).toString('base64')),
-      js: false,
+      js: jsServes('az'),
       async put(key, data) {
         const { BlobServiceClient, StorageSharedKeyCredential } =
           await import('@azure/storage-blob');
@@ -178,7 +186,7 @@ export function backends(): Backend[] {
       name: 'http',
       url: (k) => `${s.http.url}/${k}`,
       store: { maxRetries: 1, initialBackoffMs: 10 },
-      js: true,
+      js: jsServes('http'),
       async put(key, data) {
         writeAt(join(s.http.root, key), data);
       },
@@ -187,7 +195,7 @@ export function backends(): Backend[] {
       name: 'https',
       url: (k) => `${s.http.httpsUrl}/${k}`,
       store: { caCert: s.http.ca, maxRetries: 1, initialBackoffMs: 10 },
-      js: true,
+      js: jsServes('https'),
       async put(key, data) {
         writeAt(join(s.http.root, key), data);
       },
@@ -196,7 +204,7 @@ export function backends(): Backend[] {
       name: 'file',
       url: (k) => join(localRoot, k),
       store: {},
-      js: true,
+      js: jsServes('file'),
       async put(key, data) {
         writeAt(join(localRoot, key), data);
       },
