@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, inject } from 'vitest';
-import { JS_CAPABILITIES, JS_SCHEMES } from '../../src/engines/js/engine.js';
+import { JS_SCHEME_CAPABILITIES } from '../../src/engines/js/engine.js';
 import type { StoreOptions } from '../../src/index.js';
 
 export interface ServersInfo {
@@ -38,16 +38,19 @@ export interface Backend {
   wrongSecret?: StoreOptions;
   /** Write an object directly (not through objget). */
   put(key: string, data: Buffer): Promise<void>;
-  /** Whether the pure-JS engine serves this backend (its scheme is in the engine's JS_SCHEMES). */
+  /** Whether the pure-JS engine serves this backend (its scheme is one the engine declares). */
   js: boolean;
+  /** The calls the pure-JS engine declares for this backend's scheme (JS_SCHEME_CAPABILITIES). */
+  jsCalls: string[];
 }
 
-/** Whether the pure-JS engine declares `call` (engineInfo().js.capabilities). */
-export function jsDoes(call: string): boolean {
-  return JS_CAPABILITIES.includes(call);
+/** Whether `engine` makes `call` on backend `b`: native makes every one, JS what it declares. */
+export function serves(engine: 'native' | 'js', b: Backend, call: string): boolean {
+  return engine === 'native' || b.jsCalls.includes(call);
 }
 
-const jsServes = (scheme: string): boolean => JS_SCHEMES.includes(scheme);
+const jsServes = (scheme: string): boolean => scheme in JS_SCHEME_CAPABILITIES;
+const jsCalls = (scheme: string): string[] => JS_SCHEME_CAPABILITIES[scheme] ?? [];
 
 export const SENTINEL_SECRET = 'SENTINEL-objget-secret-7f3a9c1e5b';
 
@@ -142,6 +145,7 @@ export function backends(): Backend[] {
       store: s3Store(s),
       wrongSecret: s3Store(s, SENTINEL_SECRET),
       js: jsServes('s3'),
+      jsCalls: jsCalls('s3'),
       async put(key, data) {
         const { PutObjectCommand } = await import('@aws-sdk/client-s3');
         const c = await s3Client();
@@ -158,6 +162,7 @@ export function backends(): Backend[] {
         initialBackoffMs: 10,
       },
       js: jsServes('gs'),
+      jsCalls: jsCalls('gs'),
       async put(key, data) {
         const r = await fetch(
           `${s.gcs.url}/upload/storage/v1/b/${s.gcs.bucket}/o?uploadType=media&name=${encodeURIComponent(key)}`,
@@ -172,6 +177,7 @@ export function backends(): Backend[] {
       store: azureStore(s.azure.key),
       wrongSecret: azureStore(Buffer.from(SENTINEL_SECRET.padEnd(64, 'x')).toString('base64')),
       js: jsServes('az'),
+      jsCalls: jsCalls('az'),
       async put(key, data) {
         const { BlobServiceClient, StorageSharedKeyCredential } =
           await import('@azure/storage-blob');
@@ -187,6 +193,7 @@ export function backends(): Backend[] {
       url: (k) => `${s.http.url}/${k}`,
       store: { maxRetries: 1, initialBackoffMs: 10 },
       js: jsServes('http'),
+      jsCalls: jsCalls('http'),
       async put(key, data) {
         writeAt(join(s.http.root, key), data);
       },
@@ -196,6 +203,7 @@ export function backends(): Backend[] {
       url: (k) => `${s.http.httpsUrl}/${k}`,
       store: { caCert: s.http.ca, maxRetries: 1, initialBackoffMs: 10 },
       js: jsServes('https'),
+      jsCalls: jsCalls('https'),
       async put(key, data) {
         writeAt(join(s.http.root, key), data);
       },
@@ -205,6 +213,7 @@ export function backends(): Backend[] {
       url: (k) => join(localRoot, k),
       store: {},
       js: jsServes('file'),
+      jsCalls: jsCalls('file'),
       async put(key, data) {
         writeAt(join(localRoot, key), data);
       },

@@ -19,9 +19,11 @@ import {
   type Via,
 } from './http.js';
 import { s3Download, s3GetWhole } from './read.js';
+import { s3Upload } from './upload.js';
 import {
   objectHref,
   resolveObject,
+  s3Copy,
   s3Head,
   s3List,
   s3Remove,
@@ -41,22 +43,25 @@ import type {
 
 type Done = EngineTransfer;
 
-/** Schemes the pure-JS engine serves. */
-export const JS_SCHEMES = ['http', 'https', 'file', ...S3_SCHEMES];
+/** The calls the JS engine makes on a store it reads. */
+const READS = ['head', 'get', 'download', 'downloadMany', 'exists'];
+const S3_CALLS = [...READS, 'list', 'remove', 'copy', 'upload'];
+
 /**
- * What the JS engine does, on every scheme it serves whose store can (an http(s) server is
- * read-only: writes and listings there are `NotSupported` on either engine); every other call
- * answers `NotSupported` (see engineInfo()).
+ * What the JS engine does per scheme; every other call on that scheme answers `NotSupported`
+ * (an http(s) server is read-only on either engine; local files are read only here).
  */
-export const JS_CAPABILITIES = [
-  'head',
-  'get',
-  'download',
-  'downloadMany',
-  'exists',
-  'list',
-  'remove',
-];
+export const JS_SCHEME_CAPABILITIES: Record<string, string[]> = {
+  http: READS,
+  https: READS,
+  file: READS,
+  ...Object.fromEntries(S3_SCHEMES.map((s) => [s, S3_CALLS])),
+};
+
+/** Schemes the pure-JS engine serves. */
+export const JS_SCHEMES = Object.keys(JS_SCHEME_CAPABILITIES);
+/** Every call the JS engine makes on some scheme (engineInfo().js.capabilities). */
+export const JS_CAPABILITIES = [...new Set(Object.values(JS_SCHEME_CAPABILITIES).flat())];
 
 const isS3 = (scheme: string): boolean => S3_SCHEMES.includes(scheme);
 
@@ -284,9 +289,10 @@ export function jsEngine(why: WhyJs): Engine {
         throw e;
       }
     },
-    async upload(_source, url, o) {
+    async upload(source, url, o) {
       refuseRdma(url, o.store);
-      throw nativeOnly('upload', url, why);
+      if (!s3Url(url)) throw nativeOnly('upload', url, why);
+      return s3Upload(source, url, o);
     },
     async remove(urls, store) {
       const s3 = urls.filter((u) => s3Url(u));
@@ -294,8 +300,9 @@ export function jsEngine(why: WhyJs): Engine {
       if (other !== undefined) throw nativeOnly('remove', other, why);
       if (s3.length) await s3Remove(s3, store);
     },
-    copy(_from, to) {
-      return Promise.reject(nativeOnly('copy', to, why));
+    async copy(from, to, ifNotExists, store) {
+      if (!s3Url(from) || !s3Url(to)) throw nativeOnly('copy', s3Url(to) ? from : to, why);
+      await s3Copy(from, to, ifNotExists, store);
     },
     async *list(prefixUrl, store) {
       if (!s3Url(prefixUrl)) throw nativeOnly('list', prefixUrl, why);

@@ -8,6 +8,7 @@ import { Sha256 } from '@smithy/core/checksum';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { XMLParser } from 'fast-xml-parser';
 import { StorageError, type ErrorCode } from '../../errors.js';
+import { UPLOAD_LIMITS } from '../../options.js';
 import { displayUrl, registerSecret } from '../../redact.js';
 import type { ListedObject, ObjectInfo, StoreOptions } from '../../types.js';
 import { awsCredentials, awsProfileSettings } from '../credentials.js';
@@ -536,5 +537,171 @@ export async function s3Remove(urls: string[], store: StoreOptions | undefined):
         throw s3Error('DeleteObjects', 200, `<Error><Code>${escapeXml(e.Code ?? '')}</Code></Error>`, failed);
       }
     }
+  }
+}
+
+/** S3 answers some failures of CopyObject and CompleteMultipartUpload with a 200. */
+function failedWith200(text: string): boolean {
+  return /<Error>/.test(text.slice(0, 512));
+}
+
+/** The copy source header of an object: `/bucket/key`, the key encoded. */
+const copySource = (o: S3Object): string => `/${o.bucket}/${encodeKey(o.key)}`;
+
+/** Read a reply's XML, or the error S3 put in a 200. */
+export async function answer(res: Response, what: string, url: string): Promise<unknown> {
+  const text = await bodyText(res, 16 << 20);
+  if (failedWith200(text)) throw s3Error(what, res.statusCode, text, url);
+  try {
+    return xml.parse(text) as unknown;
+  } catch (e) {
+    throw new StorageError(
+      'Generic',
+      `${displayUrl(url)}: ${what} answered what objget cannot read: ${(e as Error).message}`,
+      { url },
+    );
+  }
+}
+
+/** Multipart uploads: create, complete (conditionally), abort. */
+export async function createUpload(
+  o: S3Object,
+  headers: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<string> {
+  const res = await s3Send(o, 'POST', encodeKey(o.key), [['uploads', '']], headers, o.url, 'CreateMultipartUpload', signal);
+  const doc = (await answer(res, 'CreateMultipartUpload', o.url)) as {
+    InitiateMultipartUploadResult?: { UploadId?: string };
+  };
+  const id = doc.InitiateMultipartUploadResult?.UploadId;
+  if (!id) {
+    throw new StorageError('Generic', `${displayUrl(o.url)}: CreateMultipartUpload gave no UploadId`, {
+      url: o.url,
+    });
+  }
+  return id;
+}
+
+export interface DonePart {
+  etag: string;
+  crc64nvme?: string;
+}
+
+/**
+ * Complete a multipart upload; with `ifNotExists`, conditional (If-None-Match: *): an object
+ * already there is `AlreadyExists`.
+ */
+export async function completeUpload(
+  o: S3Object,
+  uploadId: string,
+  parts: DonePart[],
+  ifNotExists: boolean,
+  headers: Record<string, string> = {},
+): Promise<{ etag?: string; version?: string }> {
+  const body = Buffer.from(
+    `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload>${parts
+      .map(
+        (p, i) =>
+          `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(p.etag)}</ETag>${
+            p.crc64nvme ? `<ChecksumCRC64NVME>${p.crc64nvme}</ChecksumCRC64NVME>` : ''
+          }</Part>`,
+      )
+      .join('')}</CompleteMultipartUpload>`,
+  );
+  const h = { ...headers, 'content-type': 'application/xml', ...(ifNotExists ? { 'if-none-match': '*' } : {}) };
+  const res = await s3Send(o, 'POST', encodeKey(o.key), [['uploadId', uploadId]], h, o.url, 'CompleteMultipartUpload', undefined, body).catch(
+    (e: unknown) => {
+      throw ifNotExists ? conditional(e, o.url) : e;
+    },
+  );
+  const doc = (await answer(res, 'CompleteMultipartUpload', o.url).catch((e: unknown) => {
+    throw ifNotExists ? conditional(e, o.url) : e;
+  })) as { CompleteMultipartUploadResult?: { ETag?: string } };
+  return {
+    etag: doc.CompleteMultipartUploadResult?.ETag,
+    version: one(res.headers['x-amz-version-id']),
+  };
+}
+
+/** Abort a multipart upload, whatever signal the call had (nothing may be left behind). */
+export async function abortUpload(o: S3Object, uploadId: string): Promise<void> {
+  const res = await s3Send(o, 'DELETE', encodeKey(o.key), [['uploadId', uploadId]], {}, o.url, 'AbortMultipartUpload');
+  await res.body.dump();
+}
+
+/** A conditional write refused because the object exists: `AlreadyExists`, as the native engine. */
+export function conditional(e: unknown, url: string): unknown {
+  if (
+    e instanceof StorageError &&
+    (e.code === 'Precondition' || /ConditionalRequestConflict|PreconditionFailed/.test(e.message))
+  ) {
+    return new StorageError('AlreadyExists', `${displayUrl(url)}: the object already exists`, {
+      url,
+      cause: e,
+    });
+  }
+  return e;
+}
+
+/** Parts of at most 5 GiB: what UploadPartCopy copies at once. */
+const COPY_PART = UPLOAD_LIMITS.maxPart;
+
+/**
+ * Server-side copy within one bucket. With `ifNotExists`, as object_store's `multipart`
+ * mechanism: the source is copied into a multipart upload (UploadPartCopy) completed with
+ * If-None-Match, so an object already at `to` is `AlreadyExists` and nothing is staged.
+ */
+export async function s3Copy(
+  from: string,
+  to: string,
+  ifNotExists: boolean,
+  store: StoreOptions | undefined,
+): Promise<void> {
+  const a = parseS3(from);
+  const b = parseS3(to);
+  if (a.base !== b.base) {
+    throw new StorageError(
+      'InvalidArgument',
+      'copy works within one store (same scheme and bucket/container/host); download and upload to move between stores',
+    );
+  }
+  const src = await resolveObject(from, store);
+  const dst = await resolveObject(to, store);
+  if (!ifNotExists) {
+    const res = await s3Send(dst, 'PUT', encodeKey(dst.key), [], { 'x-amz-copy-source': copySource(src) }, to, 'CopyObject');
+    await answer(res, 'CopyObject', to);
+    return;
+  }
+  const { info } = await s3Head(src);
+  const uploadId = await createUpload(dst, {});
+  try {
+    const parts: DonePart[] = [];
+    const n = Math.max(1, Math.ceil(info.size / COPY_PART));
+    for (let i = 0; i < n; i++) {
+      const headers: Record<string, string> = { 'x-amz-copy-source': copySource(src) };
+      if (info.etag) headers['x-amz-copy-source-if-match'] = info.etag;
+      if (n > 1) {
+        const start = i * COPY_PART;
+        headers['x-amz-copy-source-range'] = `bytes=${start}-${Math.min(info.size, start + COPY_PART) - 1}`;
+      }
+      const res = await s3Send(
+        dst,
+        'PUT',
+        encodeKey(dst.key),
+        [
+          ['partNumber', String(i + 1)],
+          ['uploadId', uploadId],
+        ],
+        headers,
+        to,
+        'UploadPartCopy',
+      );
+      const doc = (await answer(res, 'UploadPartCopy', to)) as { CopyPartResult?: { ETag?: string } };
+      parts.push({ etag: doc.CopyPartResult?.ETag ?? '' });
+    }
+    await completeUpload(dst, uploadId, parts, true);
+  } catch (e) {
+    await abortUpload(dst, uploadId).catch(() => undefined);
+    throw e;
   }
 }
