@@ -257,10 +257,10 @@ async function readAll(
   return Buffer.concat(chunks, expected);
 }
 
-/** Whether a URL is one the JS engine reaches as S3. */
+/** Whether a URL is one the JS engine reaches as S3 (one that does not parse is not). */
 function s3Url(url: string): boolean {
-  const loc = locate(url);
-  return loc.kind === 'cloud' && isS3(loc.scheme);
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase();
+  return scheme !== undefined && isS3(scheme);
 }
 
 /** A whole object's bytes, or the filled view of `into` holding them. */

@@ -589,7 +589,10 @@ export interface DonePart {
 
 /**
  * Complete a multipart upload; with `ifNotExists`, conditional (If-None-Match: *): an object
- * already there is `AlreadyExists`.
+ * already there is `AlreadyExists`. A completion whose reply was lost is retried, and the retry
+ * finds the upload gone (NoSuchUpload), or, conditional, the object in place (412): that object
+ * is taken as this upload's when it holds the CRC64NVME of the bytes sent (`crc64nvme`), so the
+ * upload succeeds as on the native engine. (Another writer's identical bytes would read the same.)
  */
 export async function completeUpload(
   o: S3Object,
@@ -597,6 +600,7 @@ export async function completeUpload(
   parts: DonePart[],
   ifNotExists: boolean,
   headers: Record<string, string> = {},
+  crc64nvme?: string,
 ): Promise<{ etag?: string; version?: string }> {
   const body = Buffer.from(
     `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload>${parts
@@ -608,19 +612,43 @@ export async function completeUpload(
       )
       .join('')}</CompleteMultipartUpload>`,
   );
-  const h = { ...headers, 'content-type': 'application/xml', ...(ifNotExists ? { 'if-none-match': '*' } : {}) };
-  const res = await s3Send(o, 'POST', encodeKey(o.key), [['uploadId', uploadId]], h, o.url, 'CompleteMultipartUpload', undefined, body).catch(
-    (e: unknown) => {
-      throw ifNotExists ? conditional(e, o.url) : e;
-    },
-  );
-  const doc = (await answer(res, 'CompleteMultipartUpload', o.url).catch((e: unknown) => {
-    throw ifNotExists ? conditional(e, o.url) : e;
-  })) as { CompleteMultipartUploadResult?: { ETag?: string } };
-  return {
-    etag: doc.CompleteMultipartUploadResult?.ETag,
-    version: one(res.headers['x-amz-version-id']),
+  const h = {
+    ...headers,
+    'content-type': 'application/xml',
+    ...(ifNotExists ? { 'if-none-match': '*' } : {}),
   };
+  try {
+    const res = await s3Send(
+      o,
+      'POST',
+      encodeKey(o.key),
+      [['uploadId', uploadId]],
+      h,
+      o.url,
+      'CompleteMultipartUpload',
+      undefined,
+      body,
+    );
+    const doc = (await answer(res, 'CompleteMultipartUpload', o.url)) as {
+      CompleteMultipartUploadResult?: { ETag?: string };
+    };
+    return {
+      etag: doc.CompleteMultipartUploadResult?.ETag,
+      version: one(res.headers['x-amz-version-id']),
+    };
+  } catch (e) {
+    // A lost reply's retry finds the upload gone, or (conditional) the object it made there.
+    const retried =
+      e instanceof StorageError &&
+      (/NoSuchUpload/.test(e.message) || (ifNotExists && e.code === 'Precondition'));
+    if (crc64nvme && retried) {
+      const placed = await s3Head(o).catch(() => undefined);
+      if (placed && one(placed.headers['x-amz-checksum-crc64nvme']) === crc64nvme) {
+        return { etag: placed.info.etag, version: placed.info.version };
+      }
+    }
+    throw ifNotExists ? conditional(e, o.url) : e;
+  }
 }
 
 /** Abort a multipart upload, whatever signal the call had (nothing may be left behind). */

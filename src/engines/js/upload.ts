@@ -9,7 +9,7 @@ import { fromNodeError, StorageError } from '../../errors.js';
 import { DEFAULTS, UPLOAD_LIMITS } from '../../options.js';
 import type { UploadOptions, VerifiedChecksum } from '../../types.js';
 import { abortedError, Reporter } from '../land.js';
-import { running } from './checksum.js';
+import { running, type Running } from './checksum.js';
 import { one } from './http.js';
 import {
   abortUpload,
@@ -173,13 +173,13 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
         checksum: { algorithm: 'crc64nvme', value: (await whole.digest()).toString('base64') },
       };
     }
-    const r = await multipart(target, [first, second], pull, concurrency, o, report, aborted);
+    const r = await multipart(target, [first, second], pull, concurrency, o, report, aborted, whole);
     report.finish();
     return {
       ...r.done,
       bytes,
       parts: r.parts,
-      checksum: { algorithm: 'crc64nvme', value: (await whole.digest()).toString('base64') },
+      checksum: { algorithm: 'crc64nvme', value: r.crc },
     };
   } catch (e) {
     drop();
@@ -219,7 +219,8 @@ async function multipart(
   o: UploadOptions,
   report: Reporter,
   aborted: Promise<never>,
-): Promise<{ done: { etag?: string; version?: string }; parts: number }> {
+  whole: Running,
+): Promise<{ done: { etag?: string; version?: string }; parts: number; crc: string }> {
   const uploadId = await Promise.race([
     createUpload(t, {
       ...attributes(o),
@@ -279,13 +280,20 @@ async function multipart(
     }
     await Promise.race([Promise.all(inFlight), aborted]);
     if (failure !== undefined) throw failure;
+    // Every part has been pulled: the whole object's CRC64NVME is known.
+    const crc = (await whole.digest()).toString('base64');
     const full = await Promise.race([
-      completeUpload(t, uploadId, done, o.ifNotExists === true, {
-        'x-amz-checksum-type': 'FULL_OBJECT',
-      }),
+      completeUpload(
+        t,
+        uploadId,
+        done,
+        o.ifNotExists === true,
+        { 'x-amz-checksum-type': 'FULL_OBJECT', 'x-amz-checksum-crc64nvme': crc },
+        crc,
+      ),
       aborted,
     ]);
-    return { done: full, parts: n };
+    return { done: full, parts: n, crc };
   } catch (e) {
     ac.abort();
     await Promise.allSettled(inFlight);
