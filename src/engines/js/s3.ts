@@ -280,6 +280,7 @@ export const xml = new XMLParser({
   parseTagValue: false,
   trimValues: false,
   processEntities: true,
+  htmlEntities: true,
   isArray: (name) => ['Contents', 'Deleted', 'Error', 'Part'].includes(name),
 });
 
