@@ -60,8 +60,7 @@ async function outcome<T>(p: Promise<T>): Promise<T | { error: string }> {
   );
 }
 
-const digest = (b: Buffer): string =>
-  `${b.length}:${createHash('sha256').update(b).digest('hex')}`;
+const digest = (b: Buffer): string => `${b.length}:${createHash('sha256').update(b).digest('hex')}`;
 
 const url = (key: string): string => `s3://${servers().s3.bucket}/${key}`;
 const store = (): StoreOptions => s3Store(servers());
@@ -84,9 +83,7 @@ describe('engineInfo', () => {
     expect(js.capabilities).toEqual(
       expect.arrayContaining(['head', 'get', 'download', 'downloadMany', 'exists']),
     );
-    expect(js.capabilities).toEqual(
-      expect.arrayContaining(['list', 'remove', 'copy', 'upload']),
-    );
+    expect(js.capabilities).toEqual(expect.arrayContaining(['list', 'remove', 'copy', 'upload']));
   });
 });
 
@@ -421,22 +418,29 @@ describe('writes and listings', () => {
       expect(b, p).toEqual(a);
     }
     const [a] = await both(() => listAll(url(`${prefix}/`), store()));
-    expect(a.map((o) => o.relative).sort()).toEqual(Object.keys(objects).map((k) => k.slice(prefix.length + 1)).sort());
+    expect(a.map((o) => o.relative).sort()).toEqual(
+      Object.keys(objects)
+        .map((k) => k.slice(prefix.length + 1))
+        .sort(),
+    );
   });
 
   it('a listing of more than one page', async () => {
     const prefix = uniqueKey('jsp-pages');
     const objects: Record<string, Buffer> = {};
-    for (let i = 0; i < 1005; i++) objects[`${prefix}/${String(i).padStart(4, '0')}`] = Buffer.from([i & 255]);
+    for (let i = 0; i < 1005; i++)
+      objects[`${prefix}/${String(i).padStart(4, '0')}`] = Buffer.from([i & 255]);
     const { PutObjectCommand } = await import('@aws-sdk/client-s3');
     const c = await s3Client();
     try {
       const entries = Object.entries(objects);
       for (let i = 0; i < entries.length; i += 50) {
         await Promise.all(
-          entries.slice(i, i + 50).map(([Key, Body]) =>
-            c.send(new PutObjectCommand({ Bucket: servers().s3.bucket, Key, Body })),
-          ),
+          entries
+            .slice(i, i + 50)
+            .map(([Key, Body]) =>
+              c.send(new PutObjectCommand({ Bucket: servers().s3.bucket, Key, Body })),
+            ),
         );
       }
     } finally {

@@ -7,7 +7,15 @@ import { download, get } from '../../src/index.js';
 import { rejection } from '../helpers/expect.js';
 import { clearFaults, fault, seedHttp } from '../helpers/fixture.js';
 import type { EngineName } from '../helpers/matrix.js';
-import { bytes, s3Client, servers, tempDir, uniqueKey, serves, type Backend } from '../helpers/servers.js';
+import {
+  bytes,
+  s3Client,
+  servers,
+  tempDir,
+  uniqueKey,
+  serves,
+  type Backend,
+} from '../helpers/servers.js';
 
 const PART = 1024 * 1024;
 

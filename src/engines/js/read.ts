@@ -31,7 +31,7 @@ function bufferSink(buf: Buffer): Sink {
 function fileSink(fh: FileHandle): Sink {
   return {
     async write(chunk, pos) {
-      for (let at = 0; at < chunk.length; ) {
+      for (let at = 0; at < chunk.length;) {
         at += (await fh.write(chunk, at, chunk.length - at, pos + at)).bytesWritten;
       }
     },
@@ -147,7 +147,10 @@ async function fetchParts(
 }
 
 /** A whole S3 object into memory. */
-export async function s3GetWhole(url: string, t: TransferSettings): Promise<{ data: Buffer; result: EngineTransfer }> {
+export async function s3GetWhole(
+  url: string,
+  t: TransferSettings,
+): Promise<{ data: Buffer; result: EngineTransfer }> {
   const started = performance.now();
   const o = await resolveObject(url, t.store);
   const report = new Reporter(t.onProgress);
@@ -198,7 +201,16 @@ export async function s3Download(
         via(o, url, 'GET'),
       );
       const length = Number(one(res.headers['content-length']));
-      const body = resumable(res.body, objectHref(o), info.etag, 0, length, o.store, t.signal, via(o, url, 'GET'));
+      const body = resumable(
+        res.body,
+        objectHref(o),
+        info.etag,
+        0,
+        length,
+        o.store,
+        t.signal,
+        via(o, url, 'GET'),
+      );
       await writeBody(body, fh, where, url, report, t.signal, verifier);
     } else {
       await fh.truncate(info.size);

@@ -215,7 +215,8 @@ export async function resolveBucket(url: string, store: StoreOptions | undefined
     throw new StorageError('InvalidArgument', `the S3 endpoint must be an http(s) URL`, { url });
   }
   const allowHttp =
-    store?.allowHttp ?? (isTrue(s.get('allow_http')) || endpoint.toLowerCase().startsWith('http://'));
+    store?.allowHttp ??
+    (isTrue(s.get('allow_http')) || endpoint.toLowerCase().startsWith('http://'));
   if (!allowHttp && bucketEndpoint.toLowerCase().startsWith('http://')) {
     throw new StorageError(
       'InvalidArgument',
@@ -232,7 +233,9 @@ export async function resolveBucket(url: string, store: StoreOptions | undefined
   const id = s.get('access_key_id');
   const secret = s.get('secret_access_key');
   const keys =
-    id && secret ? { accessKeyId: id, secretAccessKey: secret, sessionToken: s.get('token') || undefined } : undefined;
+    id && secret
+      ? { accessKeyId: id, secretAccessKey: secret, sessionToken: s.get('token') || undefined }
+      : undefined;
   const signer = skip
     ? undefined
     : new SignatureV4({
@@ -267,7 +270,10 @@ export async function resolveBucket(url: string, store: StoreOptions | undefined
   return { bucket, endpoint: bucketEndpoint, region, store, sign };
 }
 
-export async function resolveObject(url: string, store: StoreOptions | undefined): Promise<S3Object> {
+export async function resolveObject(
+  url: string,
+  store: StoreOptions | undefined,
+): Promise<S3Object> {
   const { key } = parseS3(url);
   if (!key) {
     throw new StorageError('InvalidUrl', 'the URL names a bucket but no object', { url });
@@ -377,14 +383,21 @@ export async function s3Head(
   o: S3Object,
   headers: Record<string, string> = {},
 ): Promise<{ info: ObjectInfo; headers: Response['headers'] }> {
-  const res = await send(objectHref(o), 'HEAD', { ...CHECKSUM_MODE, ...headers }, o.store, undefined, {
-    ...via(o, o.url, 'HEAD'),
-    // A HEAD has no body to read an S3 code from: its status says it.
-    fail: async (r) => {
-      discard(r.body);
-      return s3Error('HEAD', r.statusCode, '', o.url);
+  const res = await send(
+    objectHref(o),
+    'HEAD',
+    { ...CHECKSUM_MODE, ...headers },
+    o.store,
+    undefined,
+    {
+      ...via(o, o.url, 'HEAD'),
+      // A HEAD has no body to read an S3 code from: its status says it.
+      fail: async (r) => {
+        discard(r.body);
+        return s3Error('HEAD', r.statusCode, '', o.url);
+      },
     },
-  });
+  );
   await res.body.dump();
   const size = Number(one(res.headers['content-length']));
   if (!Number.isSafeInteger(size) || size < 0) {
@@ -406,10 +419,10 @@ function urlKey(key: string): string {
         ? '%2E'
         : seg === '..'
           ? '%2E%2E'
-          : seg.replace(
-              /[\x00-\x1f\x7f-\uffff "#%<>?`{}\\^|[\]]/gu,
-              (c) =>
-                [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+          : seg.replace(/[\x00-\x1f\x7f-\uffff "#%<>?`{}\\^|[\]]/gu, (c) =>
+              [...Buffer.from(c)]
+                .map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`)
+                .join(''),
             ),
     )
     .join('/');
@@ -494,8 +507,7 @@ export async function* s3List(
   }
 }
 
-const escapeXml = (s: string): string =>
-  s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeXml = (s: string): string => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /**
  * Remove objects: DeleteObjects per bucket, 1000 keys a request. A missing object is not an
@@ -531,11 +543,18 @@ export async function s3Remove(urls: string[], store: StoreOptions | undefined):
         body,
       );
       const text = await bodyText(res);
-      const doc = xml.parse(text) as { DeleteResult?: { Error?: { Key?: string; Code?: string }[] } };
+      const doc = xml.parse(text) as {
+        DeleteResult?: { Error?: { Key?: string; Code?: string }[] };
+      };
       for (const e of doc.DeleteResult?.Error ?? []) {
         if (e.Code === 'NoSuchKey') continue;
         const failed = batch.find((o) => o.key === e.Key)?.url ?? batch[0]!.url;
-        throw s3Error('DeleteObjects', 200, `<Error><Code>${escapeXml(e.Code ?? '')}</Code></Error>`, failed);
+        throw s3Error(
+          'DeleteObjects',
+          200,
+          `<Error><Code>${escapeXml(e.Code ?? '')}</Code></Error>`,
+          failed,
+        );
       }
     }
   }
@@ -570,15 +589,28 @@ export async function createUpload(
   headers: Record<string, string>,
   signal?: AbortSignal,
 ): Promise<string> {
-  const res = await s3Send(o, 'POST', encodeKey(o.key), [['uploads', '']], headers, o.url, 'CreateMultipartUpload', signal);
+  const res = await s3Send(
+    o,
+    'POST',
+    encodeKey(o.key),
+    [['uploads', '']],
+    headers,
+    o.url,
+    'CreateMultipartUpload',
+    signal,
+  );
   const doc = (await answer(res, 'CreateMultipartUpload', o.url)) as {
     InitiateMultipartUploadResult?: { UploadId?: string };
   };
   const id = doc.InitiateMultipartUploadResult?.UploadId;
   if (!id) {
-    throw new StorageError('Generic', `${displayUrl(o.url)}: CreateMultipartUpload gave no UploadId`, {
-      url: o.url,
-    });
+    throw new StorageError(
+      'Generic',
+      `${displayUrl(o.url)}: CreateMultipartUpload gave no UploadId`,
+      {
+        url: o.url,
+      },
+    );
   }
   return id;
 }
@@ -654,7 +686,15 @@ export async function completeUpload(
 
 /** Abort a multipart upload, whatever signal the call had (nothing may be left behind). */
 export async function abortUpload(o: S3Object, uploadId: string): Promise<void> {
-  const res = await s3Send(o, 'DELETE', encodeKey(o.key), [['uploadId', uploadId]], {}, o.url, 'AbortMultipartUpload');
+  const res = await s3Send(
+    o,
+    'DELETE',
+    encodeKey(o.key),
+    [['uploadId', uploadId]],
+    {},
+    o.url,
+    'AbortMultipartUpload',
+  );
   await res.body.dump();
 }
 
@@ -697,7 +737,15 @@ export async function s3Copy(
   const src = await resolveObject(from, store);
   const dst = await resolveObject(to, store);
   if (!ifNotExists) {
-    const res = await s3Send(dst, 'PUT', encodeKey(dst.key), [], { 'x-amz-copy-source': copySource(src) }, to, 'CopyObject');
+    const res = await s3Send(
+      dst,
+      'PUT',
+      encodeKey(dst.key),
+      [],
+      { 'x-amz-copy-source': copySource(src) },
+      to,
+      'CopyObject',
+    );
     await answer(res, 'CopyObject', to);
     return;
   }
@@ -711,7 +759,8 @@ export async function s3Copy(
       if (info.etag) headers['x-amz-copy-source-if-match'] = info.etag;
       if (n > 1) {
         const start = i * COPY_PART;
-        headers['x-amz-copy-source-range'] = `bytes=${start}-${Math.min(info.size, start + COPY_PART) - 1}`;
+        headers['x-amz-copy-source-range'] =
+          `bytes=${start}-${Math.min(info.size, start + COPY_PART) - 1}`;
       }
       const res = await s3Send(
         dst,
@@ -725,7 +774,9 @@ export async function s3Copy(
         to,
         'UploadPartCopy',
       );
-      const doc = (await answer(res, 'UploadPartCopy', to)) as { CopyPartResult?: { ETag?: string } };
+      const doc = (await answer(res, 'UploadPartCopy', to)) as {
+        CopyPartResult?: { ETag?: string };
+      };
       parts.push({ etag: doc.CopyPartResult?.ETag ?? '' });
     }
     await completeUpload(dst, uploadId, parts, true);

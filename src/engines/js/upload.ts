@@ -41,8 +41,7 @@ function partSizeFor(size: number, requested: number | undefined): number {
 }
 
 /** A stream's part size once `made` parts are cut: doubled every 1,000 (to reach 10,000). */
-const streamPart = (first: number, made: number): number =>
-  first * 2 ** Math.floor(made / 1000);
+const streamPart = (first: number, made: number): number => first * 2 ** Math.floor(made / 1000);
 
 /** The source as parts, in order, each a fresh or sliced Buffer (the last may be shorter). */
 async function* cut(
@@ -173,7 +172,16 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
         checksum: { algorithm: 'crc64nvme', value: (await whole.digest()).toString('base64') },
       };
     }
-    const r = await multipart(target, [first, second], pull, concurrency, o, report, aborted, whole);
+    const r = await multipart(
+      target,
+      [first, second],
+      pull,
+      concurrency,
+      o,
+      report,
+      aborted,
+      whole,
+    );
     report.finish();
     return {
       ...r.done,
@@ -198,11 +206,19 @@ async function putWhole(
     'x-amz-checksum-crc64nvme': await crc64(data),
     ...(o.ifNotExists ? { 'if-none-match': '*' } : {}),
   };
-  const res = await s3Send(t, 'PUT', encodeKey(t.key), [], headers, t.url, 'PutObject', o.signal, data).catch(
-    (e: unknown) => {
-      throw o.ifNotExists ? conditional(e, t.url) : e;
-    },
-  );
+  const res = await s3Send(
+    t,
+    'PUT',
+    encodeKey(t.key),
+    [],
+    headers,
+    t.url,
+    'PutObject',
+    o.signal,
+    data,
+  ).catch((e: unknown) => {
+    throw o.ifNotExists ? conditional(e, t.url) : e;
+  });
   await res.body.dump();
   return { etag: one(res.headers.etag), version: one(res.headers['x-amz-version-id']) };
 }
