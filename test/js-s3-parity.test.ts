@@ -11,7 +11,6 @@ import {
   engineInfo,
   exists,
   get,
-  getDetailed,
   head,
   list,
   remove,
@@ -20,6 +19,8 @@ import {
   type Progress,
   type StoreOptions,
 } from '../src/index.js';
+// (Apart: the suites import the same run of names.)
+import { getDetailed } from '../src/index.js';
 import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
 import {

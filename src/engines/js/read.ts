@@ -8,7 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { fromNodeError, StorageError } from '../../errors.js';
 import { DEFAULTS } from '../../options.js';
 import { displayUrl } from '../../redact.js';
-import type { EngineTransfer, TransferSettings } from '../../types.js';
+import type { EngineTransfer, ObjectInfo, TransferSettings } from '../../types.js';
 import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import { advertised, Verifier } from './checksum.js';
 import { discard, one, resumable, send, startFromContentRange } from './http.js';
@@ -147,31 +147,46 @@ async function fetchParts(
 }
 
 /** A whole S3 object into memory. */
+/** An object opened for a whole read: located, its HEAD read, its checksum chosen. */
+async function opened(url: string, t: TransferSettings, report: Reporter) {
+  const o = await resolveObject(url, t.store);
+  const { info, headers } = await s3Head(o);
+  const verifier = Verifier.for(t.checksum, advertised(headers, false, true), url);
+  report.plan(info.size);
+  return { o, info, verifier };
+}
+
+/** A whole read's result, once its checksum (if any) is verified. */
+async function finished(
+  info: ObjectInfo,
+  started: number,
+  parts: number,
+  verifier: Verifier | undefined,
+  report: Reporter,
+): Promise<EngineTransfer> {
+  const checksum = await verifier?.finish();
+  report.finish();
+  return {
+    bytes: info.size,
+    etag: info.etag,
+    elapsedMs: performance.now() - started,
+    parts,
+    checksum,
+    resumedBytes: 0,
+  };
+}
+
+/** A whole S3 object into memory. */
 export async function s3GetWhole(
   url: string,
   t: TransferSettings,
 ): Promise<{ data: Buffer; result: EngineTransfer }> {
   const started = performance.now();
-  const o = await resolveObject(url, t.store);
   const report = new Reporter(t.onProgress);
-  const { info, headers } = await s3Head(o);
-  const verifier = Verifier.for(t.checksum, advertised(headers, false, true), url);
-  report.plan(info.size);
+  const { o, info, verifier } = await opened(url, t, report);
   const data = Buffer.allocUnsafe(info.size);
   const parts = await fetchParts(o, info.size, info.etag, bufferSink(data), t, report, verifier);
-  const checksum = await verifier?.finish();
-  report.finish();
-  return {
-    data,
-    result: {
-      bytes: info.size,
-      etag: info.etag,
-      elapsedMs: performance.now() - started,
-      parts,
-      checksum,
-      resumedBytes: 0,
-    },
-  };
+  return { data, result: await finished(info, started, parts, verifier, report) };
 }
 
 /** An S3 object into a file, landed as every JS download lands (src/engines/land.ts). */
@@ -184,47 +199,21 @@ export async function s3Download(
   const started = performance.now();
   const report = new Reporter(t.onProgress, index);
   const target = isAbsolute(dest) ? dest : resolve(dest);
-  const o = await resolveObject(url, t.store);
-  const { info, headers } = await s3Head(o);
-  const verifier = Verifier.for(t.checksum, advertised(headers, false, true), url);
-  report.plan(info.size);
+  const { o, info, verifier } = await opened(url, t, report);
   return withTemp(url, target, t, async (fh, where): Promise<EngineTransfer> => {
     let parts = 1;
     if (where === target) {
       // A character device or a FIFO takes no offsets: one stream, in order.
-      const res = await send(
-        objectHref(o),
-        'GET',
-        info.etag ? { 'if-match': info.etag } : {},
-        o.store,
-        t.signal,
-        via(o, url, 'GET'),
-      );
+      const how = via(o, url, 'GET');
+      const pin: Record<string, string> = info.etag ? { 'if-match': info.etag } : {};
+      const res = await send(objectHref(o), 'GET', pin, o.store, t.signal, how);
       const length = Number(one(res.headers['content-length']));
-      const body = resumable(
-        res.body,
-        objectHref(o),
-        info.etag,
-        0,
-        length,
-        o.store,
-        t.signal,
-        via(o, url, 'GET'),
-      );
+      const body = resumable(res.body, objectHref(o), info.etag, 0, length, o.store, t.signal, how);
       await writeBody(body, fh, where, url, report, t.signal, verifier);
     } else {
       await fh.truncate(info.size);
       parts = await fetchParts(o, info.size, info.etag, fileSink(fh), t, report, verifier);
     }
-    const checksum = await verifier?.finish();
-    report.finish();
-    return {
-      bytes: info.size,
-      etag: info.etag,
-      elapsedMs: performance.now() - started,
-      parts,
-      checksum,
-      resumedBytes: 0,
-    };
+    return finished(info, started, parts, verifier, report);
   });
 }

@@ -344,20 +344,23 @@ export function via(b: Bucket, url: string, what: string, body?: Buffer): Via {
   };
 }
 
-/** One signed request to the bucket: `path` is an encoded key (or empty), `q` the query. */
-export function s3Send(
-  b: Bucket,
-  method: Method,
-  path: string,
-  q: [string, string][],
-  headers: Record<string, string>,
-  url: string,
-  what: string,
-  signal?: AbortSignal,
-  body?: Buffer,
-): Promise<Response> {
-  const target = `${b.endpoint}/${path}${query(q)}`;
-  return send(target, method, headers, b.store, signal, via(b, url, what, body));
+/** One S3 request: what it is (named in errors), on which key (none: the bucket), with what. */
+export interface S3Request {
+  method: Method;
+  what: string;
+  /** The URL messages name. */
+  url: string;
+  key?: string;
+  query?: [string, string][];
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  body?: Buffer;
+}
+
+/** One signed request to the bucket. */
+export function s3Send(b: Bucket, r: S3Request): Promise<Response> {
+  const target = `${b.endpoint}/${r.key === undefined ? '' : encodeKey(r.key)}${query(r.query ?? [])}`;
+  return send(target, r.method, r.headers ?? {}, b.store, r.signal, via(b, r.url, r.what, r.body));
 }
 
 /** The URL of a key in the bucket: what S3 is sent. */
@@ -463,7 +466,7 @@ export async function* s3List(
       ['prefix', below],
     ];
     if (token !== undefined) q.unshift(['continuation-token', token]);
-    const res = await s3Send(b, 'GET', '', q, {}, prefixUrl, 'ListObjectsV2');
+    const res = await s3Send(b, { method: 'GET', what: 'ListObjectsV2', url: prefixUrl, query: q });
     const text = await bodyText(res, 64 << 20);
     let page: ListPage;
     try {
@@ -531,17 +534,14 @@ export async function s3Remove(urls: string[], store: StoreOptions | undefined):
           .join('')}</Delete>`,
       );
       const md5 = createHash('md5').update(body).digest('base64');
-      const res = await s3Send(
-        b,
-        'POST',
-        '',
-        [['delete', '']],
-        { 'content-md5': md5, 'content-type': 'application/xml' },
-        batch[0]!.url,
-        'DeleteObjects',
-        undefined,
+      const res = await s3Send(b, {
+        method: 'POST',
+        what: 'DeleteObjects',
+        url: batch[0]!.url,
+        query: [['delete', '']],
+        headers: { 'content-md5': md5, 'content-type': 'application/xml' },
         body,
-      );
+      });
       const text = await bodyText(res);
       const doc = xml.parse(text) as {
         DeleteResult?: { Error?: { Key?: string; Code?: string }[] };
@@ -589,16 +589,15 @@ export async function createUpload(
   headers: Record<string, string>,
   signal?: AbortSignal,
 ): Promise<string> {
-  const res = await s3Send(
-    o,
-    'POST',
-    encodeKey(o.key),
-    [['uploads', '']],
+  const res = await s3Send(o, {
+    method: 'POST',
+    what: 'CreateMultipartUpload',
+    url: o.url,
+    key: o.key,
+    query: [['uploads', '']],
     headers,
-    o.url,
-    'CreateMultipartUpload',
     signal,
-  );
+  });
   const doc = (await answer(res, 'CreateMultipartUpload', o.url)) as {
     InitiateMultipartUploadResult?: { UploadId?: string };
   };
@@ -613,6 +612,19 @@ export async function createUpload(
     );
   }
   return id;
+}
+
+/** A request on the multipart upload `uploadId` of `o` (completing or aborting it). */
+function onUpload(
+  o: S3Object,
+  uploadId: string,
+  method: Method,
+  what: string,
+  headers?: Record<string, string>,
+  body?: Buffer,
+): Promise<Response> {
+  const query: [string, string][] = [['uploadId', uploadId]];
+  return s3Send(o, { method, what, url: o.url, key: o.key, query, headers, body });
 }
 
 export interface DonePart {
@@ -651,17 +663,7 @@ export async function completeUpload(
     ...(ifNotExists ? { 'if-none-match': '*' } : {}),
   };
   try {
-    const res = await s3Send(
-      o,
-      'POST',
-      encodeKey(o.key),
-      [['uploadId', uploadId]],
-      h,
-      o.url,
-      'CompleteMultipartUpload',
-      undefined,
-      body,
-    );
+    const res = await onUpload(o, uploadId, 'POST', 'CompleteMultipartUpload', h, body);
     const doc = (await answer(res, 'CompleteMultipartUpload', o.url)) as {
       CompleteMultipartUploadResult?: { ETag?: string };
     };
@@ -686,15 +688,7 @@ export async function completeUpload(
 
 /** Abort a multipart upload, whatever signal the call had (nothing may be left behind). */
 export async function abortUpload(o: S3Object, uploadId: string): Promise<void> {
-  const res = await s3Send(
-    o,
-    'DELETE',
-    encodeKey(o.key),
-    [['uploadId', uploadId]],
-    {},
-    o.url,
-    'AbortMultipartUpload',
-  );
+  const res = await onUpload(o, uploadId, 'DELETE', 'AbortMultipartUpload');
   await res.body.dump();
 }
 
@@ -737,15 +731,13 @@ export async function s3Copy(
   const src = await resolveObject(from, store);
   const dst = await resolveObject(to, store);
   if (!ifNotExists) {
-    const res = await s3Send(
-      dst,
-      'PUT',
-      encodeKey(dst.key),
-      [],
-      { 'x-amz-copy-source': copySource(src) },
-      to,
-      'CopyObject',
-    );
+    const res = await s3Send(dst, {
+      method: 'PUT',
+      what: 'CopyObject',
+      url: to,
+      key: dst.key,
+      headers: { 'x-amz-copy-source': copySource(src) },
+    });
     await answer(res, 'CopyObject', to);
     return;
   }
@@ -762,18 +754,17 @@ export async function s3Copy(
         headers['x-amz-copy-source-range'] =
           `bytes=${start}-${Math.min(info.size, start + COPY_PART) - 1}`;
       }
-      const res = await s3Send(
-        dst,
-        'PUT',
-        encodeKey(dst.key),
-        [
+      const res = await s3Send(dst, {
+        method: 'PUT',
+        what: 'UploadPartCopy',
+        url: to,
+        key: dst.key,
+        query: [
           ['partNumber', String(i + 1)],
           ['uploadId', uploadId],
         ],
         headers,
-        to,
-        'UploadPartCopy',
-      );
+      });
       const doc = (await answer(res, 'UploadPartCopy', to)) as {
         CopyPartResult?: { ETag?: string };
       };

@@ -16,7 +16,6 @@ import {
   completeUpload,
   conditional,
   createUpload,
-  encodeKey,
   resolveObject,
   s3Send,
   type DonePart,
@@ -206,17 +205,15 @@ async function putWhole(
     'x-amz-checksum-crc64nvme': await crc64(data),
     ...(o.ifNotExists ? { 'if-none-match': '*' } : {}),
   };
-  const res = await s3Send(
-    t,
-    'PUT',
-    encodeKey(t.key),
-    [],
+  const res = await s3Send(t, {
+    method: 'PUT',
+    what: 'PutObject',
+    url: t.url,
+    key: t.key,
     headers,
-    t.url,
-    'PutObject',
-    o.signal,
-    data,
-  ).catch((e: unknown) => {
+    signal: o.signal,
+    body: data,
+  }).catch((e: unknown) => {
     throw o.ifNotExists ? conditional(e, t.url) : e;
   });
   await res.body.dump();
@@ -253,20 +250,19 @@ async function multipart(
   let failure: unknown;
   const send = async (i: number, data: Buffer): Promise<void> => {
     const crc = await crc64(data);
-    const res = await s3Send(
-      t,
-      'PUT',
-      encodeKey(t.key),
-      [
+    const res = await s3Send(t, {
+      method: 'PUT',
+      what: 'UploadPart',
+      url: t.url,
+      key: t.key,
+      query: [
         ['partNumber', String(i + 1)],
         ['uploadId', uploadId],
       ],
-      { 'x-amz-checksum-crc64nvme': crc },
-      t.url,
-      'UploadPart',
-      ac.signal,
-      data,
-    );
+      headers: { 'x-amz-checksum-crc64nvme': crc },
+      signal: ac.signal,
+      body: data,
+    });
     await res.body.dump();
     const etag = one(res.headers.etag);
     if (!etag) {
