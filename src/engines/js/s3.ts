@@ -61,6 +61,24 @@ const KEYS: Record<string, string> = {
   disable_tagging: 'ignored',
   aws_disable_bulk_delete: 'ignored',
   disable_bulk_delete: 'ignored',
+  // object_store's HTTP client settings: the JS engine's connections are undici's, sized and
+  // timed by the store options (connectTimeoutMs, readTimeoutMs).
+  allow_http: 'allow_http',
+  disable_system_certificates: 'ignored',
+  connect_timeout: 'ignored',
+  default_content_type: 'ignored',
+  http1_only: 'ignored',
+  http2_only: 'ignored',
+  http2_keep_alive_interval: 'ignored',
+  http2_keep_alive_timeout: 'ignored',
+  http2_keep_alive_while_idle: 'ignored',
+  http2_max_frame_size: 'ignored',
+  pool_idle_timeout: 'ignored',
+  pool_max_idle_per_host: 'ignored',
+  randomize_addresses: 'ignored',
+  read_timeout: 'ignored',
+  timeout: 'ignored',
+  user_agent: 'ignored',
 };
 
 /** Settings the native engine takes that the JS engine's requests do not carry. */
@@ -85,6 +103,15 @@ const NATIVE_ONLY: Record<string, string> = {
   container_credentials_relative_uri: 'container credentials in the options',
   aws_container_credentials_full_uri: 'container credentials in the options',
   container_credentials_full_uri: 'container credentials in the options',
+  aws_container_authorization_token_file: 'container credentials in the options',
+  container_authorization_token_file: 'container credentials in the options',
+  aws_role_session_name: 'a role in the options',
+  role_session_name: 'a role in the options',
+  aws_endpoint_url_sts: 'a role in the options',
+  endpoint_url_sts: 'a role in the options',
+  proxy_url: 'a proxy',
+  proxy_ca_certificate: 'a proxy',
+  proxy_excludes: 'a proxy',
 };
 
 const isTrue = (v: string | undefined): boolean => v?.trim().toLowerCase() === 'true';
