@@ -30,6 +30,8 @@ export interface Via {
   fail?: (res: Response, url: string) => Promise<StorageError>;
   /** The URL messages name (the caller's `s3://…`), when it is not the one requested. */
   shown?: string;
+  /** Told before the request is sent again (its earlier attempt may have taken effect). */
+  resending?: () => void;
 }
 
 const agents = new Map<string, Agent>();
@@ -211,6 +213,7 @@ export async function send(
     if (res) discard(res.body);
     attempt++;
     await sleep(wait);
+    via.resending?.();
   }
 }
 

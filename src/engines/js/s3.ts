@@ -382,12 +382,14 @@ export interface S3Request {
   headers?: Record<string, string>;
   signal?: AbortSignal;
   body?: Buffer;
+  resending?: Via['resending'];
 }
 
 /** One signed request to the bucket. */
 export function s3Send(b: Bucket, r: S3Request): Promise<Response> {
   const target = `${b.endpoint}/${r.key === undefined ? '' : encodeKey(r.key)}${query(r.query ?? [])}`;
-  return send(target, r.method, r.headers ?? {}, b.store, r.signal, via(b, r.url, r.what, r.body));
+  const how = { ...via(b, r.url, r.what, r.body), resending: r.resending };
+  return send(target, r.method, r.headers ?? {}, b.store, r.signal, how);
 }
 
 /** The URL of a key in the bucket: what S3 is sent. */
@@ -647,11 +649,10 @@ function onUpload(
   uploadId: string,
   method: Method,
   what: string,
-  headers?: Record<string, string>,
-  body?: Buffer,
+  extra: Pick<S3Request, 'headers' | 'body' | 'resending'> = {},
 ): Promise<Response> {
   const query: [string, string][] = [['uploadId', uploadId]];
-  return s3Send(o, { method, what, url: o.url, key: o.key, query, headers, body });
+  return s3Send(o, { method, what, url: o.url, key: o.key, query, ...extra });
 }
 
 export interface DonePart {
@@ -662,9 +663,9 @@ export interface DonePart {
 /**
  * Complete a multipart upload; with `ifNotExists`, conditional (If-None-Match: *): an object
  * already there is `AlreadyExists`. A completion whose reply was lost is retried, and the retry
- * finds the upload gone (NoSuchUpload), or, conditional, the object in place (412): that object
- * is taken as this upload's when it holds the CRC64NVME of the bytes sent (`crc64nvme`), so the
- * upload succeeds as on the native engine. (Another writer's identical bytes would read the same.)
+ * finds the upload gone (NoSuchUpload), or, conditional, the object in place (412): only after
+ * such a retry, that object is taken as this upload's when it holds the CRC64NVME of the bytes
+ * sent (`crc64nvme`), so the upload succeeds as on the native engine.
  */
 export async function completeUpload(
   o: S3Object,
@@ -689,8 +690,13 @@ export async function completeUpload(
     'content-type': 'application/xml',
     ...(ifNotExists ? { 'if-none-match': '*' } : {}),
   };
+  let resent = false;
   try {
-    const res = await onUpload(o, uploadId, 'POST', 'CompleteMultipartUpload', h, body);
+    const res = await onUpload(o, uploadId, 'POST', 'CompleteMultipartUpload', {
+      headers: h,
+      body,
+      resending: () => (resent = true),
+    });
     const doc = (await answer(res, 'CompleteMultipartUpload', o.url)) as {
       CompleteMultipartUploadResult?: { ETag?: string };
     };
@@ -701,6 +707,7 @@ export async function completeUpload(
   } catch (e) {
     // A lost reply's retry finds the upload gone, or (conditional) the object it made there.
     const retried =
+      resent &&
       e instanceof StorageError &&
       (/NoSuchUpload/.test(e.message) || (ifNotExists && e.code === 'Precondition'));
     if (crc64nvme && retried) {
