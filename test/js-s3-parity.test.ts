@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   copy,
@@ -385,6 +386,12 @@ describe('writes and listings', () => {
       small: () => Buffer.from('hello'),
       buffer: () => data,
       file: () => join(dir, 'src.bin'),
+      stream: () =>
+        Readable.from(
+          Array.from({ length: Math.ceil(data.length / (64 * KiB)) }, (_, i) =>
+            data.subarray(i * 64 * KiB, (i + 1) * 64 * KiB),
+          ),
+        ),
     };
     for (const [name, source] of Object.entries(sources)) {
       const [a, b] = await both((e) =>
