@@ -51,6 +51,21 @@ export const LIMITS = {
   maxConcurrency: 64,
 } as const;
 
+/**
+ * Limits of an upload's parts, the native engine's (crates/engine/src/options.rs), for the JS
+ * engine's S3 uploads.
+ */
+export const UPLOAD_LIMITS = {
+  /** The smallest `partSize` a caller may ask for (`MIN_REQUESTED_PART`). */
+  minRequestedPart: 64 * KiB,
+  /** S3 (and R2, MinIO) refuse multipart parts under 5 MiB, except the last (`MIN_PART`). */
+  minPart: 5 * MiB,
+  /** S3's largest part, and largest UploadPartCopy source (`MAX_PART`). */
+  maxPart: 5 * 1024 * MiB,
+  /** S3's limit on parts per upload (`MAX_PARTS`). */
+  maxParts: 10_000,
+} as const;
+
 /** What a value is, for a message: its kind, and a number's value. */
 function kind(v: unknown): string {
   if (v === null) return 'null';

@@ -19,9 +19,20 @@ describe('engineInfo', () => {
     expect(info.native.loaded).toBe(true);
     expect(info.native.objectStoreVersion).toMatch(/^0\.14\./);
     expect(info.native.tls).toBe('rustls+ring');
-    expect(info.js.schemes).toEqual(['http', 'https', 'file']);
-    // What the JS engine does; everything else answers NotSupported there (test/suites/ops.ts).
-    expect(info.js.capabilities).toEqual(['head', 'get', 'download', 'downloadMany', 'exists']);
+    expect(info.js.schemes).toEqual(['http', 'https', 'file', 's3', 's3a']);
+    // What the JS engine does (per scheme in JS_SCHEME_CAPABILITIES: writes and listings on S3
+    // only); everything else answers NotSupported there (test/suites/ops.ts).
+    expect(info.js.capabilities).toEqual([
+      'head',
+      'get',
+      'download',
+      'downloadMany',
+      'exists',
+      'list',
+      'remove',
+      'copy',
+      'upload',
+    ]);
   });
 
   it('OBJGET_ENGINE=js forces the JS engine', () => {

@@ -1,5 +1,5 @@
 /**
- * Credentials the way users have them, for the native engine.
+ * Credentials the way users have them, for the native engine and the JS engine alike.
  *
  * - `store.credentials`: the caller's function, registered with the addon once (one id per
  *   function), validated here on every call; the engine caches what it returns and asks again
@@ -17,8 +17,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as Binding from '../../index.js';
+import { StorageError } from '../errors.js';
 import { registerSecret, scrub } from '../redact.js';
-import type { CredentialsFunction, CredentialsProvider } from '../types.js';
+import type { AwsCredentials, CredentialsFunction, CredentialsProvider } from '../types.js';
 
 type NativeBinding = typeof Binding;
 
@@ -245,4 +246,55 @@ async function readProfileSettings(): Promise<ProfileSettings> {
         return services?.[['s3', 'endpoint_url'].join(CONFIG_PREFIX_SEPARATOR)] ?? p.endpoint_url;
       });
   return { profileRegion, profileEndpoint };
+}
+
+/** A credential is asked for again when it is this close to its expiration (as the engine). */
+const RENEW_MS = 5 * 60_000;
+
+interface Held {
+  credential: Binding.NativeCredential;
+  expiresAtMs?: number;
+}
+const held = new WeakMap<CredentialsFunction, Promise<Held>>();
+
+/** The caller's S3 credential, kept until it is within five minutes of its expiration. */
+async function fromFunction(fn: CredentialsFunction): Promise<Binding.NativeCredential> {
+  let got = held.get(fn);
+  const now = Date.now();
+  const fresh = async (h: Promise<Held>): Promise<boolean> => {
+    const { credential, expiresAtMs } = await h;
+    return !credential.error && (expiresAtMs === undefined || expiresAtMs - now > RENEW_MS);
+  };
+  if (!got || !(await fresh(got))) {
+    got = callUser(fn, 's3').then((credential) => ({
+      credential,
+      expiresAtMs: credential.expiresAtMs,
+    }));
+    held.set(fn, got);
+  }
+  return (await got).credential;
+}
+
+/**
+ * The JS engine's S3 credential, from the native engine's sources, first match wins: the
+ * store's `credentials` function; the static keys the store's `config` or the `AWS_*`
+ * environment give (`keys`); the AWS SDKs' default chain. None: `Unauthenticated`, with a
+ * message that names no secret.
+ */
+export async function awsCredentials(
+  fn: CredentialsFunction | undefined,
+  keys: AwsCredentials | undefined,
+  url: string,
+): Promise<AwsCredentials> {
+  if (!fn && keys) return keys;
+  const got = fn ? await fromFunction(fn) : await awsDefaultChain();
+  if (got.error || !got.accessKeyId || !got.secretAccessKey) {
+    throw new StorageError('Unauthenticated', scrub(got.error ?? 'no AWS credentials'), { url });
+  }
+  return {
+    accessKeyId: got.accessKeyId,
+    secretAccessKey: got.secretAccessKey,
+    sessionToken: got.sessionToken,
+    ...(got.expiresAtMs === undefined ? {} : { expiration: new Date(got.expiresAtMs) }),
+  };
 }

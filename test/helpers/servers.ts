@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, inject } from 'vitest';
+import { JS_SCHEME_CAPABILITIES } from '../../src/engines/js/engine.js';
 import type { StoreOptions } from '../../src/index.js';
 
 export interface ServersInfo {
@@ -37,9 +38,19 @@ export interface Backend {
   wrongSecret?: StoreOptions;
   /** Write an object directly (not through objget). */
   put(key: string, data: Buffer): Promise<void>;
-  /** Whether the pure-JS engine serves this backend. */
+  /** Whether the pure-JS engine serves this backend (its scheme is one the engine declares). */
   js: boolean;
+  /** The calls the pure-JS engine declares for this backend's scheme (JS_SCHEME_CAPABILITIES). */
+  jsCalls: string[];
 }
+
+/** Whether `engine` makes `call` on backend `b`: native makes every one, JS what it declares. */
+export function serves(engine: 'native' | 'js', b: Backend, call: string): boolean {
+  return engine === 'native' || b.jsCalls.includes(call);
+}
+
+const jsServes = (scheme: string): boolean => scheme in JS_SCHEME_CAPABILITIES;
+const jsCalls = (scheme: string): string[] => JS_SCHEME_CAPABILITIES[scheme] ?? [];
 
 export const SENTINEL_SECRET = 'SENTINEL-objget-secret-7f3a9c1e5b';
 
@@ -133,7 +144,8 @@ export function backends(): Backend[] {
       url: (k) => `s3://${s.s3.bucket}/${k}`,
       store: s3Store(s),
       wrongSecret: s3Store(s, SENTINEL_SECRET),
-      js: false,
+      js: jsServes('s3'),
+      jsCalls: jsCalls('s3'),
       async put(key, data) {
         const { PutObjectCommand } = await import('@aws-sdk/client-s3');
         const c = await s3Client();
@@ -149,7 +161,8 @@ export function backends(): Backend[] {
         maxRetries: 1,
         initialBackoffMs: 10,
       },
-      js: false,
+      js: jsServes('gs'),
+      jsCalls: jsCalls('gs'),
       async put(key, data) {
         const r = await fetch(
           `${s.gcs.url}/upload/storage/v1/b/${s.gcs.bucket}/o?uploadType=media&name=${encodeURIComponent(key)}`,
@@ -163,7 +176,8 @@ export function backends(): Backend[] {
       url: (k) => `az://${s.azure.container}/${k}`,
       store: azureStore(s.azure.key),
       wrongSecret: azureStore(Buffer.from(SENTINEL_SECRET.padEnd(64, 'x')).toString('base64')),
-      js: false,
+      js: jsServes('az'),
+      jsCalls: jsCalls('az'),
       async put(key, data) {
         const { BlobServiceClient, StorageSharedKeyCredential } =
           await import('@azure/storage-blob');
@@ -178,7 +192,8 @@ export function backends(): Backend[] {
       name: 'http',
       url: (k) => `${s.http.url}/${k}`,
       store: { maxRetries: 1, initialBackoffMs: 10 },
-      js: true,
+      js: jsServes('http'),
+      jsCalls: jsCalls('http'),
       async put(key, data) {
         writeAt(join(s.http.root, key), data);
       },
@@ -187,7 +202,8 @@ export function backends(): Backend[] {
       name: 'https',
       url: (k) => `${s.http.httpsUrl}/${k}`,
       store: { caCert: s.http.ca, maxRetries: 1, initialBackoffMs: 10 },
-      js: true,
+      js: jsServes('https'),
+      jsCalls: jsCalls('https'),
       async put(key, data) {
         writeAt(join(s.http.root, key), data);
       },
@@ -196,7 +212,8 @@ export function backends(): Backend[] {
       name: 'file',
       url: (k) => join(localRoot, k),
       store: {},
-      js: true,
+      js: jsServes('file'),
+      jsCalls: jsCalls('file'),
       async put(key, data) {
         writeAt(join(localRoot, key), data);
       },

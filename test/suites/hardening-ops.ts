@@ -30,6 +30,7 @@ import {
   bytes,
   putS3Raw,
   servers,
+  serves,
   tempDir,
   uniqueKey,
   uploadsInProgress,
@@ -44,7 +45,7 @@ async function listAll(prefixUrl: string, store: object) {
 }
 
 export function hardeningOps(engine: EngineName, b: Backend): void {
-  if (engine === 'native' && b.name === 's3') {
+  if (serves(engine, b, 'upload') && b.name === 's3') {
     describe('a CompleteMultipartUpload whose reply is lost', () => {
       // The proxy lets the first completion through to MinIO and resets the connection once MinIO
       // has answered: the object is stored, the client never hears so, its retry finds the upload
@@ -136,7 +137,7 @@ export function hardeningOps(engine: EngineName, b: Backend): void {
     });
   }
 
-  if (engine === 'native' && (b.name === 's3' || b.name === 'file')) {
+  if (serves(engine, b, 'upload') && (b.name === 's3' || b.name === 'file')) {
     describe('upload(Readable) and an AbortSignal while the stream is idle', () => {
       const cases = [
         { name: 's3', ifNotExists: false },

@@ -7,14 +7,22 @@ import { download, get } from '../../src/index.js';
 import { rejection } from '../helpers/expect.js';
 import { clearFaults, fault, seedHttp } from '../helpers/fixture.js';
 import type { EngineName } from '../helpers/matrix.js';
-import { bytes, s3Client, servers, tempDir, uniqueKey, type Backend } from '../helpers/servers.js';
+import {
+  bytes,
+  s3Client,
+  servers,
+  tempDir,
+  uniqueKey,
+  serves,
+  type Backend,
+} from '../helpers/servers.js';
 
 const PART = 1024 * 1024;
 
 export function integrity(engine: EngineName, backend: Backend): void {
   afterEach(clearFaults);
 
-  if (engine === 'native') {
+  if (serves(engine, backend, 'download')) {
     describe('each store’s own checksum is verified across parts', () => {
       // What each server advertises for an object written the way the tests write it: @aws-sdk
       // sends CRC32 by default and MinIO returns it on a HEAD; fake-gcs-server sends x-goog-hash

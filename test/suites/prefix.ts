@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { downloadPrefix, get, list, Store, uploadDir, type Progress } from '../../src/index.js';
 import { joinKey } from '../../src/urls.js';
 import type { EngineName } from '../helpers/matrix.js';
-import { bytes, tempDir, uniqueKey, type Backend } from '../helpers/servers.js';
+import { bytes, tempDir, uniqueKey, serves, type Backend } from '../helpers/servers.js';
 
 export const tree: Record<string, Buffer> = {
   'a.bin': bytes(1000, 1),
@@ -32,7 +32,7 @@ export function expectSetProgress(events: Progress[], files: Record<string, Buff
 }
 
 export function prefix(engine: EngineName, b: Backend): void {
-  if (engine !== 'native') return;
+  if (!serves(engine, b, 'list')) return;
 
   if (['s3', 'gcs', 'azure', 'file'].includes(b.name)) {
     it(`downloadPrefix keeps the tree below the prefix; overwrite: false skips`, async () => {

@@ -1,5 +1,7 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
+import { Crc32c } from '@aws-crypto/crc32c';
+import { Crc64Nvme } from '@aws-sdk/crc64-nvme';
 import { StorageError } from '../../errors.js';
 import { displayUrl } from '../../redact.js';
 import type { ChecksumAlgorithm, ChecksumMode, VerifiedChecksum } from '../../types.js';
@@ -32,9 +34,10 @@ function add(out: VerifiedChecksum[], algorithm: ChecksumAlgorithm, b64: string 
 /**
  * Whole-object checksums the reply headers advertise, best first: the same headers the native
  * engine reads (x-amz-checksum-*, x-goog-hash, x-ms-blob-content-md5, Content-MD5 on a 200,
- * RFC 9530 Repr-Digest).
+ * RFC 9530 Repr-Digest; from S3, `s3`, also a 32-hex-digit ETag of an object not encrypted with
+ * KMS or a customer key: its MD5).
  */
-export function advertised(h: Headers, partial: boolean): VerifiedChecksum[] {
+export function advertised(h: Headers, partial: boolean, s3 = false): VerifiedChecksum[] {
   const out: VerifiedChecksum[] = [];
   if (all(h, 'x-amz-checksum-type')[0]?.toUpperCase() !== 'COMPOSITE') {
     for (const alg of ['crc64nvme', 'crc32c', 'crc32', 'sha256'] as const) {
@@ -59,29 +62,75 @@ export function advertised(h: Headers, partial: boolean): VerifiedChecksum[] {
     if (k?.trim().toLowerCase() === 'sha-256') add(out, 'sha256', v);
     if (k?.trim().toLowerCase() === 'md5') add(out, 'md5', v);
   }
+  const sse = all(h, 'x-amz-server-side-encryption')[0] ?? '';
+  const kms = sse.startsWith('aws:kms') || h['x-amz-server-side-encryption-customer-algorithm'];
+  const etag = (all(h, 'etag')[0] ?? '').replace(/^"|"$/g, '');
+  if (s3 && !kms && /^[0-9a-fA-F]{32}$/.test(etag)) {
+    add(out, 'md5', Buffer.from(etag, 'hex').toString('base64'));
+  }
   out.sort((a, b) => PREFERENCE.indexOf(a.algorithm) - PREFERENCE.indexOf(b.algorithm));
   return out.filter((c, i) => out.findIndex((d) => d.algorithm === c.algorithm) === i);
 }
 
 function verifiable(alg: ChecksumAlgorithm): boolean {
-  return alg === 'sha256' || alg === 'md5' || (alg === 'crc32' && crc32 !== undefined);
+  return alg !== 'crc32' || crc32 !== undefined;
+}
+
+/** A running checksum of bytes fed in order. */
+export interface Running {
+  update(chunk: Uint8Array): void;
+  /** The checksum, big-endian, as S3 and GCS send it (base64 of these bytes). */
+  digest(): Promise<Buffer>;
+}
+
+/**
+ * A running `algorithm`: MD5 and SHA-256 by node:crypto, CRC32 by zlib, CRC32C by
+ * @aws-crypto/crc32c, CRC64NVME by @aws-sdk/crc64-nvme (what S3's own SDKs use).
+ */
+export function running(algorithm: ChecksumAlgorithm): Running {
+  switch (algorithm) {
+    case 'md5':
+    case 'sha256': {
+      const h = createHash(algorithm);
+      return { update: (c) => void h.update(c), digest: async () => h.digest() };
+    }
+    case 'crc32': {
+      let crc = 0;
+      return {
+        update: (c) => void (crc = crc32!(c, crc)),
+        digest: async () => be32(crc),
+      };
+    }
+    case 'crc32c': {
+      const h = new Crc32c();
+      return { update: (c) => void h.update(c), digest: async () => be32(h.digest()) };
+    }
+    case 'crc64nvme': {
+      const h = new Crc64Nvme();
+      return { update: (c) => h.update(c), digest: async () => Buffer.from(await h.digest()) };
+    }
+  }
+}
+
+function be32(v: number): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(v >>> 0);
+  return out;
 }
 
 /** A running hash of the bytes, in order, and its comparison with what the store said. */
 export class Verifier {
-  private hash: Hash | undefined;
-  private crc = 0;
+  private readonly hash: Running;
   private constructor(
     readonly expected: VerifiedChecksum,
     private readonly url: string,
   ) {
-    if (expected.algorithm !== 'crc32') this.hash = createHash(expected.algorithm);
+    this.hash = running(expected.algorithm);
   }
 
   /**
-   * The verifier for a reply, or undefined when there is nothing to verify under `mode`. The JS
-   * engine computes MD5, SHA-256 and (on Node ≥ 20.15) CRC32; under 'required', an object that
-   * offers only CRC32C or CRC64NVME is `NotSupported` here (the native engine verifies them).
+   * The verifier for a reply, or undefined when there is nothing to verify under `mode`: the
+   * best checksum offered (CRC64NVME, CRC32C, CRC32, SHA-256, MD5), as the native engine picks.
    */
   static for(
     mode: ChecksumMode | undefined,
@@ -105,18 +154,12 @@ export class Verifier {
   }
 
   update(chunk: Uint8Array): void {
-    if (this.hash) this.hash.update(chunk);
-    else this.crc = crc32!(chunk, this.crc);
+    this.hash.update(chunk);
   }
 
-  /** Throws `ChecksumMismatch` if the bytes do not match. */
-  finish(): VerifiedChecksum {
-    let value: Buffer;
-    if (this.hash) value = this.hash.digest();
-    else {
-      value = Buffer.alloc(4);
-      value.writeUInt32BE(this.crc >>> 0);
-    }
+  /** Rejects with `ChecksumMismatch` if the bytes do not match. */
+  async finish(): Promise<VerifiedChecksum> {
+    const value = await this.hash.digest();
     const actual = { algorithm: this.expected.algorithm, value: value.toString('base64') };
     if (actual.value !== this.expected.value) {
       throw new StorageError(

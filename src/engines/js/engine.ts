@@ -1,15 +1,35 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Agent, Dispatcher } from 'undici';
-import { fromNodeError, StorageError, type ErrorCode } from '../../errors.js';
-import { DEFAULTS } from '../../options.js';
+import { fromNodeError, StorageError } from '../../errors.js';
 import { displayUrl } from '../../redact.js';
 import { settleAll } from '../../settle.js';
 import { locate } from '../../urls.js';
 import { advertised, unavailable, Verifier } from './checksum.js';
+import {
+  discard,
+  one,
+  rangeHeader,
+  resumable,
+  send,
+  startFromContentRange,
+  totalFromContentRange,
+  type Response,
+  type Via,
+} from './http.js';
+import { s3Download, s3GetWhole } from './read.js';
+import { s3Upload } from './upload.js';
+import {
+  objectHref,
+  resolveObject,
+  s3Copy,
+  s3Head,
+  s3List,
+  s3Remove,
+  S3_SCHEMES,
+  via,
+} from './s3.js';
 import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import type {
   ByteRange,
@@ -23,10 +43,27 @@ import type {
 
 type Done = EngineTransfer;
 
-/** Schemes the pure-JS engine reads. */
-export const JS_SCHEMES = ['http', 'https', 'file'];
-/** What the JS engine does; every other call answers `NotSupported` (see engineInfo()). */
-export const JS_CAPABILITIES = ['head', 'get', 'download', 'downloadMany', 'exists'];
+/** The calls the JS engine makes on a store it reads. */
+const READS = ['head', 'get', 'download', 'downloadMany', 'exists'];
+const S3_CALLS = [...READS, 'list', 'remove', 'copy', 'upload'];
+
+/**
+ * What the JS engine does per scheme; every other call on that scheme answers `NotSupported`
+ * (an http(s) server is read-only on either engine; local files are read only here).
+ */
+export const JS_SCHEME_CAPABILITIES: Record<string, string[]> = {
+  http: READS,
+  https: READS,
+  file: READS,
+  ...Object.fromEntries(S3_SCHEMES.map((s) => [s, S3_CALLS])),
+};
+
+/** Schemes the pure-JS engine serves. */
+export const JS_SCHEMES = Object.keys(JS_SCHEME_CAPABILITIES);
+/** Every call the JS engine makes on some scheme (engineInfo().js.capabilities). */
+export const JS_CAPABILITIES = [...new Set(Object.values(JS_SCHEME_CAPABILITIES).flat())];
+
+const isS3 = (scheme: string): boolean => S3_SCHEMES.includes(scheme);
 
 /**
  * Why calls run on the JS engine (the addon's load failure, or OBJGET_ENGINE=js), so that a call
@@ -45,40 +82,6 @@ function nativeOnly(what: string, url: string, why: WhyJs): StorageError {
     `${displayUrl(url)}: ${what} needs the native engine; the JS engine only reads${because(why)}`,
     { url },
   );
-}
-
-const agents = new Map<string, Agent>();
-
-// undici costs ~90 ms to import: load it only when the JS engine actually sends a request.
-let undici: Promise<typeof import('undici')> | undefined;
-const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
-
-function agentFor(store: StoreOptions | undefined, Agent: typeof import('undici').Agent): Agent {
-  const insecure = store?.insecureSkipTlsVerify === true;
-  const connectTimeout = store?.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
-  const readTimeout = store?.readTimeoutMs ?? DEFAULTS.readTimeoutMs;
-  const key = JSON.stringify([
-    store?.caCert?.toString() ?? '',
-    connectTimeout,
-    readTimeout,
-    insecure,
-  ]);
-  let agent = agents.get(key);
-  if (!agent) {
-    agent = new Agent({
-      connect: {
-        timeout: connectTimeout,
-        ...(store?.caCert ? { ca: store.caCert.toString() } : {}),
-        // Only the explicit insecureSkipTlsVerify turns certificate checks off.
-        ...(insecure ? { rejectUnauthorized: false } : {}),
-      },
-      headersTimeout: readTimeout,
-      bodyTimeout: readTimeout,
-      connections: 256,
-    });
-    agents.set(key, agent);
-  }
-  return agent;
 }
 
 /**
@@ -112,35 +115,6 @@ function notSupported(url: string, scheme: string, why: WhyJs): StorageError {
   );
 }
 
-function statusError(status: number, url: string): StorageError {
-  const code: ErrorCode =
-    status === 404 || status === 410
-      ? 'NotFound'
-      : status === 403
-        ? 'PermissionDenied'
-        : status === 401
-          ? 'Unauthenticated'
-          : status === 412
-            ? 'Precondition'
-            : status === 416
-              ? 'InvalidArgument'
-              : status === 408 || status === 504
-                ? 'Timeout'
-                : status === 429 || status === 503
-                  ? 'Throttled'
-                  : status === 405 || status === 501
-                    ? 'NotSupported'
-                    : 'Generic';
-  return new StorageError(code, `${displayUrl(url)}: HTTP ${status}`, { url });
-}
-
-function rangeHeader(range: ByteRange): string {
-  if ('suffix' in range) return `bytes=-${range.suffix}`;
-  return range.length === undefined
-    ? `bytes=${range.offset}-`
-    : `bytes=${range.offset}-${range.offset + range.length - 1}`;
-}
-
 function checkRange(range: ByteRange | undefined): void {
   if (!range) return;
   const values = 'suffix' in range ? [range.suffix] : [range.offset, range.length ?? 0];
@@ -154,125 +128,9 @@ function checkRange(range: ByteRange | undefined): void {
   }
 }
 
-/** Drop a response body we will not read; undici reports the abort as an error event. */
-function discard(body: Readable): void {
-  body.on('error', () => undefined);
-  body.destroy();
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/**
- * object_store's backoff (decorrelated jitter), as the native engine waits: the first wait is the
- * initial backoff, each next one drawn between it and `base` × the last, capped.
- */
-class Backoff {
-  private next: number;
-  constructor(private readonly init: number) {
-    this.next = init;
-  }
-  wait(): number {
-    const current = this.next;
-    const hi = current * DEFAULTS.backoffBase;
-    const drawn = hi > this.init ? this.init + Math.random() * (hi - this.init) : this.init;
-    this.next = Math.min(DEFAULTS.maxBackoffMs, drawn);
-    return current;
-  }
-}
-
-const RETRYABLE_NET = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-]);
-
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-/**
- * One GET (or HEAD) with retries on 5xx, 429, 408 and connection errors before the body.
- * Redirects are followed within the scheme (at most ten); one that leaves it (https → http) is
- * refused with `NotSupported`, as the native engine does.
- */
-async function send(
-  url: string,
-  method: 'GET' | 'HEAD',
-  headers: Record<string, string>,
-  store: StoreOptions | undefined,
-  signal: AbortSignal | undefined,
-): Promise<Dispatcher.ResponseData> {
-  const maxRetries = store?.maxRetries ?? DEFAULTS.maxRetries;
-  const retryTimeout = store?.retryTimeoutMs ?? DEFAULTS.retryTimeoutMs;
-  const backoff = new Backoff(store?.initialBackoffMs ?? DEFAULTS.initialBackoffMs);
-  const started = Date.now();
-  const { Agent, request } = await loadUndici();
-  let target = url;
-  let redirects = 0;
-  for (let attempt = 0; ;) {
-    let res: Dispatcher.ResponseData | undefined;
-    let failure: unknown;
-    try {
-      res = await request(target, {
-        method,
-        headers: { 'user-agent': 'objget-js', ...headers },
-        dispatcher: agentFor(store, Agent),
-        signal,
-      });
-    } catch (e) {
-      failure = e;
-    }
-    const location = res && REDIRECTS.has(res.statusCode) ? one(res.headers.location) : undefined;
-    if (res && location !== undefined) {
-      discard(res.body);
-      const next = new URL(location, target);
-      const from = new URL(target).protocol.replace(':', '');
-      const to = next.protocol.replace(':', '');
-      if (to !== from) {
-        throw new StorageError(
-          'NotSupported',
-          `${displayUrl(url)}: a redirect from ${from}:// to ${to}:// was refused: objget never follows a redirect that changes the scheme`,
-          { url },
-        );
-      }
-      if (++redirects > 10) {
-        throw new StorageError('Generic', `${displayUrl(url)}: too many redirects`, { url });
-      }
-      target = next.href;
-      continue;
-    }
-    const retryable = res
-      ? res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408
-      : RETRYABLE_NET.has((failure as { code?: string })?.code ?? '') && !signal?.aborted;
-    const wait = backoff.wait();
-    if (!retryable || attempt >= maxRetries || Date.now() - started + wait > retryTimeout) {
-      if (!res) throw fromNodeError(failure, url);
-      if (res.statusCode >= 400 && res.statusCode !== 416) {
-        discard(res.body);
-        throw statusError(res.statusCode, url);
-      }
-      return res;
-    }
-    if (res) discard(res.body);
-    attempt++;
-    await sleep(wait);
-  }
-}
-
-function totalFromContentRange(v: string | string[] | undefined): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  const total = s?.split('/').pop();
-  return total && /^\d+$/.test(total) ? Number(total) : undefined;
-}
-
-function one(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
-
 async function httpHead(url: URL, store: StoreOptions | undefined): Promise<ObjectInfo> {
   const href = url.href;
-  let res: Dispatcher.ResponseData;
+  let res: Response;
   let size: number | undefined;
   if (url.search) {
     // Presigned URLs are signed for GET: ask for one byte and read the size from Content-Range.
@@ -308,6 +166,7 @@ async function httpOpen(
   range: ByteRange | undefined,
   store: StoreOptions | undefined,
   signal: AbortSignal | undefined,
+  how: Via = {},
 ): Promise<{
   body: AsyncIterable<Buffer>;
   raw: Readable;
@@ -316,120 +175,53 @@ async function httpOpen(
   offered: VerifiedChecksum[];
 }> {
   const href = url.href;
-  const res = await send(href, 'GET', range ? { range: rangeHeader(range) } : {}, store, signal);
+  const shown = how.shown ?? href;
+  const res = await send(
+    href,
+    'GET',
+    range ? { range: rangeHeader(range) } : {},
+    store,
+    signal,
+    how,
+  );
   if (res.statusCode === 416) {
     discard(res.body);
     throw new StorageError(
       'InvalidArgument',
-      `${displayUrl(href)}: the requested range is outside the object`,
-      { url: href },
+      `${displayUrl(shown)}: the requested range is outside the object`,
+      { url: shown },
     );
   }
   if (range && res.statusCode !== 206) {
     discard(res.body);
     throw new StorageError(
       'NotSupported',
-      `${displayUrl(href)}: the server ignored the Range header`,
-      { url: href },
+      `${displayUrl(shown)}: the server ignored the Range header`,
+      { url: shown },
     );
   }
   const length = Number(one(res.headers['content-length']));
   if (!Number.isFinite(length)) {
     discard(res.body);
-    throw new StorageError('Generic', `${displayUrl(href)}: the server sent no Content-Length`, {
-      url: href,
+    throw new StorageError('Generic', `${displayUrl(shown)}: the server sent no Content-Length`, {
+      url: shown,
     });
   }
   const etag = one(res.headers.etag);
   const start = res.statusCode === 206 ? startFromContentRange(res.headers['content-range']) : 0;
   if (start === undefined) {
     discard(res.body);
-    throw new StorageError('Generic', `${displayUrl(href)}: a 206 reply without Content-Range`, {
-      url: href,
+    throw new StorageError('Generic', `${displayUrl(shown)}: a 206 reply without Content-Range`, {
+      url: shown,
     });
   }
   return {
-    body: resumable(res.body, href, etag, start, start + length, store, signal),
+    body: resumable(res.body, href, etag, start, start + length, store, signal, how),
     raw: res.body,
     length,
     etag,
     offered: advertised(res.headers, res.statusCode === 206),
   };
-}
-
-function startFromContentRange(v: string | string[] | undefined): number | undefined {
-  const m = /^bytes (\d+)-/.exec(one(v)?.trim() ?? '');
-  return m ? Number(m[1]) : undefined;
-}
-
-/**
- * A body that survives being cut off: after a reset or an early close the rest is asked for with
- * a ranged GET pinned by `If-Match` to the ETag the body came with, within the retry policy, as
- * the native engine does. Without a strong ETag the cut is a `Network` error.
- */
-async function* resumable(
-  first: Readable,
-  href: string,
-  etag: string | undefined,
-  start: number,
-  end: number,
-  store: StoreOptions | undefined,
-  signal: AbortSignal | undefined,
-): AsyncGenerator<Buffer> {
-  let body = first;
-  let offset = start;
-  let resumes = 0;
-  const backoff = new Backoff(store?.initialBackoffMs ?? DEFAULTS.initialBackoffMs);
-  const started = Date.now();
-  for (;;) {
-    let failure: StorageError;
-    try {
-      for await (const c of body) {
-        offset += (c as Buffer).length;
-        yield c as Buffer;
-      }
-      if (offset >= end) return;
-      failure = new StorageError('Network', `${displayUrl(href)}: the response body ended early`, {
-        url: href,
-      });
-    } catch (e) {
-      if (signal?.aborted) throw e;
-      failure = fromNodeError(e, href);
-    }
-    if (failure.code !== 'Network' && failure.code !== 'Timeout') throw failure;
-    if (!etag || etag.startsWith('W/')) {
-      throw new StorageError(
-        'Network',
-        `${displayUrl(href)}: the body was cut off at byte ${offset} and the server offers no strong ETag to resume it safely`,
-        { url: href, cause: failure },
-      );
-    }
-    const wait = backoff.wait();
-    if (
-      resumes >= (store?.maxRetries ?? DEFAULTS.maxRetries) ||
-      Date.now() - started + wait > (store?.retryTimeoutMs ?? DEFAULTS.retryTimeoutMs)
-    ) {
-      throw failure;
-    }
-    resumes++;
-    await sleep(wait);
-    const res = await send(
-      href,
-      'GET',
-      { range: `bytes=${offset}-${end - 1}`, 'if-match': etag },
-      store,
-      signal,
-    );
-    if (res.statusCode !== 206 || startFromContentRange(res.headers['content-range']) !== offset) {
-      discard(res.body);
-      throw new StorageError(
-        'Network',
-        `${displayUrl(href)}: the body was cut off and the server did not send the rest as asked`,
-        { url: href },
-      );
-    }
-    body = res.body;
-  }
 }
 
 async function fileEtag(path: string): Promise<{ size: number; etag: string; mtime: Date }> {
@@ -465,7 +257,26 @@ async function readAll(
   return Buffer.concat(chunks, expected);
 }
 
-/** Pure-JS engine: undici for http(s), fs for files. `why` says why it runs (see WhyJs). */
+/** Whether a URL is one the JS engine reaches as S3 (one that does not parse is not). */
+function s3Url(url: string): boolean {
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase();
+  return scheme !== undefined && isS3(scheme);
+}
+
+/** A whole object's bytes, or the filled view of `into` holding them. */
+function fit(data: Buffer, into: Buffer | undefined, url: string): Buffer {
+  if (!into) return data;
+  if (data.length > into.length) {
+    throw new StorageError(
+      'InvalidArgument',
+      `the object has ${data.length} bytes and \`into\` holds ${into.length}`,
+      { url },
+    );
+  }
+  return into.subarray(0, data.copy(into));
+}
+
+/** Pure-JS engine: undici for http(s) and S3, fs for files. `why` says why it runs (WhyJs). */
 export function jsEngine(why: WhyJs): Engine {
   const engine: Engine = {
     name: 'js',
@@ -478,23 +289,31 @@ export function jsEngine(why: WhyJs): Engine {
         throw e;
       }
     },
-    async upload(_source, url, o) {
+    async upload(source, url, o) {
       refuseRdma(url, o.store);
-      throw nativeOnly('upload', url, why);
+      if (!s3Url(url)) throw nativeOnly('upload', url, why);
+      return s3Upload(source, url, o);
     },
-    remove(urls) {
-      return Promise.reject(nativeOnly('remove', urls[0] ?? '', why));
+    async remove(urls, store) {
+      const s3 = urls.filter((u) => s3Url(u));
+      const other = urls.find((u) => !s3Url(u));
+      if (other !== undefined) throw nativeOnly('remove', other, why);
+      if (s3.length) await s3Remove(s3, store);
     },
-    copy(_from, to) {
-      return Promise.reject(nativeOnly('copy', to, why));
+    async copy(from, to, ifNotExists, store) {
+      if (!s3Url(from) || !s3Url(to)) throw nativeOnly('copy', s3Url(to) ? from : to, why);
+      await s3Copy(from, to, ifNotExists, store);
     },
-    // eslint-disable-next-line require-yield
-    async *list(prefixUrl) {
-      throw nativeOnly('list', prefixUrl, why);
+    async *list(prefixUrl, store) {
+      if (!s3Url(prefixUrl)) throw nativeOnly('list', prefixUrl, why);
+      yield* s3List(prefixUrl, store);
     },
     async head(url, store) {
       const loc = locate(url);
-      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
+      if (loc.kind === 'cloud') {
+        if (!isS3(loc.scheme)) throw notSupported(url, loc.scheme, why);
+        return (await s3Head(await resolveObject(url, store))).info;
+      }
       if (loc.kind === 'http') return httpHead(loc.url, store);
       try {
         const f = await fileEtag(loc.path);
@@ -506,15 +325,16 @@ export function jsEngine(why: WhyJs): Engine {
 
     async getDetailed(url, into, t) {
       const started = performance.now();
-      const data = await engine.get(url, undefined, t);
-      if (into && data.length > into.length) {
-        throw new StorageError(
-          'InvalidArgument',
-          `the object has ${data.length} bytes and \`into\` holds ${into.length}`,
-          { url },
-        );
+      const loc = locate(url);
+      if (loc.kind === 'cloud' && isS3(loc.scheme)) {
+        refuseRdma(url, t.store);
+        const got = await s3GetWhole(url, t).catch((e: unknown) => {
+          throw t.signal?.aborted ? abortedError(url) : fromNodeError(e, url);
+        });
+        return { data: fit(got.data, into, url), result: got.result };
       }
-      const out = into ? into.subarray(0, data.copy(into)) : data;
+      const data = await engine.get(url, undefined, t);
+      const out = fit(data, into, url);
       const result = { bytes: data.length, elapsedMs: performance.now() - started, parts: 1 };
       return { data: out, result: { ...result, resumedBytes: 0, path: 'http' as const } };
     },
@@ -535,8 +355,23 @@ export function jsEngine(why: WhyJs): Engine {
         return Buffer.alloc(0);
       }
       const loc = locate(url);
-      if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
+      if (loc.kind === 'cloud' && !isS3(loc.scheme)) throw notSupported(url, loc.scheme, why);
       try {
+        if (loc.kind === 'cloud') {
+          if (!range) return (await s3GetWhole(url, t)).data;
+          const o = await resolveObject(url, store);
+          const { body, length } = await httpOpen(
+            new URL(objectHref(o)),
+            range,
+            store,
+            signal,
+            via(o, url, 'GET'),
+          );
+          report.plan(length);
+          const buf = await readAll(body, length, report, undefined);
+          report.finish();
+          return buf;
+        }
         if (loc.kind === 'http') {
           const { body, raw, length, offered } = await httpOpen(loc.url, range, store, signal);
           let verifier: Verifier | undefined;
@@ -548,7 +383,7 @@ export function jsEngine(why: WhyJs): Engine {
           }
           report.plan(length);
           const buf = await readAll(body, length, report, verifier);
-          verifier?.finish();
+          await verifier?.finish();
           report.finish();
           return buf;
         }
@@ -622,7 +457,7 @@ async function downloadOne(
   if (signal?.aborted) throw abortedError(url);
   if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
   const loc = locate(url);
-  if (loc.kind === 'cloud') throw notSupported(url, loc.scheme, why);
+  if (loc.kind === 'cloud' && !isS3(loc.scheme)) throw notSupported(url, loc.scheme, why);
   if (t.resume) {
     throw new StorageError(
       'NotSupported',
@@ -632,6 +467,7 @@ async function downloadOne(
   }
   const target = isAbsolute(dest) ? dest : resolve(dest);
   try {
+    if (loc.kind === 'cloud') return await s3Download(url, target, t, index);
     return await withTemp(url, target, t, async (fh, where): Promise<Done> => {
       if (loc.kind === 'file') {
         if (t.checksum === 'required') throw unavailable(url);
@@ -672,7 +508,7 @@ async function downloadOne(
           { url },
         );
       }
-      const checksum = verifier?.finish();
+      const checksum = await verifier?.finish();
       report.finish();
       return {
         bytes: length,

@@ -1,0 +1,219 @@
+// S3 reads for the JS engine, as the native engine reads: a HEAD (with the stored checksums),
+// then `concurrency` parallel ranged GETs of `partSize` bytes, each pinned by If-Match to the
+// ETag, each resuming after a cut; a file's parts are written at their offsets into the
+// pre-sized temporary (positional writes, no reordering in memory), a Buffer's into their slice
+// of it; the checksum is fed the bytes in order as the parts before them complete.
+import { isAbsolute, resolve } from 'node:path';
+import type { FileHandle } from 'node:fs/promises';
+import { fromNodeError, StorageError } from '../../errors.js';
+import { DEFAULTS } from '../../options.js';
+import { displayUrl } from '../../redact.js';
+import type { EngineTransfer, ObjectInfo, TransferSettings } from '../../types.js';
+import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
+import { advertised, Verifier } from './checksum.js';
+import { discard, one, resumable, send, startFromContentRange } from './http.js';
+import { objectHref, resolveObject, s3Head, via, type S3Object } from './s3.js';
+
+/** Where a whole object's parts land. */
+interface Sink {
+  write(chunk: Buffer, pos: number): Promise<void>;
+  /** Bytes already written, to feed the checksum in order. */
+  read(pos: number, len: number): Promise<Buffer>;
+}
+
+function bufferSink(buf: Buffer): Sink {
+  return {
+    write: async (chunk, pos) => void chunk.copy(buf, pos),
+    read: async (pos, len) => buf.subarray(pos, pos + len),
+  };
+}
+
+function fileSink(fh: FileHandle): Sink {
+  return {
+    async write(chunk, pos) {
+      for (let at = 0; at < chunk.length;) {
+        at += (await fh.write(chunk, at, chunk.length - at, pos + at)).bytesWritten;
+      }
+    },
+    async read(pos, len) {
+      const out = Buffer.allocUnsafe(len);
+      let got = 0;
+      while (got < len) {
+        const { bytesRead } = await fh.read(out, got, len - got, pos + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return out.subarray(0, got);
+    },
+  };
+}
+
+/** The most bytes read back at once to feed the checksum. */
+const HASH_SLICE = 8 * 1024 * 1024;
+
+/**
+ * Fetch `size` bytes of `o` into `sink` as parallel ranged GETs pinned to `etag`. Any part's
+ * failure stops the others (their requests are aborted) and is the call's error. Returns the
+ * number of parts.
+ */
+async function fetchParts(
+  o: S3Object,
+  size: number,
+  etag: string | undefined,
+  sink: Sink,
+  t: TransferSettings,
+  report: Reporter,
+  verifier: Verifier | undefined,
+): Promise<number> {
+  const partSize = t.partSize ?? DEFAULTS.partSize;
+  const concurrency = t.concurrency ?? DEFAULTS.concurrency;
+  const n = Math.ceil(size / partSize);
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  t.signal?.addEventListener('abort', stop, { once: true });
+  const href = objectHref(o);
+  const how = via(o, o.url, 'GET');
+  const done = new Set<number>();
+  let hashed = 0;
+  let hashing: Promise<void> = Promise.resolve();
+  // The checksum takes the parts in order: each completed part lets through every completed
+  // part from the first one not yet hashed.
+  const completed = (i: number): Promise<void> => {
+    done.add(i);
+    hashing = hashing.then(async () => {
+      while (verifier && done.has(hashed)) {
+        const start = hashed * partSize;
+        const end = Math.min(size, start + partSize);
+        for (let at = start; at < end; at += HASH_SLICE) {
+          verifier.update(await sink.read(at, Math.min(HASH_SLICE, end - at)));
+        }
+        hashed++;
+      }
+    });
+    return hashing;
+  };
+  const part = async (i: number): Promise<void> => {
+    const start = i * partSize;
+    const end = Math.min(size, start + partSize);
+    const headers: Record<string, string> = { range: `bytes=${start}-${end - 1}` };
+    if (etag) headers['if-match'] = etag;
+    const res = await send(href, 'GET', headers, o.store, ac.signal, how);
+    if (res.statusCode !== 206 || startFromContentRange(res.headers['content-range']) !== start) {
+      discard(res.body);
+      throw new StorageError(
+        'Generic',
+        `${displayUrl(o.url)}: the server did not send bytes ${start}-${end - 1} as asked (HTTP ${res.statusCode})`,
+        { url: o.url },
+      );
+    }
+    let pos = start;
+    for await (const c of resumable(res.body, href, etag, start, end, o.store, ac.signal, how)) {
+      if (pos + c.length > end) {
+        throw new StorageError('Generic', `${displayUrl(o.url)}: a part sent more than asked`, {
+          url: o.url,
+        });
+      }
+      await sink.write(c, pos);
+      pos += c.length;
+      report.add(c.length);
+    }
+    if (pos !== end) {
+      throw new StorageError('Network', `${displayUrl(o.url)}: a part ended early`, { url: o.url });
+    }
+    await completed(i);
+  };
+  let next = 0;
+  let first: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < n && first === undefined) {
+      const i = next++;
+      try {
+        await part(i);
+      } catch (e) {
+        first ??= e;
+        ac.abort();
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  } finally {
+    t.signal?.removeEventListener('abort', stop);
+  }
+  if (t.signal?.aborted) throw abortedError(o.url);
+  if (first !== undefined) throw fromNodeError(first, o.url);
+  await hashing;
+  return Math.max(1, n);
+}
+
+/** A whole S3 object into memory. */
+/** An object opened for a whole read: located, its HEAD read, its checksum chosen. */
+async function opened(url: string, t: TransferSettings, report: Reporter) {
+  const o = await resolveObject(url, t.store);
+  const { info, headers } = await s3Head(o);
+  const verifier = Verifier.for(t.checksum, advertised(headers, false, true), url);
+  report.plan(info.size);
+  return { o, info, verifier };
+}
+
+/** A whole read's result, once its checksum (if any) is verified. */
+async function finished(
+  info: ObjectInfo,
+  started: number,
+  parts: number,
+  verifier: Verifier | undefined,
+  report: Reporter,
+): Promise<EngineTransfer> {
+  const checksum = await verifier?.finish();
+  report.finish();
+  return {
+    bytes: info.size,
+    etag: info.etag,
+    elapsedMs: performance.now() - started,
+    parts,
+    checksum,
+    resumedBytes: 0,
+  };
+}
+
+/** A whole S3 object into memory. */
+export async function s3GetWhole(
+  url: string,
+  t: TransferSettings,
+): Promise<{ data: Buffer; result: EngineTransfer }> {
+  const started = performance.now();
+  const report = new Reporter(t.onProgress);
+  const { o, info, verifier } = await opened(url, t, report);
+  const data = Buffer.allocUnsafe(info.size);
+  const parts = await fetchParts(o, info.size, info.etag, bufferSink(data), t, report, verifier);
+  return { data, result: await finished(info, started, parts, verifier, report) };
+}
+
+/** An S3 object into a file, landed as every JS download lands (src/engines/land.ts). */
+export async function s3Download(
+  url: string,
+  dest: string,
+  t: TransferSettings,
+  index: number | undefined,
+): Promise<EngineTransfer> {
+  const started = performance.now();
+  const report = new Reporter(t.onProgress, index);
+  const target = isAbsolute(dest) ? dest : resolve(dest);
+  const { o, info, verifier } = await opened(url, t, report);
+  return withTemp(url, target, t, async (fh, where): Promise<EngineTransfer> => {
+    let parts = 1;
+    if (where === target) {
+      // A character device or a FIFO takes no offsets: one stream, in order.
+      const how = via(o, url, 'GET');
+      const pin: Record<string, string> = info.etag ? { 'if-match': info.etag } : {};
+      const res = await send(objectHref(o), 'GET', pin, o.store, t.signal, how);
+      const length = Number(one(res.headers['content-length']));
+      const body = resumable(res.body, objectHref(o), info.etag, 0, length, o.store, t.signal, how);
+      await writeBody(body, fh, where, url, report, t.signal, verifier);
+    } else {
+      await fh.truncate(info.size);
+      parts = await fetchParts(o, info.size, info.etag, fileSink(fh), t, report, verifier);
+    }
+    return finished(info, started, parts, verifier, report);
+  });
+}
