@@ -142,7 +142,8 @@ impl Engine {
         let (store, src) = self.writable(&a, opts).await?;
         let (_, dst) = self.writable(&b, opts).await?;
         let r = if if_not_exists {
-            store.copy_if_not_exists(&src, &dst).await
+            let publisher = self.publisher(&store, to, opts).await?;
+            publisher.copy_if_not_exists(&src, &dst).await
         } else {
             store.copy(&src, &dst).await
         };

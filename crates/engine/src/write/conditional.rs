@@ -17,10 +17,10 @@ use crate::options::StoreOptions;
 use crate::store::Backend;
 
 impl Engine {
-    /// The store that publishes a staged upload: on S3 one without upload checksums (MinIO
-    /// wants a checksum on every part of such an upload, object_store's UploadPartCopy sends
-    /// none).
-    async fn publisher(
+    /// The store that makes a conditional copy (publishing a staged upload, or `copy` with
+    /// `ifNotExists`): on S3 one without upload checksums (MinIO wants a checksum on every part
+    /// of such an upload, object_store's UploadPartCopy sends none).
+    pub(crate) async fn publisher(
         &self,
         store: &Arc<dyn ObjectStore>,
         url: &str,
