@@ -24,6 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADDON_PATH, startRdmaGateway } from '../scripts/lib/rdma-gateway.mjs';
 import { runtimeBin } from '../scripts/lib/runtimes.mjs';
+import { startLoad } from '../scripts/lib/load.mjs';
 import { CACHE_DIR, startServers } from '../scripts/lib/servers.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
@@ -290,7 +291,7 @@ async function runScenario(sc, info, s3) {
         region: info.s3.region,
       })
     : undefined;
-  const busy = sc.busy ? startLoad() : undefined;
+  const busy = sc.busy ? startLoad(join(work, 'busy.bin')) : undefined;
   try {
     for (let round = -1; round < ROUNDS; round++) {
       for (const client of sc.clients) {
@@ -356,40 +357,6 @@ async function runScenario(sc, info, s3) {
     base: sc.gateway ? 'objget-rdma' : undefined,
     note: sc.note,
     clients: clientResults,
-  };
-}
-
-/**
- * A standard load for the `-busy` scenarios: one CPU-bound process per core at normal priority,
- * and a writer that appends 1 MiB and fsyncs in a loop (its file wraps at 256 MiB) on the disk the
- * clients write to.
- */
-function startLoad() {
-  const spin = 'for (;;) {}';
-  const writer = `const fs = require('node:fs');
-    const fd = fs.openSync(process.argv[1], 'w');
-    const b = Buffer.alloc(1 << 20, 7);
-    for (let n = 0; ; n++) {
-      if (n % 256 === 0) fs.ftruncateSync(fd, 0);
-      fs.writeSync(fd, b, 0, b.length, (n % 256) * b.length);
-      fs.fsyncSync(fd);
-    }`;
-  const children = [
-    ...cpus().map(() => spawn(process.execPath, ['-e', spin], { stdio: 'ignore' })),
-    spawn(process.execPath, ['-e', writer, join(work, 'busy.bin')], { stdio: 'ignore' }),
-  ];
-  return {
-    stop: () =>
-      Promise.all(
-        children.map(
-          (c) =>
-            new Promise((res) => {
-              if (c.exitCode !== null || c.signalCode !== null) return res();
-              c.once('exit', res);
-              c.kill('SIGKILL');
-            }),
-        ),
-      ),
   };
 }
 

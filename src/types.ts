@@ -137,7 +137,8 @@ export interface PartOptions {
   /** Bytes per part, 64 KiB to 1 GiB; default 8 MiB. */
   partSize?: number;
   /**
-   * Downloads only: fdatasync the file (and its directory) before and after the rename, so a
+   * Downloads only: every byte on disk before the rename (fdatasync; `downloadMany` syncs its
+   * finished files together, one syncfs per batch), and the directory synced after it, so a
    * finished download survives a power loss. Default true. Off, the rename is still atomic for
    * every process, and many-file transfers are faster.
    */

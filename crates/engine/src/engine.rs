@@ -11,12 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::budget::Budget;
 use crate::checksum::{ChecksumMode, Dialect};
 use crate::error::{Error, ErrorCode, Result};
-use crate::fs::blocking;
 use crate::locate::{Location, Scheme};
 use crate::object::{ByteRange, ObjectInfo};
 use crate::options::{CallOptions, RdmaMode, RdmaOptions, StoreOptions, REQUEST_BUDGET};
 use crate::progress::Tracker;
-use crate::read::{self, cancellable, Dirs, Item, Route, Source, TransferResult};
+use crate::read::{self, cancellable, Batch, Item, Route, Source, TransferResult};
 use crate::store::{Backend, Stores};
 
 /// The engine: a store cache, the shared request budget, and the operations.
@@ -254,7 +253,7 @@ impl Engine {
         opts: &CallOptions,
         cancel: &CancellationToken,
         index: Option<u32>,
-        dirs: Option<&Dirs>,
+        batch: Option<(&Batch, usize)>,
     ) -> Result<TransferResult> {
         opts.transfer.validate()?;
         let started = Instant::now();
@@ -274,7 +273,7 @@ impl Engine {
             let route = cancellable(cancel, url, route).await?;
             let item = Item {
                 tracker: Tracker::new(opts.progress.clone(), index),
-                dirs,
+                batch,
                 started,
             };
             match route {
@@ -296,6 +295,12 @@ impl Engine {
     /// Download many objects with at most `concurrency` objects in flight (their parts share the
     /// engine's request budget). Every item runs to its own end; outcomes come back in input
     /// order. Progress reports carry the item's index.
+    ///
+    /// Finished files go through one group commit (`read::Batch`): an item's slot takes the
+    /// next object as soon as its bytes are written and verified, the files are synced together
+    /// and each renamed into place only once durable, and the directories are fsynced once each
+    /// at the end. Durable when the call returns, and no destination name ever points at bytes
+    /// that are not.
     pub async fn download_many(
         &self,
         items: Vec<(String, PathBuf)>,
@@ -304,31 +309,24 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Vec<Result<TransferResult>> {
         let concurrency = concurrency.max(1);
-        // Each file is fdatasynced before its rename; the directories holding the renames are
-        // fsynced once each at the end, not once per file. Durable when the call returns.
-        let dirs = Dirs::new(std::collections::BTreeSet::new());
-        let dirs = &dirs;
+        let commit = Batch::new(opts.transfer.durable);
+        let batch = &commit;
         let mut outcomes: Vec<(usize, Result<TransferResult>)> =
             futures::stream::iter(items.into_iter().enumerate())
                 .map(|(i, (url, dest))| async move {
+                    let item = Some((batch, i));
                     let r = self
-                        .download_item(&url, &dest, opts, cancel, Some(i as u32), Some(dirs))
+                        .download_item(&url, &dest, opts, cancel, Some(i as u32), item)
                         .await;
                     (i, r)
                 })
                 .buffer_unordered(concurrency)
                 .collect()
                 .await;
-        let dirs = std::mem::take(&mut *dirs.lock().unwrap_or_else(|p| p.into_inner()));
-        if opts.transfer.durable && !dirs.is_empty() {
-            let _ = blocking(move || {
-                dirs.iter().for_each(|d| read::sync_dir_of(d));
-                Ok(())
-            })
-            .await;
-        }
         outcomes.sort_by_key(|(i, _)| *i);
-        outcomes.into_iter().map(|(_, r)| r).collect()
+        let mut outcomes: Vec<_> = outcomes.into_iter().map(|(_, r)| r).collect();
+        commit.finish(&mut outcomes).await;
+        outcomes
     }
 }
 

@@ -181,8 +181,10 @@ pub struct TransferOptions {
     pub part_size: u64,
     /// Parts of one object in flight at once.
     pub concurrency: usize,
-    /// fdatasync the file and its directory before and after the rename, so a finished
-    /// download survives a power loss. Off, the rename is still atomic for every process.
+    /// Every byte on disk before the rename (fdatasync; a downloadMany's batch: one syncfs),
+    /// and the directory synced after it, so a finished download survives a power loss and no
+    /// destination name points at bytes that are not on disk. Off, the rename is still atomic
+    /// for every process.
     pub durable: bool,
     /// Which checksum to verify.
     pub checksum: ChecksumMode,

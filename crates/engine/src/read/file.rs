@@ -1,7 +1,7 @@
 //! Downloads into a file: the destination opened safely, parts streamed to a temporary file
 //! beside it through one writer, a resume from an earlier attempt, a local file copied.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -16,6 +16,7 @@ use crate::options::{CallOptions, RdmaMode, TransferOptions};
 use crate::progress::Tracker;
 use crate::rdma::TransferPath;
 
+use super::commit::Batch;
 use super::parts::{open, run_parts};
 use super::place::Place;
 use super::resume::{resume, Journal, JOURNAL_CRC};
@@ -24,13 +25,11 @@ use super::source::{file_info, Read, Source};
 use super::verify::verify_file;
 use super::{cancellable, check_len, cut_short, TransferResult};
 
-/// The directories downloadMany fsyncs once each at the end.
-pub(crate) type Dirs = std::sync::Mutex<std::collections::BTreeSet<PathBuf>>;
-
-/// One download's bookkeeping: its progress, downloadMany's directories, when it started.
+/// One download's bookkeeping: its progress, downloadMany's group commit and the item's index
+/// there, when it started.
 pub(crate) struct Item<'a> {
     pub(crate) tracker: Tracker,
-    pub(crate) dirs: Option<&'a Dirs>,
+    pub(crate) batch: Option<(&'a Batch, usize)>,
     pub(crate) started: Instant,
 }
 
@@ -87,7 +86,7 @@ pub(crate) async fn download(
     let Target { place, stream, t } = target;
     let Item {
         tracker,
-        dirs,
+        batch,
         started,
     } = item;
     let in_order = stream.is_some();
@@ -127,10 +126,7 @@ pub(crate) async fn download(
             return Err(e);
         }
     };
-    temp.persist(&place.dest, dirs.is_none()).await?;
-    if !in_order {
-        note_dir(dirs, &place.dest);
-    }
+    settle(temp, &place.dest, batch).await?;
     tracker.finish();
     Ok(TransferResult {
         bytes: tracker.bytes(),
@@ -302,12 +298,16 @@ pub(super) struct Fetched {
     pub(super) resumed_bytes: u64,
 }
 
-/// downloadMany syncs each directory once at the end: remember this file's.
-pub(super) fn note_dir(dirs: Option<&Dirs>, dest: &Path) {
-    if let (Some(dirs), Some(dir)) = (dirs, dest.parent()) {
-        dirs.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(dir.to_path_buf());
+/// Put a finished temporary in place: now (fdatasync, rename, directory fsync), or in a
+/// downloadMany through its group commit, which renames it once its bytes are durable.
+pub(super) async fn settle(
+    temp: TempFile,
+    dest: &Path,
+    batch: Option<(&Batch, usize)>,
+) -> Result<()> {
+    match batch {
+        Some((batch, index)) => batch.queue(temp, dest, index).await,
+        None => temp.persist(dest).await,
     }
 }
 

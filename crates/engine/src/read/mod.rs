@@ -14,9 +14,11 @@
 //! destination is untouched and the temporary is removed.
 //!
 //! `parts` runs the first request and the ranged parts, `memory` and `file` land them,
-//! `source` reads, `sink` writes the temporary file, `resume` keeps its journal, `verify` checks
+//! `source` reads, `sink` writes the temporary file, `commit` makes a downloadMany's files
+//! durable together, `resume` keeps its journal, `verify` checks
 //! checksums, `place` opens the destination safely, `rdma` reads through the RDMA module.
 
+mod commit;
 mod file;
 mod memory;
 mod parts;
@@ -27,10 +29,10 @@ mod sink;
 mod source;
 mod verify;
 
-pub(crate) use file::{download, prepare, Dirs, Item};
+pub(crate) use commit::Batch;
+pub(crate) use file::{download, prepare, Item};
 pub(crate) use memory::{range, whole};
 pub(crate) use rdma::{download as rdma_download, get as rdma_get, into as rdma_into};
-pub(crate) use sink::sync_dir_of;
 pub(crate) use source::Source;
 
 use tokio_util::sync::CancellationToken;
@@ -41,7 +43,7 @@ use crate::rdma::TransferPath;
 use source::Read;
 
 /// The outcome of one download.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TransferResult {
     /// Bytes written.
     pub bytes: u64,

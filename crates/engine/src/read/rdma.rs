@@ -12,7 +12,7 @@ use crate::options::{CallOptions, TransferOptions};
 use crate::progress::Tracker;
 use crate::rdma::TransferPath;
 
-use super::file::{note_dir, Item, Target};
+use super::file::{settle, Item, Target};
 use super::sink::TempFile;
 use super::verify::{verify_file, verify_memory};
 use super::TransferResult;
@@ -54,7 +54,7 @@ pub(crate) async fn download(
     let (place, t) = (&target.place, target.t);
     let Item {
         tracker,
-        dirs,
+        batch,
         started,
     } = item;
     let url = ctx.url();
@@ -73,8 +73,7 @@ pub(crate) async fn download(
     )
     .await?;
     let checksum = verify_file(&temp, expected.as_ref(), &mut done, None, url).await?;
-    temp.persist(dest, dirs.is_none()).await?;
-    note_dir(dirs, dest);
+    settle(temp, dest, batch).await?;
     tracker.finish();
     Ok(whole_result(head, done.len(), checksum, path, started))
 }

@@ -32,7 +32,13 @@ pub(crate) struct TempFile {
     /// The destination itself, a character device or FIFO written in order: no temporary,
     /// nothing to rename or remove.
     direct: bool,
+    /// When it was opened, in the order of every temporary of the process (a batch syncs a
+    /// filesystem through its oldest file's descriptor, which has seen every write error since).
+    pub(super) opened: u64,
 }
+
+/// The order temporaries are opened in.
+static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A file name of `path` (every file of a download is in its directory).
 pub(super) fn name_of(path: &Path) -> &OsStr {
@@ -50,6 +56,7 @@ impl TempFile {
             keep: AtomicBool::new(false),
             dir: place.dir.clone(),
             direct: false,
+            opened: OPENED.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -197,31 +204,42 @@ impl TempFile {
 
     /// fsync, rename over `dest`, fsync the directory (relative to the directory opened at the
     /// start, so a link swapped in along the path since cannot redirect the rename).
-    /// `sync_dir: false` leaves the directory's fsync to the caller (downloadMany syncs each
-    /// directory once, after all its files).
-    pub(crate) async fn persist(&self, dest: &Path, sync_dir: bool) -> Result<()> {
-        if self.direct {
-            // Written in order into a device or FIFO: there is nothing to sync or rename.
-            self.persisted.store(true, Ordering::SeqCst);
-            return Ok(());
+    pub(crate) async fn persist(self, dest: &Path) -> Result<()> {
+        let dest = dest.to_path_buf();
+        blocking(move || self.land(&dest, self.durable, true)).await
+    }
+
+    /// Whether this is a character device or FIFO written in order (nothing to sync or rename).
+    pub(super) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Whether it is to be made durable.
+    pub(super) fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// The blocking work of [`persist`](Self::persist): with `sync_data`, fdatasync (the data
+    /// and the size; the rename is made durable by the directory sync), then rename over `dest`,
+    /// remove the journal, and with `sync_dir` (and `durable`) fsync the directory. A
+    /// downloadMany's batch passes `sync_data: false` for files its syncfs has already made
+    /// durable, and `sync_dir: false`: it syncs each directory once, after all its files.
+    pub(super) fn land(&self, dest: &Path, sync_data: bool, sync_dir: bool) -> Result<()> {
+        if !self.direct {
+            if sync_data {
+                self.file
+                    .sync_data()
+                    .map_err(|e| Error::io(&self.path, &e))?;
+            }
+            self.dir.rename(name_of(&self.path), name_of(dest))?;
+            if let Some(j) = &self.journal {
+                let _ = self.dir.remove(name_of(j));
+            }
+            if self.durable && sync_dir {
+                self.dir.sync();
+            }
         }
-        let (file, path, dest) = (self.file.clone(), self.path.clone(), dest.to_path_buf());
-        let (durable, journal, dir) = (self.durable, self.journal.clone(), self.dir.clone());
-        blocking(move || {
-            // fdatasync: the data and the size; the rename is made durable by the directory sync.
-            if durable {
-                file.sync_data().map_err(|e| Error::io(&path, &e))?;
-            }
-            dir.rename(name_of(&path), name_of(&dest))?;
-            if let Some(j) = &journal {
-                let _ = dir.remove(name_of(j));
-            }
-            if durable && sync_dir {
-                dir.sync();
-            }
-            Ok(())
-        })
-        .await?;
+        // Written in order into a device or FIFO: there was nothing to sync or rename.
         self.persisted.store(true, Ordering::SeqCst);
         Ok(())
     }
