@@ -126,7 +126,7 @@ pub(crate) async fn download(
             return Err(e);
         }
     };
-    settle(temp, &place.dest, batch).await?;
+    settle(temp, &place.dest, batch, tracker.bytes()).await?;
     tracker.finish();
     Ok(TransferResult {
         bytes: tracker.bytes(),
@@ -304,9 +304,10 @@ pub(super) async fn settle(
     temp: TempFile,
     dest: &Path,
     batch: Option<(&Batch, usize)>,
+    size: u64,
 ) -> Result<()> {
     match batch {
-        Some((batch, index)) => batch.queue(temp, dest, index).await,
+        Some((batch, index)) => batch.queue(temp, dest, index, size).await,
         None => temp.persist(dest).await,
     }
 }

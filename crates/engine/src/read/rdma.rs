@@ -73,7 +73,7 @@ pub(crate) async fn download(
     )
     .await?;
     let checksum = verify_file(&temp, expected.as_ref(), &mut done, None, url).await?;
-    settle(temp, dest, batch).await?;
+    settle(temp, dest, batch, head.size).await?;
     tracker.finish();
     Ok(whole_result(head, done.len(), checksum, path, started))
 }
