@@ -61,8 +61,8 @@ describe('without the addon', () => {
       `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
        const info = o.engineInfo();
        const r = await o.download(${JSON.stringify(`${servers().http.url}/noaddon/a.txt`)}, ${JSON.stringify(join(dir, 'out.txt'))});
-       const s3 = await o.get('s3://b/k').catch((e) => ({ code: e.code, message: e.message }));
-       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, s3 }));`,
+       const gs = await o.get('gs://b/k').catch((e) => ({ code: e.code, message: e.message }));
+       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, gs }));`,
       { OBJGET_ENGINE: undefined },
       dir,
     );
@@ -78,9 +78,51 @@ describe('without the addon', () => {
     expect(out.info.native.reason).toContain('npm install --include=optional');
     expect(out.engine).toBe('js');
     expect(out.bytes).toBe(5);
-    // The first cloud call says the same, not a bare NotSupported.
-    expect(out.s3.code).toBe('NotSupported');
-    expect(out.s3.message).toContain(out.info.native.reason);
+    // A cloud call the JS engine cannot serve says the same, not a bare NotSupported.
+    expect(out.gs.code).toBe('NotSupported');
+    expect(out.gs.message).toContain(out.info.native.reason);
+  });
+
+  it('serves S3 through the JS engine: upload, download, list, downloadPrefix', async () => {
+    const dir = packageWithoutAddon();
+    const s3 = servers().s3;
+    const store = {
+      config: {
+        aws_access_key_id: s3.accessKeyId,
+        aws_secret_access_key: s3.secretAccessKey,
+        aws_endpoint: s3.endpoint,
+        aws_region: s3.region,
+      },
+    };
+    const prefix = `s3://${s3.bucket}/noaddon-${Date.now()}`;
+    const { done } = runModule(
+      `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
+       import { readFileSync } from 'node:fs';
+       const store = ${JSON.stringify(store)};
+       const data = Buffer.alloc(16 * 1024 * 1024 + 5, 7); // one byte past the default part
+       const up = await o.upload(data, ${JSON.stringify(`${prefix}/a/big.bin`)}, { store });
+       await o.upload(Buffer.from('hi'), ${JSON.stringify(`${prefix}/b.txt`)}, { store });
+       const down = await o.download(${JSON.stringify(`${prefix}/a/big.bin`)}, ${JSON.stringify(join(dir, 'big.bin'))}, { store });
+       const same = readFileSync(${JSON.stringify(join(dir, 'big.bin'))}).equals(data);
+       const listed = [];
+       for await (const x of o.list(${JSON.stringify(`${prefix}/`)}, { store })) listed.push(x.key);
+       const pre = await o.downloadPrefix(${JSON.stringify(`${prefix}/`)}, ${JSON.stringify(join(dir, 'tree'))}, { store });
+       console.log(JSON.stringify({ up: up.engine, parts: up.parts, down: down.engine, same,
+         listed: listed.length, pre: pre.results.map((x) => x.engine) }));`,
+      { OBJGET_ENGINE: undefined },
+      dir,
+    );
+    const r = await done;
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out).toEqual({
+      up: 'js',
+      parts: 2,
+      down: 'js',
+      same: true,
+      listed: 2,
+      pre: ['js', 'js'],
+    });
   });
 
   it('OBJGET_ENGINE=native without the addon rejects calls with NotSupported, never throws on import', async () => {

@@ -4,8 +4,6 @@
 // bytes (head, list, remove, copy). Reads are src/engines/js/parts.ts's, writes upload.ts's.
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
-import { Sha256 } from '@smithy/core/checksum';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { XMLParser } from 'fast-xml-parser';
 import { StorageError, type ErrorCode } from '../../errors.js';
 import { UPLOAD_LIMITS } from '../../options.js';
@@ -222,6 +220,23 @@ function settings(store: StoreOptions | undefined, url: string): Map<string, str
  * endpoint where neither gives one; object_store's endpoint rules (path-style
  * `endpoint/bucket` unless virtual-hosted; AWS's own hosts otherwise).
  */
+let signing:
+  | Promise<{
+      SignatureV4: typeof import('@smithy/signature-v4').SignatureV4;
+      Sha256: typeof import('@smithy/core/checksum').Sha256;
+    }>
+  | undefined;
+
+/** The SigV4 signer's modules, loaded by the first signed S3 call rather than when objget is
+ * imported (they are most of the JS engine's import time, and the native engine never needs
+ * them). */
+function signerLibs(): NonNullable<typeof signing> {
+  return (signing ??= Promise.all([
+    import('@smithy/signature-v4'),
+    import('@smithy/core/checksum'),
+  ]).then(([v4, checksum]) => ({ SignatureV4: v4.SignatureV4, Sha256: checksum.Sha256 })));
+}
+
 export async function resolveBucket(url: string, store: StoreOptions | undefined): Promise<Bucket> {
   const { bucket } = parseS3(url);
   const s = settings(store, url);
@@ -263,12 +278,13 @@ export async function resolveBucket(url: string, store: StoreOptions | undefined
     id && secret
       ? { accessKeyId: id, secretAccessKey: secret, sessionToken: s.get('token') || undefined }
       : undefined;
-  const signer = skip
+  const libs = skip ? undefined : await signerLibs();
+  const signer = !libs
     ? undefined
-    : new SignatureV4({
+    : new libs.SignatureV4({
         service: 's3',
         region,
-        sha256: Sha256,
+        sha256: libs.Sha256,
         uriEscapePath: false,
         applyChecksum: false,
         credentials: () => awsCredentials(store?.credentials, keys, url),
