@@ -460,8 +460,8 @@ describe('installed without its platform package', () => {
       const info = engineInfo();
       const file = (await get(${JSON.stringify(join(app, 'a.txt'))})).toString();
       const err = (e) => ({ code: e.code, message: e.message });
-      const cloud = await head('s3://bucket/key').catch(err);
-      const write = await upload(Buffer.from('x'), 's3://bucket/key').catch(err);
+      const cloud = await head('gs://bucket/key').catch(err);
+      const write = await upload(Buffer.from('x'), 'gs://bucket/key').catch(err);
       console.log(JSON.stringify({ engine: info.engine, native: info.native, file, cloud, write }));`;
     const out = JSON.parse(
       await ok(run(process.execPath, ['--input-type=module', '-e', src], app), 'bare import'),
@@ -473,7 +473,8 @@ describe('installed without its platform package', () => {
     expect(reason).toContain(`the package ${PLATFORM_PKG}, which is not installed`);
     expect(reason).toContain('npm install --include=optional');
     expect(reason).toContain(`npm install ${PLATFORM_PKG}@`);
-    // The first cloud call, and a write, say the same: not a bare NotSupported.
+    // A cloud call the JS engine does not serve (it speaks S3, not GCS), and a write, say the
+    // same: not a bare NotSupported.
     for (const e of [out.cloud, out.write]) {
       expect(e.code).toBe('NotSupported');
       expect(e.message).toContain(reason);
@@ -492,7 +493,7 @@ describe('installed without its platform package', () => {
     );
     writeFileSync(join(pkg, BINARY), 'not an ELF file');
     const src = `import { engineInfo, head } from 'objget';
-      const e = await head('s3://bucket/key').catch((e) => e);
+      const e = await head('gs://bucket/key').catch((e) => e);
       console.log(JSON.stringify({ reason: engineInfo().native.reason, code: e.code, message: e.message }));`;
     const out = JSON.parse(
       await ok(run(process.execPath, ['--input-type=module', '-e', src], app), 'broken binary'),
