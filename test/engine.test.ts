@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { engineInfo } from '../src/index.js';
 import { distEntry, ROOT, runModule } from './helpers/child.js';
-import { servers, tempDir } from './helpers/servers.js';
+import { s3Store, servers, tempDir } from './helpers/servers.js';
 
 const previous = process.env.OBJGET_ENGINE;
 afterAll(() => {
@@ -85,16 +85,8 @@ describe('without the addon', () => {
 
   it('serves S3 through the JS engine: upload, download, list, downloadPrefix', async () => {
     const dir = packageWithoutAddon();
-    const s3 = servers().s3;
-    const store = {
-      config: {
-        aws_access_key_id: s3.accessKeyId,
-        aws_secret_access_key: s3.secretAccessKey,
-        aws_endpoint: s3.endpoint,
-        aws_region: s3.region,
-      },
-    };
-    const prefix = `s3://${s3.bucket}/noaddon-${Date.now()}`;
+    const store = s3Store(servers());
+    const prefix = `s3://${servers().s3.bucket}/noaddon-${Date.now()}`;
     const { done } = runModule(
       `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
        import { readFileSync } from 'node:fs';
