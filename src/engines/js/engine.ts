@@ -18,18 +18,9 @@ import {
   type Response,
   type Via,
 } from './http.js';
-import { s3Download, s3GetWhole } from './read.js';
-import { s3Upload } from './upload.js';
-import {
-  objectHref,
-  resolveObject,
-  s3Copy,
-  s3Head,
-  s3List,
-  s3Remove,
-  S3_SCHEMES,
-  via,
-} from './s3.js';
+import type { Provider } from './cloud.js';
+import { PROVIDERS, providerOf } from './providers.js';
+import { downloadWhole, getWhole } from './read.js';
 import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import type {
   ByteRange,
@@ -43,9 +34,8 @@ import type {
 
 type Done = EngineTransfer;
 
-/** The calls the JS engine makes on a store it reads. */
+/** The calls the JS engine makes on every store it reads. */
 const READS = ['head', 'get', 'download', 'downloadMany', 'exists'];
-const S3_CALLS = [...READS, 'list', 'remove', 'copy', 'upload'];
 
 /**
  * What the JS engine does per scheme; every other call on that scheme answers `NotSupported`
@@ -55,15 +45,15 @@ export const JS_SCHEME_CAPABILITIES: Record<string, string[]> = {
   http: READS,
   https: READS,
   file: READS,
-  ...Object.fromEntries(S3_SCHEMES.map((s) => [s, S3_CALLS])),
+  ...Object.fromEntries(
+    PROVIDERS.flatMap((p) => p.schemes.map((s) => [s, [...READS, ...p.calls]])),
+  ),
 };
 
 /** Schemes the pure-JS engine serves. */
 export const JS_SCHEMES = Object.keys(JS_SCHEME_CAPABILITIES);
 /** Every call the JS engine makes on some scheme (engineInfo().js.capabilities). */
 export const JS_CAPABILITIES = [...new Set(Object.values(JS_SCHEME_CAPABILITIES).flat())];
-
-const isS3 = (scheme: string): boolean => S3_SCHEMES.includes(scheme);
 
 /**
  * Why calls run on the JS engine (the addon's load failure, or OBJGET_ENGINE=js), so that a call
@@ -79,7 +69,7 @@ function because(why: WhyJs): string {
 function nativeOnly(what: string, url: string, why: WhyJs): StorageError {
   return new StorageError(
     'NotSupported',
-    `${displayUrl(url)}: ${what} needs the native engine; the JS engine only reads${because(why)}`,
+    `${displayUrl(url)}: ${what} of this kind of URL needs the native engine (the JS engine's calls per scheme are in engineInfo().js)${because(why)}`,
     { url },
   );
 }
@@ -107,10 +97,13 @@ function refuseRdma(url: string, store: StoreOptions | undefined): void {
   }
 }
 
-function notSupported(url: string, scheme: string, why: WhyJs): StorageError {
-  return new StorageError(
+/** The provider of a cloud scheme, or why the JS engine cannot serve it. */
+function cloudOf(scheme: string, url: string, why: WhyJs): Provider {
+  const p = providerOf(scheme);
+  if (p) return p;
+  throw new StorageError(
     'NotSupported',
-    `${displayUrl(url)}: the JS engine reads http(s) and local files; ${scheme}:// needs the native engine${because(why)}`,
+    `${displayUrl(url)}: the JS engine does not speak ${scheme}:// (it speaks ${JS_SCHEMES.join(', ')}); ${scheme}:// needs the native engine${because(why)}`,
     { url },
   );
 }
@@ -257,10 +250,14 @@ async function readAll(
   return Buffer.concat(chunks, expected);
 }
 
-/** Whether a URL is one the JS engine reaches as S3 (one that does not parse is not). */
-function s3Url(url: string): boolean {
+/** The provider that serves `call` for a URL's scheme (none for a URL that does not parse). */
+function serving<C extends Provider['calls'][number]>(
+  url: string,
+  call: C,
+): (Provider & Required<Pick<Provider, C>>) | undefined {
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase();
-  return scheme !== undefined && isS3(scheme);
+  const p = scheme === undefined ? undefined : providerOf(scheme);
+  return p?.calls.includes(call) ? (p as Provider & Required<Pick<Provider, C>>) : undefined;
 }
 
 /** A whole object's bytes, or the filled view of `into` holding them. */
@@ -291,29 +288,32 @@ export function jsEngine(why: WhyJs): Engine {
     },
     async upload(source, url, o) {
       refuseRdma(url, o.store);
-      if (!s3Url(url)) throw nativeOnly('upload', url, why);
-      return s3Upload(source, url, o);
+      const p = serving(url, 'upload');
+      if (!p) throw nativeOnly('upload', url, why);
+      return p.upload(source, url, o);
     },
     async remove(urls, store) {
-      const s3 = urls.filter((u) => s3Url(u));
-      const other = urls.find((u) => !s3Url(u));
+      const other = urls.find((u) => !serving(u, 'remove'));
       if (other !== undefined) throw nativeOnly('remove', other, why);
-      if (s3.length) await s3Remove(s3, store);
+      // One batch per provider (each removes its URLs in as few requests as it can).
+      for (const p of PROVIDERS) {
+        const mine = urls.filter((u) => serving(u, 'remove') === p);
+        if (mine.length) await p.remove!(mine, store);
+      }
     },
     async copy(from, to, ifNotExists, store) {
-      if (!s3Url(from) || !s3Url(to)) throw nativeOnly('copy', s3Url(to) ? from : to, why);
-      await s3Copy(from, to, ifNotExists, store);
+      const p = serving(to, 'copy');
+      if (!p || serving(from, 'copy') !== p) throw nativeOnly('copy', p ? from : to, why);
+      await p.copy(from, to, ifNotExists, store);
     },
     async *list(prefixUrl, store) {
-      if (!s3Url(prefixUrl)) throw nativeOnly('list', prefixUrl, why);
-      yield* s3List(prefixUrl, store);
+      const p = serving(prefixUrl, 'list');
+      if (!p) throw nativeOnly('list', prefixUrl, why);
+      yield* p.list(prefixUrl, store);
     },
     async head(url, store) {
       const loc = locate(url);
-      if (loc.kind === 'cloud') {
-        if (!isS3(loc.scheme)) throw notSupported(url, loc.scheme, why);
-        return (await s3Head(await resolveObject(url, store))).info;
-      }
+      if (loc.kind === 'cloud') return (await cloudOf(loc.scheme, url, why).head(url, store)).info;
       if (loc.kind === 'http') return httpHead(loc.url, store);
       try {
         const f = await fileEtag(loc.path);
@@ -326,9 +326,9 @@ export function jsEngine(why: WhyJs): Engine {
     async getDetailed(url, into, t) {
       const started = performance.now();
       const loc = locate(url);
-      if (loc.kind === 'cloud' && isS3(loc.scheme)) {
+      if (loc.kind === 'cloud') {
         refuseRdma(url, t.store);
-        const got = await s3GetWhole(url, t).catch((e: unknown) => {
+        const got = await getWhole(cloudOf(loc.scheme, url, why), url, t).catch((e: unknown) => {
           throw t.signal?.aborted ? abortedError(url) : fromNodeError(e, url);
         });
         return { data: fit(got.data, into, url), result: got.result };
@@ -355,17 +355,17 @@ export function jsEngine(why: WhyJs): Engine {
         return Buffer.alloc(0);
       }
       const loc = locate(url);
-      if (loc.kind === 'cloud' && !isS3(loc.scheme)) throw notSupported(url, loc.scheme, why);
       try {
         if (loc.kind === 'cloud') {
-          if (!range) return (await s3GetWhole(url, t)).data;
-          const o = await resolveObject(url, store);
+          const p = cloudOf(loc.scheme, url, why);
+          if (!range) return (await getWhole(p, url, t)).data;
+          const o = await p.locate(url, store);
           const { body, length } = await httpOpen(
-            new URL(objectHref(o)),
+            new URL(o.href),
             range,
             store,
             signal,
-            via(o, url, 'GET'),
+            o.via('GET'),
           );
           report.plan(length);
           const buf = await readAll(body, length, report, undefined);
@@ -457,7 +457,7 @@ async function downloadOne(
   if (signal?.aborted) throw abortedError(url);
   if (!dest) throw new StorageError('InvalidArgument', 'the destination path is empty');
   const loc = locate(url);
-  if (loc.kind === 'cloud' && !isS3(loc.scheme)) throw notSupported(url, loc.scheme, why);
+  const p = loc.kind === 'cloud' ? cloudOf(loc.scheme, url, why) : undefined;
   if (t.resume) {
     throw new StorageError(
       'NotSupported',
@@ -467,7 +467,7 @@ async function downloadOne(
   }
   const target = isAbsolute(dest) ? dest : resolve(dest);
   try {
-    if (loc.kind === 'cloud') return await s3Download(url, target, t, index);
+    if (loc.kind === 'cloud') return await downloadWhole(p!, url, target, t, index);
     return await withTemp(url, target, t, async (fh, where): Promise<Done> => {
       if (loc.kind === 'file') {
         if (t.checksum === 'required') throw unavailable(url);

@@ -1,4 +1,5 @@
-// S3 reads for the JS engine, as the native engine reads: a HEAD (with the stored checksums),
+// Cloud reads for the JS engine (every provider of providers.ts), as the native engine reads: a
+// HEAD (with the stored checksums),
 // then `concurrency` parallel ranged GETs of `partSize` bytes, each pinned by If-Match to the
 // ETag, each resuming after a cut; a file's parts are written at their offsets into the
 // pre-sized temporary (positional writes, no reordering in memory), a Buffer's into their slice
@@ -10,9 +11,9 @@ import { DEFAULTS } from '../../options.js';
 import { displayUrl } from '../../redact.js';
 import type { EngineTransfer, ObjectInfo, TransferSettings } from '../../types.js';
 import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
-import { advertised, Verifier } from './checksum.js';
+import { Verifier } from './checksum.js';
+import type { Located, Provider } from './cloud.js';
 import { discard, one, resumable, send, startFromContentRange } from './http.js';
-import { objectHref, resolveObject, s3Head, via, type S3Object } from './s3.js';
 
 /** Where a whole object's parts land. */
 interface Sink {
@@ -57,7 +58,7 @@ const HASH_SLICE = 8 * 1024 * 1024;
  * number of parts.
  */
 async function fetchParts(
-  o: S3Object,
+  o: Located,
   size: number,
   etag: string | undefined,
   sink: Sink,
@@ -71,8 +72,8 @@ async function fetchParts(
   const ac = new AbortController();
   const stop = (): void => ac.abort();
   t.signal?.addEventListener('abort', stop, { once: true });
-  const href = objectHref(o);
-  const how = via(o, o.url, 'GET');
+  const href = o.href;
+  const how = o.via('GET');
   const done = new Set<number>();
   let hashed = 0;
   let hashing: Promise<void> = Promise.resolve();
@@ -146,12 +147,10 @@ async function fetchParts(
   return Math.max(1, n);
 }
 
-/** A whole S3 object into memory. */
 /** An object opened for a whole read: located, its HEAD read, its checksum chosen. */
-async function opened(url: string, t: TransferSettings, report: Reporter) {
-  const o = await resolveObject(url, t.store);
-  const { info, headers } = await s3Head(o);
-  const verifier = Verifier.for(t.checksum, advertised(headers, false, true), url);
+async function opened(p: Provider, url: string, t: TransferSettings, report: Reporter) {
+  const { located: o, info, offered } = await p.head(url, t.store);
+  const verifier = Verifier.for(t.checksum, offered, url);
   report.plan(info.size);
   return { o, info, verifier };
 }
@@ -176,21 +175,23 @@ async function finished(
   };
 }
 
-/** A whole S3 object into memory. */
-export async function s3GetWhole(
+/** A whole cloud object into memory. */
+export async function getWhole(
+  p: Provider,
   url: string,
   t: TransferSettings,
 ): Promise<{ data: Buffer; result: EngineTransfer }> {
   const started = performance.now();
   const report = new Reporter(t.onProgress);
-  const { o, info, verifier } = await opened(url, t, report);
+  const { o, info, verifier } = await opened(p, url, t, report);
   const data = Buffer.allocUnsafe(info.size);
   const parts = await fetchParts(o, info.size, info.etag, bufferSink(data), t, report, verifier);
   return { data, result: await finished(info, started, parts, verifier, report) };
 }
 
-/** An S3 object into a file, landed as every JS download lands (src/engines/land.ts). */
-export async function s3Download(
+/** A cloud object into a file, landed as every JS download lands (src/engines/land.ts). */
+export async function downloadWhole(
+  p: Provider,
   url: string,
   dest: string,
   t: TransferSettings,
@@ -199,16 +200,16 @@ export async function s3Download(
   const started = performance.now();
   const report = new Reporter(t.onProgress, index);
   const target = isAbsolute(dest) ? dest : resolve(dest);
-  const { o, info, verifier } = await opened(url, t, report);
+  const { o, info, verifier } = await opened(p, url, t, report);
   return withTemp(url, target, t, async (fh, where): Promise<EngineTransfer> => {
     let parts = 1;
     if (where === target) {
       // A character device or a FIFO takes no offsets: one stream, in order.
-      const how = via(o, url, 'GET');
+      const how = o.via('GET');
       const pin: Record<string, string> = info.etag ? { 'if-match': info.etag } : {};
-      const res = await send(objectHref(o), 'GET', pin, o.store, t.signal, how);
+      const res = await send(o.href, 'GET', pin, o.store, t.signal, how);
       const length = Number(one(res.headers['content-length']));
-      const body = resumable(res.body, objectHref(o), info.etag, 0, length, o.store, t.signal, how);
+      const body = resumable(res.body, o.href, info.etag, 0, length, o.store, t.signal, how);
       await writeBody(body, fh, where, url, report, t.signal, verifier);
     } else {
       await fh.truncate(info.size);

@@ -7,9 +7,10 @@
 import { open, stat } from 'node:fs/promises';
 import { fromNodeError, StorageError } from '../../errors.js';
 import { DEFAULTS, UPLOAD_LIMITS } from '../../options.js';
-import type { UploadOptions, VerifiedChecksum } from '../../types.js';
+import type { UploadOptions } from '../../types.js';
 import { abortedError, Reporter } from '../land.js';
 import { running, type Running } from './checksum.js';
+import type { UploadSource, Uploaded } from './cloud.js';
 import { one } from './http.js';
 import {
   abortUpload,
@@ -22,15 +23,7 @@ import {
   type S3Object,
 } from './s3.js';
 
-type Source = string | Buffer | AsyncIterable<Uint8Array>;
-
-export interface Uploaded {
-  etag?: string;
-  version?: string;
-  bytes: number;
-  parts: number;
-  checksum: VerifiedChecksum;
-}
+type Source = UploadSource;
 
 /** The part size for `size` bytes: the requested one, raised to S3's minimum and to fit. */
 function partSizeFor(size: number, requested: number | undefined): number {

@@ -1,0 +1,62 @@
+// What the JS engine needs of a cloud store (S3, and the providers that join it): where an
+// object's bytes are and how a request for them is made, its HEAD with the checksums the store
+// keeps, and the calls that move no object bytes. The reads (parallel ranged GETs pinned by
+// If-Match, resumed after a cut, verified, landed) are written once, in read.ts, for every
+// provider; src/engines/js/providers.ts lists the providers by scheme.
+import type {
+  ListedObject,
+  ObjectInfo,
+  StoreOptions,
+  UploadOptions,
+  VerifiedChecksum,
+} from '../../types.js';
+import type { Via } from './http.js';
+
+/** One object of a cloud store, located for one call. */
+export interface Located {
+  /** The caller's URL: what messages name. */
+  url: string;
+  store: StoreOptions | undefined;
+  /** Where the object's GETs go (ranged, pinned by If-Match). */
+  href: string;
+  /** How a request named `what` travels: signed, its failure read from the store's reply. */
+  via(what: string): Via;
+}
+
+/** An object located and its HEAD read: its size and ETag, the checksums the store keeps. */
+export interface Headed {
+  located: Located;
+  info: ObjectInfo;
+  /** Whole-object checksums the store keeps, best first (checksum.ts `advertised`). */
+  offered: VerifiedChecksum[];
+}
+
+/** What an upload made. */
+export interface Uploaded {
+  etag?: string;
+  version?: string;
+  bytes: number;
+  parts: number;
+  checksum: VerifiedChecksum;
+}
+
+export type UploadSource = string | Buffer | AsyncIterable<Uint8Array>;
+
+/** A cloud store the JS engine speaks: reads always, the other calls where it has them. */
+export interface Provider {
+  /** The URL schemes it serves (`s3`, `s3a`, …). */
+  schemes: string[];
+  /** The calls it makes beyond the reads (every reading call is made for every provider). */
+  calls: readonly ('list' | 'remove' | 'copy' | 'upload')[];
+  locate(url: string, store: StoreOptions | undefined): Promise<Located>;
+  head(url: string, store: StoreOptions | undefined): Promise<Headed>;
+  list?(prefixUrl: string, store: StoreOptions | undefined): AsyncIterable<ListedObject>;
+  remove?(urls: string[], store: StoreOptions | undefined): Promise<void>;
+  copy?(
+    from: string,
+    to: string,
+    ifNotExists: boolean,
+    store: StoreOptions | undefined,
+  ): Promise<void>;
+  upload?(source: UploadSource, url: string, o: UploadOptions): Promise<Uploaded>;
+}

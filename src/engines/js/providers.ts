@@ -1,0 +1,45 @@
+// The cloud stores the JS engine speaks, by URL scheme (src/engines/js/cloud.ts says what a
+// provider is). A scheme that is not here is `NotSupported` on the JS engine.
+import type { Located, Provider } from './cloud.js';
+import { advertised } from './checksum.js';
+import {
+  objectHref,
+  resolveObject,
+  s3Copy,
+  s3Head,
+  s3List,
+  s3Remove,
+  S3_SCHEMES,
+  via,
+  type S3Object,
+} from './s3.js';
+import { s3Upload } from './upload.js';
+
+const located = (o: S3Object): Located => ({
+  url: o.url,
+  store: o.store,
+  href: objectHref(o),
+  via: (what) => via(o, o.url, what),
+});
+
+const s3: Provider = {
+  schemes: S3_SCHEMES,
+  calls: ['list', 'remove', 'copy', 'upload'],
+  locate: async (url, store) => located(await resolveObject(url, store)),
+  async head(url, store) {
+    const o = await resolveObject(url, store);
+    const { info, headers } = await s3Head(o);
+    return { located: located(o), info, offered: advertised(headers, false, true) };
+  },
+  list: s3List,
+  remove: s3Remove,
+  copy: s3Copy,
+  upload: s3Upload,
+};
+
+export const PROVIDERS: readonly Provider[] = [s3];
+
+/** The provider of a URL scheme (lower case), if the JS engine speaks it. */
+export function providerOf(scheme: string): Provider | undefined {
+  return PROVIDERS.find((p) => p.schemes.includes(scheme));
+}
