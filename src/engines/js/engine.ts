@@ -376,7 +376,7 @@ export function jsEngine(why: WhyJs): Engine {
           const { body, raw, length, offered } = await httpOpen(loc.url, range, store, signal);
           let verifier: Verifier | undefined;
           try {
-            verifier = range ? undefined : Verifier.for(t.checksum, offered, url);
+            verifier = range ? undefined : await Verifier.for(t.checksum, offered, url);
           } catch (e) {
             discard(raw);
             throw e;
@@ -494,7 +494,7 @@ async function downloadOne(
       );
       let verifier: Verifier | undefined;
       try {
-        verifier = Verifier.for(t.checksum, offered, url);
+        verifier = await Verifier.for(t.checksum, offered, url);
       } catch (e) {
         discard(raw);
         throw e;
