@@ -9,7 +9,7 @@ import { fromNodeError, StorageError } from '../../errors.js';
 import { DEFAULTS, UPLOAD_LIMITS } from '../../options.js';
 import type { UploadOptions } from '../../types.js';
 import { abortedError, Reporter } from '../land.js';
-import { running, type Running } from './checksum.js';
+import { crcCombine, running } from './checksum.js';
 import type { UploadSource, Uploaded } from './cloud.js';
 import { one } from './http.js';
 import {
@@ -35,11 +35,34 @@ function partSizeFor(size: number, requested: number | undefined): number {
 /** A stream's part size once `made` parts are cut: doubled every 1,000 (to reach 10,000). */
 const streamPart = (first: number, made: number): number => first * 2 ** Math.floor(made / 1000);
 
+/**
+ * The buffers a file's parts are read into, reused once their part is stored: the memory of an
+ * upload stays at its parts in flight instead of growing with garbage not yet collected (a
+ * 256 MiB file peaked at 327 MiB RSS without reuse).
+ */
+class PartBuffers {
+  private readonly free: Buffer[] = [];
+  private readonly mine = new WeakSet<Buffer>();
+
+  take(len: number): Buffer {
+    const buf = this.free.pop() ?? Buffer.allocUnsafe(len);
+    this.mine.add(buf);
+    return buf.length === len ? buf : buf.subarray(0, len);
+  }
+
+  /** `buf` is free again (a Buffer not taken here, as a slice of the caller's, is left alone). */
+  give(buf: Buffer): void {
+    // Only whole part-sized buffers go back; the last, shorter part's is dropped.
+    if (this.mine.has(buf)) this.free.push(buf);
+  }
+}
+
 /** The source as parts, in order, each a fresh or sliced Buffer (the last may be shorter). */
 async function* cut(
   source: Source,
   requested: number | undefined,
   planned: (size: number) => void,
+  buffers: PartBuffers,
 ): AsyncGenerator<Buffer> {
   if (Buffer.isBuffer(source)) {
     planned(source.length);
@@ -54,7 +77,7 @@ async function* cut(
     const fh = await open(source, 'r');
     try {
       for (let at = 0; at < size; at += part) {
-        const buf = Buffer.allocUnsafe(Math.min(part, size - at));
+        const buf = buffers.take(Math.min(part, size - at));
         let got = 0;
         while (got < buf.length) {
           const { bytesRead } = await fh.read(buf, got, buf.length - got, at + got);
@@ -110,10 +133,10 @@ function attributes(o: UploadOptions): Record<string, string> {
   return h;
 }
 
-async function crc64(data: Buffer): Promise<string> {
-  const h = running('crc64nvme');
+async function crc64(data: Buffer): Promise<Buffer> {
+  const h = await running('crc64nvme');
   h.update(data);
-  return (await h.digest()).toString('base64');
+  return h.digest();
 }
 
 /** Upload `source` to the S3 object `url`. */
@@ -133,13 +156,12 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
   const report = new Reporter(o.onProgress);
   const aborted = whenAborted(o.signal, url);
   aborted.catch(() => undefined);
-  const whole = running('crc64nvme');
   let bytes = 0;
-  const parts = cut(source, requested, (size) => report.plan(size));
+  const buffers = new PartBuffers();
+  const parts = cut(source, requested, (size) => report.plan(size), buffers);
   const pull = async (): Promise<Buffer | undefined> => {
     const r = await Promise.race([parts.next(), aborted]);
     if (r.done) return undefined;
-    whole.update(r.value);
     bytes += r.value.length;
     return r.value;
   };
@@ -157,12 +179,7 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
       const r = await putWhole(target, first, o);
       report.add(first.length);
       report.finish();
-      return {
-        ...r,
-        bytes,
-        parts: 1,
-        checksum: { algorithm: 'crc64nvme', value: (await whole.digest()).toString('base64') },
-      };
+      return { ...r.done, bytes, parts: 1, checksum: { algorithm: 'crc64nvme', value: r.crc } };
     }
     const r = await multipart(
       target,
@@ -172,7 +189,7 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
       o,
       report,
       aborted,
-      whole,
+      buffers,
     );
     report.finish();
     return {
@@ -192,10 +209,11 @@ async function putWhole(
   t: S3Object,
   data: Buffer,
   o: UploadOptions,
-): Promise<{ etag?: string; version?: string }> {
+): Promise<{ done: { etag?: string; version?: string }; crc: string }> {
+  const crc = (await crc64(data)).toString('base64');
   const headers = {
     ...attributes(o),
-    'x-amz-checksum-crc64nvme': await crc64(data),
+    'x-amz-checksum-crc64nvme': crc,
     ...(o.ifNotExists ? { 'if-none-match': '*' } : {}),
   };
   const res = await s3Send(t, {
@@ -210,7 +228,10 @@ async function putWhole(
     throw o.ifNotExists ? conditional(e, t.url) : e;
   });
   await res.body.dump();
-  return { etag: one(res.headers.etag), version: one(res.headers['x-amz-version-id']) };
+  return {
+    done: { etag: one(res.headers.etag), version: one(res.headers['x-amz-version-id']) },
+    crc,
+  };
 }
 
 /**
@@ -225,7 +246,7 @@ async function multipart(
   o: UploadOptions,
   report: Reporter,
   aborted: Promise<never>,
-  whole: Running,
+  buffers: PartBuffers,
 ): Promise<{ done: { etag?: string; version?: string }; parts: number; crc: string }> {
   const uploadId = await Promise.race([
     createUpload(t, {
@@ -239,10 +260,14 @@ async function multipart(
   const stop = (): void => ac.abort();
   o.signal?.addEventListener('abort', stop, { once: true });
   const done: DonePart[] = [];
+  // Each part's CRC64NVME and length, to combine into the whole object's.
+  const crcs: [Buffer, number][] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
   const send = async (i: number, data: Buffer): Promise<void> => {
-    const crc = await crc64(data);
+    const sum = await crc64(data);
+    crcs[i] = [sum, data.length];
+    const crc = sum.toString('base64');
     const res = await s3Send(t, {
       method: 'PUT',
       what: 'UploadPart',
@@ -263,6 +288,9 @@ async function multipart(
     }
     done[i] = { etag, crc64nvme: crc };
     report.add(data.length);
+    // Stored: its buffer may hold the next part (never after a failure, when undici may still
+    // hold it; the upload then stops anyway).
+    buffers.give(data);
   };
   try {
     let n = 0;
@@ -285,8 +313,11 @@ async function multipart(
     }
     await Promise.race([Promise.all(inFlight), aborted]);
     if (failure !== undefined) throw failure;
-    // Every part has been pulled: the whole object's CRC64NVME is known.
-    const crc = (await whole.digest()).toString('base64');
+    // Every part is stored: the whole object's CRC64NVME is its parts' combined.
+    const [first, ...rest] = crcs;
+    const crc = rest
+      .reduce((acc, [sum, len]) => crcCombine('crc64nvme', acc, sum, len), first![0])
+      .toString('base64');
     const full = await Promise.race([
       completeUpload(
         t,
