@@ -10,7 +10,7 @@ import type {
   UploadOptions,
   VerifiedChecksum,
 } from '../../types.js';
-import type { Via } from './http.js';
+import type { Response, Via } from './http.js';
 
 /** One object of a cloud store, located for one call. */
 export interface Located {
@@ -21,6 +21,8 @@ export interface Located {
   href: string;
   /** How a request named `what` travels: signed, its failure read from the store's reply. */
   via(what: string): Via;
+  /** Headers of a whole object's GET (S3: ask for the stored checksums). */
+  readHeaders?: Record<string, string>;
 }
 
 /** An object located and its HEAD read: its size and ETag, the checksums the store keeps. */
@@ -50,6 +52,10 @@ export interface Provider {
   calls: readonly ('list' | 'remove' | 'copy' | 'upload')[];
   locate(url: string, store: StoreOptions | undefined): Promise<Located>;
   head(url: string, store: StoreOptions | undefined): Promise<Headed>;
+  /** An object's size, ETag, time and version from a reply's headers (HEAD or GET). */
+  info(headers: Response['headers'], size: number): ObjectInfo;
+  /** The whole-object checksums a reply's headers name, best first (`partial`: a 206). */
+  offered(headers: Response['headers'], partial: boolean): VerifiedChecksum[];
   list?(prefixUrl: string, store: StoreOptions | undefined): AsyncIterable<ListedObject>;
   remove?(urls: string[], store: StoreOptions | undefined): Promise<void>;
   copy?(

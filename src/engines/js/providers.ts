@@ -3,6 +3,8 @@
 import type { Located, Provider } from './cloud.js';
 import { advertised } from './checksum.js';
 import {
+  CHECKSUM_MODE,
+  infoOf,
   objectHref,
   resolveObject,
   s3Copy,
@@ -20,6 +22,7 @@ const located = (o: S3Object): Located => ({
   store: o.store,
   href: objectHref(o),
   via: (what) => via(o, o.url, what),
+  readHeaders: CHECKSUM_MODE,
 });
 
 const s3: Provider = {
@@ -31,6 +34,8 @@ const s3: Provider = {
     const { info, headers } = await s3Head(o);
     return { located: located(o), info, offered: advertised(headers, false, true) };
   },
+  info: infoOf,
+  offered: (headers, partial) => advertised(headers, partial, true),
   list: s3List,
   remove: s3Remove,
   copy: s3Copy,

@@ -1,5 +1,7 @@
-// Cloud reads for the JS engine (every provider of providers.ts), as the native engine reads: a
-// HEAD (with the stored checksums),
+// Cloud reads for the JS engine (every provider of providers.ts), as the native engine reads: an
+// unranged GET whose reply says the size, the ETag and the stored checksums and carries the first
+// part (a small object is one request; a larger one's first reply is dropped after its first
+// part),
 // then `concurrency` parallel ranged GETs of `partSize` bytes, each pinned by If-Match to the
 // ETag, each resuming after a cut; a file's parts are written at their offsets into the
 // pre-sized temporary (positional writes, no reordering in memory), a Buffer's into their slice
@@ -14,6 +16,7 @@ import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import { Verifier } from './checksum.js';
 import type { Located, Provider } from './cloud.js';
 import { discard, one, resumable, send, startFromContentRange } from './http.js';
+import type { Readable } from 'node:stream';
 
 /** Where a whole object's parts land. */
 interface Sink {
@@ -79,6 +82,7 @@ async function fetchParts(
   o: Located,
   size: number,
   etag: string | undefined,
+  first: Readable,
   sink: Sink,
   t: TransferSettings,
   report: Reporter,
@@ -90,6 +94,8 @@ async function fetchParts(
   const ac = new AbortController();
   const stop = (): void => ac.abort();
   t.signal?.addEventListener('abort', stop, { once: true });
+  // The opening reply was asked for before the parts' controller: it stops with them.
+  ac.signal.addEventListener('abort', () => discard(first), { once: true });
   const href = o.href;
   const how = o.via('GET');
   const done = new Set<number>();
@@ -111,9 +117,10 @@ async function fetchParts(
     });
     return hashing;
   };
-  const part = async (i: number): Promise<void> => {
-    const start = i * partSize;
-    const end = Math.min(size, start + partSize);
+  // The first part comes from the opening reply (the whole object's body, dropped once the
+  // part is read); the others are ranged GETs pinned to the ETag.
+  const body = async (start: number, end: number): Promise<Readable> => {
+    if (start === 0) return first;
     const headers: Record<string, string> = { range: `bytes=${start}-${end - 1}` };
     if (etag) headers['if-match'] = etag;
     const res = await send(href, 'GET', headers, o.store, ac.signal, how);
@@ -125,6 +132,12 @@ async function fetchParts(
         { url: o.url },
       );
     }
+    return res.body;
+  };
+  const part = async (i: number): Promise<void> => {
+    const start = i * partSize;
+    const end = Math.min(size, start + partSize);
+    const from = await body(start, end);
     let pos = start;
     let batch: Buffer[] = [];
     let batched = 0;
@@ -135,16 +148,30 @@ async function fetchParts(
       batch = [];
       batched = 0;
     };
-    for await (const c of resumable(res.body, href, etag, start, end, o.store, ac.signal, how)) {
-      if (pos + batched + c.length > end) {
+    // The opening reply runs on to the object's end: only this part's bytes are taken from it.
+    const whole = from === first && end < size;
+    for await (const c of resumable(
+      from,
+      href,
+      etag,
+      start,
+      whole ? size : end,
+      o.store,
+      ac.signal,
+      how,
+    )) {
+      const take = whole ? c.subarray(0, end - pos - batched) : c;
+      if (pos + batched + take.length > end) {
         throw new StorageError('Generic', `${displayUrl(o.url)}: a part sent more than asked`, {
           url: o.url,
         });
       }
-      batch.push(c);
-      batched += c.length;
+      batch.push(take);
+      batched += take.length;
       if (batched >= WRITE_BATCH) await flush();
+      if (whole && pos + batched === end) break;
     }
+    if (whole) discard(first);
     if (batched) await flush();
     if (pos !== end) {
       throw new StorageError('Network', `${displayUrl(o.url)}: a part ended early`, { url: o.url });
@@ -152,14 +179,14 @@ async function fetchParts(
     await completed(i);
   };
   let next = 0;
-  let first: unknown;
+  let failure: unknown;
   const worker = async (): Promise<void> => {
-    while (next < n && first === undefined) {
+    while (next < n && failure === undefined) {
       const i = next++;
       try {
         await part(i);
       } catch (e) {
-        first ??= e;
+        failure ??= e;
         ac.abort();
       }
     }
@@ -168,19 +195,40 @@ async function fetchParts(
     await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
   } finally {
     t.signal?.removeEventListener('abort', stop);
+    // Not read (an empty object, or a failure first): its connection is let go.
+    if (!first.readableEnded) discard(first);
   }
   if (t.signal?.aborted) throw abortedError(o.url);
-  if (first !== undefined) throw fromNodeError(first, o.url);
+  if (failure !== undefined) throw fromNodeError(failure, o.url);
   await hashing;
   return Math.max(1, n);
 }
 
-/** An object opened for a whole read: located, its HEAD read, its checksum chosen. */
+/**
+ * An object opened for a whole read: located, its unranged GET sent (the reply's headers give the
+ * size, the ETag and the stored checksums; its body is the first part's source), its checksum
+ * chosen. The caller reads `first` or lets it go (`discard`).
+ */
 async function opened(p: Provider, url: string, t: TransferSettings, report: Reporter) {
-  const { located: o, info, offered } = await p.head(url, t.store);
-  const verifier = await Verifier.for(t.checksum, offered, url);
-  report.plan(info.size);
-  return { o, info, verifier };
+  const o = await p.locate(url, t.store);
+  const res = await send(o.href, 'GET', o.readHeaders ?? {}, o.store, t.signal, o.via('GET'));
+  try {
+    const size = Number(one(res.headers['content-length']));
+    if (res.statusCode !== 200 || !Number.isSafeInteger(size) || size < 0) {
+      throw new StorageError(
+        'Generic',
+        `${displayUrl(url)}: GET answered HTTP ${res.statusCode} without the object's size`,
+        { url },
+      );
+    }
+    const info = p.info(res.headers, size);
+    const verifier = await Verifier.for(t.checksum, p.offered(res.headers, false), url);
+    report.plan(info.size);
+    return { o, info, verifier, first: res.body };
+  } catch (e) {
+    discard(res.body);
+    throw e;
+  }
 }
 
 /** A whole read's result, once its checksum (if any) is verified. */
@@ -211,9 +259,10 @@ export async function getWhole(
 ): Promise<{ data: Buffer; result: EngineTransfer }> {
   const started = performance.now();
   const report = new Reporter(t.onProgress);
-  const { o, info, verifier } = await opened(p, url, t, report);
+  const { o, info, verifier, first } = await opened(p, url, t, report);
   const data = Buffer.allocUnsafe(info.size);
-  const parts = await fetchParts(o, info.size, info.etag, bufferSink(data), t, report, verifier);
+  const sink = bufferSink(data);
+  const parts = await fetchParts(o, info.size, info.etag, first, sink, t, report, verifier);
   return { data, result: await finished(info, started, parts, verifier, report) };
 }
 
@@ -228,21 +277,23 @@ export async function downloadWhole(
   const started = performance.now();
   const report = new Reporter(t.onProgress, index);
   const target = isAbsolute(dest) ? dest : resolve(dest);
-  const { o, info, verifier } = await opened(p, url, t, report);
-  return withTemp(url, target, t, async (fh, where): Promise<EngineTransfer> => {
-    let parts = 1;
-    if (where === target) {
-      // A character device or a FIFO takes no offsets: one stream, in order.
-      const how = o.via('GET');
-      const pin: Record<string, string> = info.etag ? { 'if-match': info.etag } : {};
-      const res = await send(o.href, 'GET', pin, o.store, t.signal, how);
-      const length = Number(one(res.headers['content-length']));
-      const body = resumable(res.body, o.href, info.etag, 0, length, o.store, t.signal, how);
-      await writeBody(body, fh, where, url, report, t.signal, verifier);
-    } else {
-      await fh.truncate(info.size);
-      parts = await fetchParts(o, info.size, info.etag, fileSink(fh), t, report, verifier);
-    }
-    return finished(info, started, parts, verifier, report);
-  });
+  const { o, info, verifier, first } = await opened(p, url, t, report);
+  try {
+    return await withTemp(url, target, t, async (fh, where): Promise<EngineTransfer> => {
+      let parts = 1;
+      if (where === target) {
+        // A character device or a FIFO takes no offsets: the opening reply, in order.
+        const how = o.via('GET');
+        const body = resumable(first, o.href, info.etag, 0, info.size, o.store, t.signal, how);
+        await writeBody(body, fh, where, url, report, t.signal, verifier);
+      } else {
+        await fh.truncate(info.size);
+        const sink = fileSink(fh);
+        parts = await fetchParts(o, info.size, info.etag, first, sink, t, report, verifier);
+      }
+      return finished(info, started, parts, verifier, report);
+    });
+  } finally {
+    if (!first.readableEnded) discard(first);
+  }
 }
