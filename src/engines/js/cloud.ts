@@ -25,14 +25,6 @@ export interface Located {
   readHeaders?: Record<string, string>;
 }
 
-/** An object located and its HEAD read: its size and ETag, the checksums the store keeps. */
-export interface Headed {
-  located: Located;
-  info: ObjectInfo;
-  /** Whole-object checksums the store keeps, best first (checksum.ts `advertised`). */
-  offered: VerifiedChecksum[];
-}
-
 /** What an upload made. */
 export interface Uploaded {
   etag?: string;
@@ -51,7 +43,8 @@ export interface Provider {
   /** The calls it makes beyond the reads (every reading call is made for every provider). */
   calls: readonly ('list' | 'remove' | 'copy' | 'upload')[];
   locate(url: string, store: StoreOptions | undefined): Promise<Located>;
-  head(url: string, store: StoreOptions | undefined): Promise<Headed>;
+  /** The object's HEAD (for `head` and `exists`; reads learn the same from their first GET). */
+  head(url: string, store: StoreOptions | undefined): Promise<ObjectInfo>;
   /** An object's size, ETag, time and version from a reply's headers (HEAD or GET). */
   info(headers: Response['headers'], size: number): ObjectInfo;
   /** The whole-object checksums a reply's headers name, best first (`partial`: a 206). */

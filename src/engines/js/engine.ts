@@ -313,7 +313,7 @@ export function jsEngine(why: WhyJs): Engine {
     },
     async head(url, store) {
       const loc = locate(url);
-      if (loc.kind === 'cloud') return (await cloudOf(loc.scheme, url, why).head(url, store)).info;
+      if (loc.kind === 'cloud') return cloudOf(loc.scheme, url, why).head(url, store);
       if (loc.kind === 'http') return httpHead(loc.url, store);
       try {
         const f = await fileEtag(loc.path);

@@ -29,11 +29,7 @@ const s3: Provider = {
   schemes: S3_SCHEMES,
   calls: ['list', 'remove', 'copy', 'upload'],
   locate: async (url, store) => located(await resolveObject(url, store)),
-  async head(url, store) {
-    const o = await resolveObject(url, store);
-    const { info, headers } = await s3Head(o);
-    return { located: located(o), info, offered: advertised(headers, false, true) };
-  },
+  head: async (url, store) => (await s3Head(await resolveObject(url, store))).info,
   info: infoOf,
   offered: (headers, partial) => advertised(headers, partial, true),
   list: s3List,
