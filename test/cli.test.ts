@@ -586,3 +586,42 @@ async function until(ok: () => boolean | Promise<boolean>, ms = 20_000): Promise
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe('objget store flags reach the library', () => {
+  it('--profile (as AWS_PROFILE), --no-sign-request, --rdma=require, --ca-cert', async () => {
+    const { url, flags } = s3();
+    const key = uniqueKey('cli-flags');
+    await putS3Raw({ [key]: Buffer.from('x') });
+    // No keys in the environment: the profile named is the one the credential chain reads.
+    const profile = await cli(['stat', '--profile', 'objget-cli-none', url(key), ...flags], {
+      env: { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
+    });
+    expect(profile.code, profile.stderr).toBe(4);
+    expect(profile.stderr).toContain('AWS_PROFILE=objget-cli-none');
+    // Anonymous, though keys are set: MinIO's private bucket refuses it.
+    const anon = await cli(['stat', '--no-sign-request', url(key), ...flags]);
+    expect(anon.code, anon.stderr).toBe(4);
+    expect((await cli(['stat', url(key), ...flags])).code).toBe(0);
+    const rdma = await cli(['cp', '--rdma=require', url(key), join(tempDir(), 'x'), ...flags]);
+    expect(rdma.code).toBe(1);
+    expect(rdma.stderr).toContain('RdmaUnavailable');
+    // The HTTPS fixture's own CA: refused without it, trusted with it.
+    const obj = seedHttp(1000, 'cli-tls');
+    const https = obj.url.replace(servers().http.url, servers().http.httpsUrl);
+    expect((await cli(['stat', https])).stderr).toContain('TlsCertificate');
+    const ca = join(tempDir(), 'ca.pem');
+    writeFileSync(ca, servers().http.ca);
+    const trusted = await cli(['stat', '--json', '--ca-cert', ca, https]);
+    expect(trusted.code, trusted.stderr).toBe(0);
+    expect(JSON.parse(trusted.stdout).size).toBe(1000);
+  });
+
+  it('the README lists the exit codes --help lists', async () => {
+    const help = (await cli(['--help'])).stdout;
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const table = [...readme.matchAll(/^\| (\d+) +\| /gm)].map((m) => m[1]);
+    const listed = [...help.matchAll(/^ {2}(\d+) +\S/gm)].map((m) => m[1]);
+    expect(listed).toEqual(['0', '1', '2', '3', '4', '5', '6', '130']);
+    expect(table).toEqual(listed);
+  });
+});
