@@ -84,6 +84,14 @@ const s3 = () => {
   return { url: (k: string) => `s3://${s.s3.bucket}/${k}`, flags: ['--endpoint', s.s3.endpoint] };
 };
 
+/** A fresh directory holding `in.bin` of `size` deterministic bytes. */
+function localFile(size: number, seed: number): { dir: string; data: Buffer } {
+  const dir = tempDir();
+  const data = bytes(size, seed);
+  writeFileSync(join(dir, 'in.bin'), data);
+  return { dir, data };
+}
+
 async function s3Get(key: string): Promise<Buffer> {
   const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const c = await s3Client();
@@ -163,9 +171,7 @@ describe('objget: help, version, usage', () => {
 describe('objget cp', () => {
   it('file → object → file, with a line per object and a summary when not on a terminal', async () => {
     const { url, flags } = s3();
-    const dir = tempDir();
-    const data = bytes(3 << 20, 11);
-    writeFileSync(join(dir, 'in.bin'), data);
+    const { dir, data } = localFile(3 << 20, 11);
     const key = `${uniqueKey('cli-cp')}/in.bin`;
     const up = await cli(['cp', join(dir, 'in.bin'), url(key), ...flags]);
     expect(up.code, up.stderr).toBe(0);
@@ -185,9 +191,7 @@ describe('objget cp', () => {
 
   it('the options reach the library: --part-size, --concurrency, --no-verify, --no-sync, --content-type, --metadata', async () => {
     const { url, flags } = s3();
-    const dir = tempDir();
-    const data = bytes(6 << 20, 12);
-    writeFileSync(join(dir, 'in.bin'), data);
+    const { dir, data } = localFile(6 << 20, 12);
     const key = `${uniqueKey('cli-opts')}/in.bin`;
     const up = await cli([
       'cp',

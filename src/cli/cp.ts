@@ -173,13 +173,24 @@ async function cp(paths: string[], flags: CpFlags, ctx: Context): Promise<number
     if (exit === EXIT.ok) exit = srcs.length > 1 ? EXIT.failed : code;
   };
 
-  /** A set's outcomes: each one done or failed; the set's exit code is 1 when any failed. */
-  const settle = <T>(outcomes: ItemOutcome<T>[], ok: (v: T, i: number) => void, src: string[]) => {
-    outcomes.forEach((o, i) => {
-      if (o.status === 'fulfilled') ok(o.value, i);
-      else failed(o.reason.url ?? src[i] ?? '?', o.reason, EXIT.failed);
-    });
+  /**
+   * A set (downloadPrefix, uploadDir): each object done or failed, in order; when any failed the
+   * call rejects with every outcome, and the exit code is 1.
+   */
+  const runSet = async <T>(call: Promise<T[]>, ok: (v: T, i: number) => void, names: string[]) => {
+    try {
+      (await call).forEach(ok);
+    } catch (e) {
+      if (!hasOutcomes<T>(e)) throw e;
+      e.outcomes.forEach((o, i) => {
+        if (o.status === 'fulfilled') ok(o.value, i);
+        else failed(o.reason.url ?? names[i] ?? '?', o.reason, EXIT.failed);
+      });
+      exit = ctx.signal.aborted ? EXIT.interrupted : EXIT.failed;
+    }
   };
+  const downloaded = (t: TransferResult): void =>
+    display.done({ src: userUrl(t.url), dst: t.dest, bytes: t.bytes, engine: t.engine });
 
   for (const src of srcs) {
     if (ctx.signal.aborted) break;
@@ -240,31 +251,14 @@ async function cp(paths: string[], flags: CpFlags, ctx: Context): Promise<number
               return true;
             },
           };
-          try {
-            const r = await downloadPrefix(libraryUrl(src), dst, options);
-            for (const t of r.results) {
-              display.done({ src: userUrl(t.url), dst: t.dest, bytes: t.bytes, engine: t.engine });
-            }
+          const listed = downloadPrefix(libraryUrl(src), dst, options).then((r) => {
             for (const s of r.skippedDetails) {
               if (s.error) failed(userUrl(s.url), s.error, EXIT.failed);
               else display.skipped(userUrl(s.url), 'its file exists');
             }
-            if (exit === EXIT.ok && r.skippedDetails.some((s) => s.error)) exit = EXIT.failed;
-          } catch (e) {
-            if (!hasOutcomes<TransferResult>(e)) throw e;
-            settle(
-              e.outcomes,
-              (t) =>
-                display.done({
-                  src: userUrl(t.url),
-                  dst: t.dest,
-                  bytes: t.bytes,
-                  engine: t.engine,
-                }),
-              names,
-            );
-            exit = ctx.signal.aborted ? EXIT.interrupted : EXIT.failed;
-          }
+            return r.results;
+          });
+          await runSet(listed, downloaded, names);
         } else {
           refuse(flags, ['partConcurrency'], 'one object (without --recursive)');
           if (flags.ifNotExists) {
@@ -286,41 +280,20 @@ async function cp(paths: string[], flags: CpFlags, ctx: Context): Promise<number
         const upload1 = { ...writes, ifNotExists: flags.ifNotExists };
         if (flags.recursive) {
           const names: string[] = [];
-          try {
-            const results = await uploadDir(src, libraryUrl(dst), {
-              ...upload1,
-              fileConcurrency: flags.concurrency,
-              concurrency: flags.partConcurrency,
-              onProgress: progress.onProgress,
-              filter: (rel) => {
-                progress.name(join(src, rel));
-                names.push(join(src, rel));
-                return true;
-              },
-            });
-            results.forEach((r, i) =>
-              display.done({
-                src: names[i]!,
-                dst: userUrl(r.url),
-                bytes: r.bytes,
-                engine: r.engine,
-              }),
-            );
-          } catch (e) {
-            if (!hasOutcomes<UploadResult>(e)) throw e;
-            settle(
-              e.outcomes,
-              (r, i) =>
-                display.done({
-                  src: names[i]!,
-                  dst: userUrl(r.url),
-                  bytes: r.bytes,
-                  engine: r.engine,
-                }),
-              names,
-            );
-            exit = ctx.signal.aborted ? EXIT.interrupted : EXIT.failed;
-          }
+          const sent = uploadDir(src, libraryUrl(dst), {
+            ...upload1,
+            fileConcurrency: flags.concurrency,
+            concurrency: flags.partConcurrency,
+            onProgress: progress.onProgress,
+            filter: (rel) => {
+              progress.name(join(src, rel));
+              names.push(join(src, rel));
+              return true;
+            },
+          });
+          const uploaded = (r: UploadResult, i: number): void =>
+            display.done({ src: names[i]!, dst: userUrl(r.url), bytes: r.bytes, engine: r.engine });
+          await runSet(sent, uploaded, names);
         } else {
           refuse(flags, ['partConcurrency'], 'one file (without --recursive)');
           if (isDirectory(src)) throw new UsageError(`${src} is a directory: use --recursive`);
