@@ -123,6 +123,10 @@ describe('objget: help, version, usage', () => {
       bin: Record<string, string>;
     };
     expect(pkg.bin.objget).toBe('dist/cli.js');
+    // The CLI uses the built library (dist/index.js), not a copy of it.
+    const built = readFileSync(CLI, 'utf8');
+    expect(built).toContain('from "./index.js"');
+    expect(built).not.toContain('class StorageError');
     const v = await cli(['--version']);
     expect(v.code).toBe(0);
     expect(v.stdout.trim()).toBe(pkg.version);
@@ -562,26 +566,49 @@ describe('objget on a terminal', () => {
     const p = uniqueKey('cli-tty');
     await putS3Raw({ [`${p}/a.bin`]: bytes(1 << 20, 3), [`${p}/b.bin`]: bytes(1 << 20, 4) });
     const dir = tempDir();
-    const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
-    const command = [process.execPath, CLI, 'cp', '-r', url(`${p}/`), dir, ...flags]
-      .map(quote)
-      .join(' ');
-    const child = spawn('script', ['-qec', command, '/dev/null'], {
-      env: env({ COLUMNS: '120' }),
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
+    const { child, output } = underScript(['cp', '-r', url(`${p}/`), dir, ...flags]);
     const code = await new Promise<number | null>((res) => child.on('close', res));
-    expect(code, output).toBe(0);
+    expect(code, output()).toBe(0);
     // The bar's blocks, the total across the set and the summary; no per-object lines.
-    expect(output).toMatch(/total 2\/2 \u2588+ 100%/);
-    expect(output).toMatch(/\x1b\[\?25l/);
-    expect(output).toMatch(/2 objects, 2\.00 MiB in/);
-    expect(output).not.toContain(' -> ');
+    expect(output()).toMatch(/total 2\/2 \u2588+ 100%/);
+    expect(output()).toMatch(/\x1b\[\?25l/);
+    expect(output()).toMatch(/2 objects, 2\.00 MiB in/);
+    expect(output()).not.toContain(' -> ');
     expect(readdirSync(dir).sort()).toEqual(['a.bin', 'b.bin']);
   });
+
+  it('rm asks before removing more than one object, and removes them on a yes', async () => {
+    const { url, flags } = s3();
+    const p = uniqueKey('cli-prompt');
+    await putS3Raw({ [`${p}/a`]: Buffer.from('a'), [`${p}/b`]: Buffer.from('b') });
+    const no = underScript(['rm', '-r', url(`${p}/`), ...flags]);
+    await until(() => no.output().includes('[y/N]'));
+    no.child.stdin.write('n\r');
+    expect(await new Promise((res) => no.child.on('close', res))).toBe(0);
+    expect(no.output()).toContain(`remove 2 objects (${url(`${p}/`)})? [y/N]`);
+    expect(no.output()).toContain('nothing removed');
+    expect(await s3Keys(`${p}/`)).toHaveLength(2);
+    const yes = underScript(['rm', '-r', url(`${p}/`), ...flags]);
+    await until(() => yes.output().includes('[y/N]'));
+    yes.child.stdin.write('y\r');
+    expect(await new Promise((res) => yes.child.on('close', res))).toBe(0);
+    expect(yes.output()).toContain('2 objects removed');
+    expect(await s3Keys(`${p}/`)).toEqual([]);
+  });
 });
+
+/** The CLI on a pseudo-terminal (script(1)): its stdin is the terminal's keyboard. */
+function underScript(args: string[]) {
+  const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], {
+    env: env({ COLUMNS: '120' }),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let text = '';
+  child.stdout.on('data', (d) => (text += d));
+  return { child, output: () => text };
+}
 
 async function until(ok: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
