@@ -159,6 +159,9 @@ describe('objget: help, version, usage', () => {
       ['cp', 's3://b/k'],
       ['cp', './a', './b'],
       ['cp', '--content-type', 'text/plain', 's3://b/k', './x'],
+      // The library lists below a prefix, never a whole bucket: said so.
+      ['ls', 's3://b/'],
+      ['rm', '-r', '--yes', 's3://b'],
     ]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);

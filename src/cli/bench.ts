@@ -10,6 +10,7 @@ import {
   libraryUrl,
   out,
   positiveInt,
+  prefixUrl,
   rdmaFlags,
   size,
   storeFlags,
@@ -89,7 +90,7 @@ async function bench(arg: string, flags: BenchFlags, ctx: Context): Promise<numb
       let bytes = 0;
       let objects = 0;
       if (flags.recursive) {
-        const r = await downloadPrefix(libraryUrl(arg), dest, {
+        const r = await downloadPrefix(prefixUrl(arg), dest, {
           ...common,
           concurrency: flags.concurrency,
           partConcurrency: flags.partConcurrency,

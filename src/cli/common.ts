@@ -105,6 +105,20 @@ export function libraryUrl(arg: string): string {
   return new Store(`${m[1]}://${m[2]}`).url(m[3] ?? '');
 }
 
+/**
+ * The library's URL of a prefix to list. The library lists below a prefix, not a whole bucket
+ * (its URLs must name a key), so a bucket alone is a usage error that says so.
+ */
+export function prefixUrl(arg: string): string {
+  const m = URL_RE.exec(arg);
+  if (m && hasKeys(m[1]!) && !(m[3] ?? '').replace(/\/+$/, '')) {
+    throw new UsageError(
+      `${arg}: objget lists a prefix below a bucket (s3://bucket/prefix/), not a whole bucket`,
+    );
+  }
+  return libraryUrl(arg);
+}
+
 /** The URL of a key under a bucket, as the user writes it (keys as stored). */
 export function userUrl(libUrl: string): string {
   const m = URL_RE.exec(libUrl);

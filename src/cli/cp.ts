@@ -25,6 +25,7 @@ import {
   out,
   outputFlags,
   positiveInt,
+  prefixUrl,
   rdmaFlags,
   size,
   storeFlags,
@@ -251,7 +252,7 @@ async function cp(paths: string[], flags: CpFlags, ctx: Context): Promise<number
               return true;
             },
           };
-          const listed = downloadPrefix(libraryUrl(src), dst, options).then((r) => {
+          const listed = downloadPrefix(prefixUrl(src), dst, options).then((r) => {
             for (const s of r.skippedDetails) {
               if (s.error) failed(userUrl(s.url), s.error, EXIT.failed);
               else display.skipped(userUrl(s.url), 'its file exists');

@@ -7,6 +7,7 @@ import {
   keyOf,
   libraryUrl,
   out,
+  prefixUrl,
   storeFlags,
   storeOptions,
   userUrl,
@@ -74,7 +75,7 @@ async function ls(arg: string, flags: LsFlags): Promise<number> {
   };
   const seen = new Set<string>();
   let count = 0;
-  for await (const x of list(libraryUrl(arg), { store })) {
+  for await (const x of list(prefixUrl(arg), { store })) {
     count++;
     const at = x.relative.indexOf('/');
     if (flags.recursive || at < 0) object(x);

@@ -6,6 +6,7 @@ import { list, remove } from '../index.js';
 import {
   libraryUrl,
   out,
+  prefixUrl,
   storeFlags,
   storeOptions,
   UsageError,
@@ -50,7 +51,7 @@ async function rm(args: string[], flags: RmFlags): Promise<number> {
   const targets: string[] = [];
   for (const a of args) {
     if (!flags.recursive) targets.push(libraryUrl(a));
-    else for await (const x of list(libraryUrl(a), { store })) targets.push(x.url);
+    else for await (const x of list(prefixUrl(a), { store })) targets.push(x.url);
   }
   if (targets.length > 1 && !flags.yes) {
     const what = `${targets.length} objects (${args.join(', ')})`;
