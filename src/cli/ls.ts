@@ -36,7 +36,7 @@ export function lsCommand(ctx: Context): Command {
     'after',
     `
 Examples:
-  $ objget ls s3://bucket/                 # DIR lines for the folders at the top
+  $ objget ls s3://bucket/datasets/        # DIR lines for the folders below it
   $ objget ls --recursive --long --human s3://bucket/logs/2026/
   $ objget ls --json s3://bucket/data/ | jq -r 'select(.type=="object") | .key'`,
   );
