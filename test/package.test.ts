@@ -399,6 +399,19 @@ describe('installed with its platform package', () => {
     expect(wrong.stderr).toMatch(/machine is Advanced Micro Devices X86-64, not AArch64/);
   });
 
+  it('npx objget --help: the command line, from the packed package', async () => {
+    expect(packed).toContain('dist/cli.js');
+    const help = await ok(run('npx', ['--no-install', 'objget', '--help'], app), 'npx objget');
+    expect(help).toContain('Usage: objget [options] [command]');
+    for (const c of ['cp', 'ls', 'stat', 'cat', 'rm', 'info', 'bench']) {
+      expect(help).toMatch(new RegExp(`^  ${c} `, 'm'));
+    }
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+    expect((await ok(run('npx', ['--no-install', 'objget', '--version'], app), 'v')).trim()).toBe(
+      version,
+    );
+  });
+
   it('npx objget-build-rdma builds the shim where the installed package looks for it', async () => {
     const r = await run(
       'npx',
