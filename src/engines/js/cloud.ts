@@ -48,6 +48,8 @@ export interface Provider {
   schemes: string[];
   /** The calls it makes beyond the reads (every reading call is made for every provider). */
   calls: readonly ('list' | 'remove' | 'copy' | 'upload')[];
+  /** False where the store has no suffix ranges (`bytes=-n`; Azure): the size is read first. */
+  suffixRanges?: false;
   locate(url: string, store: StoreOptions | undefined): Promise<Located>;
   head(url: string, store: StoreOptions | undefined): Promise<Headed>;
   list?(prefixUrl: string, store: StoreOptions | undefined): AsyncIterable<ListedObject>;

@@ -360,9 +360,15 @@ export function jsEngine(why: WhyJs): Engine {
           const p = cloudOf(loc.scheme, url, why);
           if (!range) return (await getWhole(p, url, t)).data;
           const o = await p.locate(url, store);
+          let asked = range;
+          if ('suffix' in range && p.suffixRanges === false) {
+            const { size } = (await p.head(url, store)).info;
+            if (size === 0) return Buffer.alloc(0);
+            asked = { offset: Math.max(0, size - range.suffix) };
+          }
           const { body, length } = await httpOpen(
             new URL(o.href),
-            range,
+            asked,
             store,
             signal,
             o.via('GET'),
