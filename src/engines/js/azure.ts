@@ -10,7 +10,7 @@ import { displayUrl, registerSecret } from '../../redact.js';
 import type { ListedObject, ObjectInfo, StoreOptions } from '../../types.js';
 import { azureAuth } from './azure-auth.js';
 import { advertised } from './checksum.js';
-import type { Headed, Located, Provider } from './cloud.js';
+import type { Headed, Located } from './cloud.js';
 import { codeOf, discard, one, send, type Method, type Response, type Via } from './http.js';
 import { bodyText, encodeKey, urlKey } from './s3.js';
 
@@ -361,14 +361,14 @@ export async function azureHead(
   return { info: infoOf(res.headers, size), headers: res.headers };
 }
 
-const located = (b: Blob): Located => ({
+export const located = (b: Blob): Located => ({
   url: b.url,
   store: b.store,
   href: href(b, b.key),
   via: (what) => via(b, b.url, what),
 });
 
-async function head(url: string, store: StoreOptions | undefined): Promise<Headed> {
+export async function head(url: string, store: StoreOptions | undefined): Promise<Headed> {
   const b = resolveBlob(url, store);
   const { info, headers } = await azureHead(b);
   return { located: located(b), info, offered: advertised(headers, false) };
@@ -412,7 +412,7 @@ function nameOf(n: Name | undefined): string {
  * Every blob under `prefixUrl` (recursive, no delimiter), page by page (List Blobs with its
  * marker), names exactly as stored. As the native engine: the prefix is a directory.
  */
-async function* list(
+export async function* list(
   prefixUrl: string,
   store: StoreOptions | undefined,
 ): AsyncGenerator<ListedObject> {
@@ -470,7 +470,7 @@ async function* list(
 const REMOVING = 16;
 
 /** Delete Blob for each URL (a missing blob is not an error), `REMOVING` at a time. */
-async function remove(urls: string[], store: StoreOptions | undefined): Promise<void> {
+export async function remove(urls: string[], store: StoreOptions | undefined): Promise<void> {
   const blobs = urls.map((u) => resolveBlob(u, store));
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -511,7 +511,7 @@ const COPY_POLL_MS = 200;
  * waited for). With `ifNotExists`, If-None-Match: * makes it atomic: a blob already at `to` is
  * `AlreadyExists`.
  */
-async function copy(
+export async function copy(
   from: string,
   to: string,
   ifNotExists: boolean,
@@ -549,14 +549,3 @@ async function copy(
     throw new StorageError('Generic', `${displayUrl(to)}: Copy Blob ended ${status}`, { url: to });
   }
 }
-
-export const azureProvider: Provider = {
-  schemes: AZURE_SCHEMES,
-  calls: ['list', 'remove', 'copy'],
-  suffixRanges: false,
-  locate: async (url, store) => located(resolveBlob(url, store)),
-  head,
-  list,
-  remove,
-  copy,
-};

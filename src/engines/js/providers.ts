@@ -1,7 +1,7 @@
 // The cloud stores the JS engine speaks, by URL scheme (src/engines/js/cloud.ts says what a
 // provider is). A scheme that is not here is `NotSupported` on the JS engine.
 import type { Located, Provider } from './cloud.js';
-import { azureProvider } from './azure.js';
+import { azureProvider } from './azure-provider.js';
 import { advertised } from './checksum.js';
 import {
   objectHref,

@@ -36,7 +36,7 @@ function partSizeFor(size: number, requested: number | undefined): number {
 const streamPart = (first: number, made: number): number => first * 2 ** Math.floor(made / 1000);
 
 /** The source as parts, in order, each a fresh or sliced Buffer (the last may be shorter). */
-async function* cut(
+export async function* cut(
   source: Source,
   requested: number | undefined,
   planned: (size: number) => void,
@@ -93,7 +93,7 @@ async function* cut(
 }
 
 /** Resolves when `signal` aborts (never otherwise), to race the waits of an upload. */
-function whenAborted(signal: AbortSignal | undefined, url: string): Promise<never> {
+export function whenAborted(signal: AbortSignal | undefined, url: string): Promise<never> {
   return new Promise((_, reject) => {
     if (!signal) return;
     const fail = (): void => reject(abortedError(url));
@@ -116,8 +116,8 @@ async function crc64(data: Buffer): Promise<string> {
   return (await h.digest()).toString('base64');
 }
 
-/** Upload `source` to the S3 object `url`. */
-export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+/** The upload's `partSize`, if it asks for one: `InvalidArgument` outside 64 KiB to 5 GiB. */
+export function requestedPart(o: UploadOptions): number | undefined {
   const requested = o.partSize;
   if (
     requested !== undefined &&
@@ -128,6 +128,12 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
       `partSize must be between 64 KiB and 5 GiB, got ${requested}`,
     );
   }
+  return requested;
+}
+
+/** Upload `source` to the S3 object `url`. */
+export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+  const requested = requestedPart(o);
   const concurrency = Math.max(1, o.concurrency ?? DEFAULTS.uploadConcurrency);
   const target = await resolveObject(url, o.store);
   const report = new Reporter(o.onProgress);
