@@ -157,28 +157,28 @@ function fromEntra(kind: string, s: AzureSettings, url: string): () => Promise<s
   return renewing(async () => {
     const id = await identityLib(url);
     const authorityHost = s.get('authority_host') || undefined;
-    const credential =
-      kind === 'client_secret'
-        ? new id.ClientSecretCredential(
-            s.get('tenant_id') ?? '',
-            s.get('client_id') ?? '',
-            s.get('client_secret') ?? '',
-            { authorityHost },
-          )
-        : kind === 'workload_identity'
-          ? new id.WorkloadIdentityCredential({
-              tenantId: s.get('tenant_id'),
-              clientId: s.get('client_id'),
-              tokenFilePath: s.get('federated_token_file'),
-              authorityHost,
-            })
-          : kind === 'azure_cli'
-            ? new id.AzureCliCredential()
-            : s.get('msi_resource_id')
-              ? new id.ManagedIdentityCredential({ resourceId: s.get('msi_resource_id')! })
-              : new id.ManagedIdentityCredential({ clientId: s.get('client_id') || undefined });
     let got: { token: string; expiresOnTimestamp: number } | null;
     try {
+      const credential =
+        kind === 'client_secret'
+          ? new id.ClientSecretCredential(
+              s.get('tenant_id') ?? '',
+              s.get('client_id') ?? '',
+              s.get('client_secret') ?? '',
+              { authorityHost },
+            )
+          : kind === 'workload_identity'
+            ? new id.WorkloadIdentityCredential({
+                tenantId: s.get('tenant_id'),
+                clientId: s.get('client_id'),
+                tokenFilePath: s.get('federated_token_file'),
+                authorityHost,
+              })
+            : kind === 'azure_cli'
+              ? new id.AzureCliCredential()
+              : s.get('msi_resource_id')
+                ? new id.ManagedIdentityCredential({ resourceId: s.get('msi_resource_id')! })
+                : new id.ManagedIdentityCredential({ clientId: s.get('client_id') || undefined });
       got = await credential.getToken(SCOPE);
     } catch (e) {
       const name = (e as { name?: unknown })?.name;
