@@ -6,15 +6,12 @@
 // atomic step, nothing staged. A failed or aborted upload commits nothing, so no blob appears
 // (its uncommitted blocks are dropped by Azure after a week) and one already there is untouched.
 import { createHash, randomBytes } from 'node:crypto';
-import { fromNodeError } from '../../errors.js';
-import { DEFAULTS } from '../../options.js';
 import type { UploadOptions } from '../../types.js';
-import { abortedError, Reporter } from '../land.js';
-import { azureSend, conditional, resolveBlob, type Blob } from './azure.js';
-import { running } from './checksum.js';
+import { azureSend, resolveBlob, type Blob } from './azure.js';
+import { conditional } from './s3.js';
 import type { UploadSource, Uploaded } from './cloud.js';
 import { one } from './http.js';
-import { cut, requestedPart, whenAborted } from './upload.js';
+import { requestedPart, uploadWith, type Feed } from './upload.js';
 
 const md5 = (data: Buffer): string => createHash('md5').update(data).digest('base64');
 
@@ -62,94 +59,50 @@ export async function azureUpload(
   url: string,
   o: UploadOptions,
 ): Promise<Uploaded> {
-  const requested = requestedPart(o);
-  const concurrency = Math.max(1, o.concurrency ?? DEFAULTS.uploadConcurrency);
+  requestedPart(o);
   const target = resolveBlob(url, o.store);
-  const report = new Reporter(o.onProgress);
-  const aborted = whenAborted(o.signal, url);
-  aborted.catch(() => undefined);
-  const whole = running('crc64nvme');
-  const wholeMd5 = createHash('md5');
-  let bytes = 0;
-  const parts = cut(source, requested, (size) => report.plan(size));
-  const pull = async (): Promise<Buffer | undefined> => {
-    const r = await Promise.race([parts.next(), aborted]);
-    if (r.done) return undefined;
-    whole.update(r.value);
-    wholeMd5.update(r.value);
-    bytes += r.value.length;
-    return r.value;
-  };
-  try {
-    if (o.signal?.aborted) throw abortedError(url);
-    const first = (await pull()) ?? Buffer.alloc(0);
-    const second = await pull();
-    let done: Written;
-    let n = 1;
-    if (second === undefined) {
-      done = await write(target, o, 'Put Blob', first, {
+  const whole = createHash('md5');
+  return uploadWith(source, url, o, {
+    seen: (part) => void whole.update(part),
+    one: (data) =>
+      write(target, o, 'Put Blob', data, {
         'x-ms-blob-type': 'BlockBlob',
-        'content-md5': md5(first),
-      });
-      report.add(first.length);
-    } else {
-      const ids = await blocks(target, [first, second], pull, concurrency, o, report, aborted);
-      n = ids.length;
+        'content-md5': md5(data),
+      }),
+    async many(feed) {
+      const ids = await blocks(target, feed, o.signal);
       const list = Buffer.from(
         `<?xml version="1.0" encoding="utf-8"?><BlockList>${ids
           .map((id) => `<Latest>${id}</Latest>`)
           .join('')}</BlockList>`,
       );
-      const headers = {
-        'content-md5': md5(list),
-        'x-ms-blob-content-md5': wholeMd5.digest('base64'),
-      };
-      done = await Promise.race([
+      const headers = { 'content-md5': md5(list), 'x-ms-blob-content-md5': whole.digest('base64') };
+      const done = await Promise.race([
         write(target, o, 'Put Block List', list, headers, [['comp', 'blocklist']]),
-        aborted,
+        feed.aborted,
       ]);
-    }
-    report.finish();
-    const checksum = {
-      algorithm: 'crc64nvme' as const,
-      value: (await whole.digest()).toString('base64'),
-    };
-    return { ...done, bytes, parts: n, checksum };
-  } catch (e) {
-    // The source is dropped on any failure: a stream is destroyed, a file closed.
-    void parts.return(undefined).catch(() => undefined);
-    const d = (source as { destroy?: () => void }).destroy;
-    if (typeof d === 'function' && !Buffer.isBuffer(source)) d.call(source);
-    if (o.signal?.aborted) throw abortedError(url);
-    throw fromNodeError(e, url);
-  }
+      return { done, parts: ids.length };
+    },
+  });
 }
 
 /**
- * Put the parts `pull` gives (the first ones already pulled) as blocks, `concurrency` workers
- * each taking the next part as it finishes one; any failure or an abort stops them all. Returns
- * the block IDs in order (one length for every block of a blob, as Azure requires).
+ * Put the parts of `feed` as blocks, `concurrency` workers each taking the next part as it
+ * finishes one; any failure or an abort stops them all. Returns the block IDs in order (one
+ * length for every block of a blob, as Azure requires).
  */
-async function blocks(
-  b: Blob,
-  ready: Buffer[],
-  pull: () => Promise<Buffer | undefined>,
-  concurrency: number,
-  o: UploadOptions,
-  report: Reporter,
-  aborted: Promise<never>,
-): Promise<string[]> {
+async function blocks(b: Blob, feed: Feed, signal: AbortSignal | undefined): Promise<string[]> {
   const nonce = randomBytes(12).toString('hex');
   const ids: string[] = [];
   const ac = new AbortController();
   const stop = (): void => ac.abort();
-  o.signal?.addEventListener('abort', stop, { once: true });
+  signal?.addEventListener('abort', stop, { once: true });
   let taking: Promise<unknown> = Promise.resolve();
   let failure: unknown;
   // Parts are taken one at a time, in order (the source is read in order), each named then.
   const take = (): Promise<[number, Buffer] | undefined> => {
     const got = taking.then(async (): Promise<[number, Buffer] | undefined> => {
-      const data = ready.shift() ?? (await pull());
+      const data = feed.ready.shift() ?? (await feed.pull());
       if (data === undefined) return undefined;
       const i = ids.length;
       ids.push(Buffer.from(`${nonce}-${String(i).padStart(6, '0')}`).toString('base64'));
@@ -159,9 +112,7 @@ async function blocks(
     return got;
   };
   const worker = async (): Promise<void> => {
-    while (failure === undefined) {
-      const next = await take();
-      if (!next) return;
+    for (let next = await take(); next && failure === undefined; next = await take()) {
       const [i, data] = next;
       const res = await azureSend(b, {
         method: 'PUT',
@@ -177,25 +128,21 @@ async function blocks(
         body: data,
       });
       await res.body.dump();
-      report.add(data.length);
+      feed.report.add(data.length);
     }
   };
-  const guarded = async (): Promise<void> => {
-    try {
-      await worker();
-    } catch (e) {
+  const guarded = (): Promise<void> =>
+    worker().catch((e: unknown) => {
       failure ??= e;
       ac.abort();
-    }
-  };
+    });
+  const workers = Promise.all(Array.from({ length: feed.concurrency }, guarded));
   try {
-    await Promise.race([Promise.all(Array.from({ length: concurrency }, guarded)), aborted]);
-    if (failure !== undefined) throw failure;
-    return ids;
-  } catch (e) {
-    ac.abort();
-    throw e;
+    await Promise.race([workers, feed.aborted]);
   } finally {
-    o.signal?.removeEventListener('abort', stop);
+    ac.abort();
+    signal?.removeEventListener('abort', stop);
   }
+  if (failure !== undefined) throw failure;
+  return ids;
 }

@@ -10,9 +10,9 @@ import { displayUrl, registerSecret } from '../../redact.js';
 import type { ListedObject, ObjectInfo, StoreOptions } from '../../types.js';
 import { azureAuth } from './azure-auth.js';
 import { advertised } from './checksum.js';
-import type { Headed, Located } from './cloud.js';
+import type { Headed, Located, Provider } from './cloud.js';
 import { codeOf, discard, one, send, type Method, type Response, type Via } from './http.js';
-import { bodyText, encodeKey, urlKey } from './s3.js';
+import { bodyText, conditional, encodeKey, infoOf, parseS3, urlKey, type S3Request } from './s3.js';
 
 /** The schemes the JS engine reads as Azure Blob Storage (those the native engine takes). */
 export const AZURE_SCHEMES = ['az', 'azure', 'abfs', 'abfss'];
@@ -100,17 +100,25 @@ const CLIENT_KEYS = new Set([
   'user_agent',
 ]);
 
-/** Settings the native engine takes that the JS engine's Azure requests do not carry. */
-const NATIVE_ONLY: Record<string, string> = {
-  encryption_key: 'customer-provided encryption keys',
-  fabric_token_service_url: 'Microsoft Fabric tokens',
-  fabric_workload_host: 'Microsoft Fabric tokens',
-  fabric_session_token: 'Microsoft Fabric tokens',
-  fabric_cluster_identifier: 'Microsoft Fabric tokens',
-  proxy_url: 'a proxy',
-  proxy_ca_certificate: 'a proxy',
-  proxy_excludes: 'a proxy',
-};
+/** Settings the native engine takes that the JS engine's Azure requests do not carry (their
+ * names without the `azure_` or `azure_storage_` prefix), by what they configure. */
+const NATIVE_ONLY = new Map(
+  (
+    [
+      ['customer-provided encryption keys', ['encryption_key']],
+      [
+        'Microsoft Fabric tokens',
+        [
+          'fabric_token_service_url',
+          'fabric_workload_host',
+          'fabric_session_token',
+          'fabric_cluster_identifier',
+        ],
+      ],
+      ['a proxy', ['proxy_url', 'proxy_ca_certificate', 'proxy_excludes']],
+    ] as const
+  ).flatMap(([what, names]) => names.map((n): [string, string] => [n, what])),
+);
 
 const isTrue = (v: string | undefined): boolean =>
   ['1', 'true', 'yes', 'on'].includes(v?.trim().toLowerCase() ?? '');
@@ -118,10 +126,11 @@ const isTrue = (v: string | undefined): boolean =>
 /** The canonical name of a setting, `ignored`, or why it is refused. */
 function keyOf(name: string, url: string, explicit: boolean): string | undefined {
   const bare = name.replace(/^azure_(storage_)?/, '');
-  if (NATIVE_ONLY[bare] !== undefined && explicit) {
+  const nativeOnly = NATIVE_ONLY.get(bare);
+  if (nativeOnly !== undefined && explicit) {
     throw new StorageError(
       'NotSupported',
-      `the JS engine's Azure requests do not carry ${NATIVE_ONLY[bare]} ('${name}'); the native engine does`,
+      `the JS engine's Azure requests do not carry ${nativeOnly} ('${name}'); the native engine does`,
       { url },
     );
   }
@@ -158,22 +167,12 @@ export function parseAzure(url: string): {
   key: string;
   base: string;
 } {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch (e) {
-    throw new StorageError('InvalidUrl', `not a valid URL: ${(e as Error).message}`, { url });
-  }
+  // The same URL rules as S3's (the host names the container, the key percent-decoded).
+  const { bucket, key } = parseS3(url);
+  const u = new URL(url);
   const scheme = u.protocol.slice(0, -1).toLowerCase();
-  if (!u.hostname) throw new StorageError('InvalidUrl', 'the URL names no container', { url });
-  let key: string;
-  try {
-    key = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  } catch {
-    throw new StorageError('InvalidUrl', 'the URL holds a malformed percent-escape', { url });
-  }
   if (scheme === 'az' || scheme === 'azure') {
-    return { container: u.hostname, key, base: `az://${u.hostname}` };
+    return { container: bucket, key, base: `az://${bucket}` };
   }
   if (!u.username) {
     throw new StorageError(
@@ -240,16 +239,11 @@ export function resolveContainer(url: string, store: StoreOptions | undefined): 
   if (!/^https?:\/\//i.test(service)) {
     throw new StorageError('InvalidArgument', 'the Azure endpoint must be an http(s) URL', { url });
   }
-  const allowHttp =
-    emulator ||
-    (store?.allowHttp ??
-      (isTrue(s.get('allow_http')) || service.toLowerCase().startsWith('http://')));
-  if (!allowHttp && service.toLowerCase().startsWith('http://')) {
-    throw new StorageError(
-      'InvalidArgument',
-      'the Azure endpoint is plain http:// and allowHttp is false',
-      { url },
-    );
+  // Plain http is allowed by default where the endpoint is http (and always to the emulator):
+  // only an explicit allowHttp: false refuses it.
+  if (!emulator && store?.allowHttp === false && /^http:\/\//i.test(service)) {
+    const why = 'the Azure endpoint is plain http:// and allowHttp is false';
+    throw new StorageError('InvalidArgument', why, { url });
   }
   const skip = store?.skipSignature === true || isTrue(s.get('skip_signature'));
   const auth = azureAuth(s, account, emulator, store?.credentials, skip, url);
@@ -305,34 +299,12 @@ export function via(c: Container, url: string, what: string, body?: Buffer): Via
   return { sign: c.sign, shown: url, body, fail: (res) => azureError(what, res, url) };
 }
 
-/** One Azure request. */
-export interface AzureRequest {
-  method: Method;
-  what: string;
-  url: string;
-  key?: string;
-  query?: [string, string][];
-  headers?: Record<string, string>;
-  signal?: AbortSignal;
-  body?: Buffer;
-}
-
 /** One authorised request to the container. */
-export function azureSend(c: Container, r: AzureRequest): Promise<Response> {
+export function azureSend(c: Container, r: S3Request): Promise<Response> {
   const headers = { ...r.headers, ...(r.body ? { 'content-length': String(r.body.length) } : {}) };
   return send(href(c, r.key, r.query), r.method, headers, c.store, r.signal, {
     ...via(c, r.url, r.what, r.body),
   });
-}
-
-function infoOf(h: Response['headers'], size: number): ObjectInfo {
-  const lm = one(h['last-modified']);
-  return {
-    size,
-    etag: one(h.etag),
-    lastModified: lm ? new Date(lm) : undefined,
-    version: one(h['x-ms-version-id']),
-  };
 }
 
 /** Get Blob Properties: size, ETag and the stored Content-MD5; the reply's headers are kept. */
@@ -358,15 +330,15 @@ export async function azureHead(
       url: b.url,
     });
   }
-  return { info: infoOf(res.headers, size), headers: res.headers };
+  const info = { ...infoOf(res.headers, size), version: one(res.headers['x-ms-version-id']) };
+  return { info, headers: res.headers };
 }
 
-export const located = (b: Blob): Located => ({
-  url: b.url,
-  store: b.store,
-  href: href(b, b.key),
-  via: (what) => via(b, b.url, what),
-});
+/** A blob as read.ts reads it. */
+export function located(b: Blob): Located {
+  const { url, store } = b;
+  return { url, store, href: href(b, b.key), via: (what) => via(b, url, what) };
+}
 
 export async function head(url: string, store: StoreOptions | undefined): Promise<Headed> {
   const b = resolveBlob(url, store);
@@ -408,6 +380,26 @@ function nameOf(n: Name | undefined): string {
   return n?.['@Encoded'] === 'true' ? decodeURIComponent(text) : text;
 }
 
+/** A List Blobs page's results; `Generic` for a body that is not one. */
+function pageOf(text: string, url: string): NonNullable<ListPage['EnumerationResults']> {
+  const parse = (): ListPage | undefined => {
+    try {
+      return listXml.parse(text) as ListPage;
+    } catch {
+      return undefined;
+    }
+  };
+  const results = parse()?.EnumerationResults;
+  if (results) return results;
+  throw new StorageError(
+    'Generic',
+    `${displayUrl(url)}: List Blobs answered what objget cannot read`,
+    {
+      url,
+    },
+  );
+}
+
 /**
  * Every blob under `prefixUrl` (recursive, no delimiter), page by page (List Blobs with its
  * marker), names exactly as stored. As the native engine: the prefix is a directory.
@@ -429,25 +421,7 @@ export async function* list(
     ];
     if (marker) q.push(['marker', marker]);
     const res = await azureSend(c, { method: 'GET', what: 'List Blobs', url: prefixUrl, query: q });
-    const text = await bodyText(res, 64 << 20);
-    let page: ListPage;
-    try {
-      page = listXml.parse(text) as ListPage;
-    } catch (e) {
-      throw new StorageError(
-        'Generic',
-        `${displayUrl(prefixUrl)}: List Blobs answered what objget cannot read: ${(e as Error).message}`,
-        { url: prefixUrl },
-      );
-    }
-    const r = page.EnumerationResults;
-    if (!r) {
-      throw new StorageError(
-        'Generic',
-        `${displayUrl(prefixUrl)}: List Blobs answered what objget cannot read`,
-        { url: prefixUrl },
-      );
-    }
+    const r = pageOf(await bodyText(res, 64 << 20), prefixUrl);
     for (const blob of r.Blobs?.Blob ?? []) {
       const k = nameOf(blob.Name);
       const p = blob.Properties ?? {};
@@ -492,17 +466,6 @@ export async function remove(urls: string[], store: StoreOptions | undefined): P
   await Promise.all(Array.from({ length: Math.min(REMOVING, blobs.length) }, worker));
 }
 
-/** A conditional write refused because the blob exists: `AlreadyExists`, as the native engine. */
-export function conditional(e: unknown, url: string): unknown {
-  if (e instanceof StorageError && (e.code === 'Precondition' || e.code === 'AlreadyExists')) {
-    return new StorageError('AlreadyExists', `${displayUrl(url)}: the object already exists`, {
-      url,
-      cause: e,
-    });
-  }
-  return e;
-}
-
 /** How long a pending copy is waited for, between polls. */
 const COPY_POLL_MS = 200;
 
@@ -511,22 +474,12 @@ const COPY_POLL_MS = 200;
  * waited for). With `ifNotExists`, If-None-Match: * makes it atomic: a blob already at `to` is
  * `AlreadyExists`.
  */
-export async function copy(
-  from: string,
-  to: string,
-  ifNotExists: boolean,
-  store: StoreOptions | undefined,
-): Promise<void> {
-  const a = parseAzure(from);
-  const b = parseAzure(to);
-  if (a.base !== b.base || a.account !== b.account) {
-    throw new StorageError(
-      'InvalidArgument',
-      'copy works within one store (same scheme and bucket/container/host); download and upload to move between stores',
-    );
+export const copy: NonNullable<Provider['copy']> = async (from, to, ifNotExists, store) => {
+  if (parseAzure(from).base !== parseAzure(to).base) {
+    const why = 'copy works within one store (same scheme and bucket/container/host)';
+    throw new StorageError('InvalidArgument', `${why}; download and upload to move between stores`);
   }
-  const src = resolveBlob(from, store);
-  const dst = resolveBlob(to, store);
+  const [src, dst] = [resolveBlob(from, store), resolveBlob(to, store)];
   const res = await azureSend(dst, {
     method: 'PUT',
     what: 'Copy Blob',
@@ -548,4 +501,4 @@ export async function copy(
   if (status !== undefined && status !== 'success') {
     throw new StorageError('Generic', `${displayUrl(to)}: Copy Blob ended ${status}`, { url: to });
   }
-}
+};

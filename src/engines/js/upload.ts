@@ -131,11 +131,44 @@ export function requestedPart(o: UploadOptions): number | undefined {
   return requested;
 }
 
-/** Upload `source` to the S3 object `url`. */
-export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+/** What a provider's upload reads: the parts after the first two, and how the call stands. */
+export interface Feed {
+  /** The first parts, already read. */
+  ready: Buffer[];
+  /** The next part, or undefined after the last. */
+  pull: () => Promise<Buffer | undefined>;
+  concurrency: number;
+  report: Reporter;
+  /** Rejects when the call is aborted. */
+  aborted: Promise<never>;
+  /** The CRC64NVME of every part pulled so far. */
+  whole: Running;
+}
+
+/** How a provider writes an upload: one part in one request, or more (its multipart kind). */
+export interface Writer {
+  /** Told each part as it is read, in order. */
+  seen?(part: Buffer): void;
+  one(data: Buffer): Promise<{ etag?: string; version?: string }>;
+  many(
+    feed: Feed,
+  ): Promise<{ done: { etag?: string; version?: string }; parts: number; crc?: string }>;
+}
+
+/**
+ * Upload `source` to `url` through `writer`, as the native engine uploads: cut into parts
+ * (`cut`), one part written whole, more by the writer's multipart kind; the result carries the
+ * CRC64NVME of the bytes. The source is dropped on any failure (a stream destroyed, a file
+ * closed).
+ */
+export async function uploadWith(
+  source: Source,
+  url: string,
+  o: UploadOptions,
+  writer: Writer,
+): Promise<Uploaded> {
   const requested = requestedPart(o);
   const concurrency = Math.max(1, o.concurrency ?? DEFAULTS.uploadConcurrency);
-  const target = await resolveObject(url, o.store);
   const report = new Reporter(o.onProgress);
   const aborted = whenAborted(o.signal, url);
   aborted.catch(() => undefined);
@@ -146,10 +179,10 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
     const r = await Promise.race([parts.next(), aborted]);
     if (r.done) return undefined;
     whole.update(r.value);
+    writer.seen?.(r.value);
     bytes += r.value.length;
     return r.value;
   };
-  // The source is dropped on any failure: a stream is destroyed, a file closed.
   const drop = (): void => {
     void parts.return(undefined).catch(() => undefined);
     const d = (source as { destroy?: () => void }).destroy;
@@ -160,7 +193,7 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
     const first = (await pull()) ?? Buffer.alloc(0);
     const second = await pull();
     if (second === undefined) {
-      const r = await putWhole(target, first, o);
+      const r = await writer.one(first);
       report.add(first.length);
       report.finish();
       return {
@@ -170,28 +203,26 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
         checksum: { algorithm: 'crc64nvme', value: (await whole.digest()).toString('base64') },
       };
     }
-    const r = await multipart(
-      target,
-      [first, second],
-      pull,
-      concurrency,
-      o,
-      report,
-      aborted,
-      whole,
-    );
+    const feed = { ready: [first, second], pull, concurrency, report, aborted, whole };
+    const r = await writer.many(feed);
     report.finish();
-    return {
-      ...r.done,
-      bytes,
-      parts: r.parts,
-      checksum: { algorithm: 'crc64nvme', value: r.crc },
-    };
+    const crc = r.crc ?? (await whole.digest()).toString('base64');
+    return { ...r.done, bytes, parts: r.parts, checksum: { algorithm: 'crc64nvme', value: crc } };
   } catch (e) {
     drop();
     if (o.signal?.aborted) throw abortedError(url);
     throw fromNodeError(e, url);
   }
+}
+
+/** Upload `source` to the S3 object `url`. */
+export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+  requestedPart(o);
+  const target = await resolveObject(url, o.store);
+  return uploadWith(source, url, o, {
+    one: (data) => putWhole(target, data, o),
+    many: (f) => multipart(target, f.ready, f.pull, f.concurrency, o, f.report, f.aborted, f.whole),
+  });
 }
 
 async function putWhole(
