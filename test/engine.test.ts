@@ -19,9 +19,19 @@ describe('engineInfo', () => {
     expect(info.native.loaded).toBe(true);
     expect(info.native.objectStoreVersion).toMatch(/^0\.14\./);
     expect(info.native.tls).toBe('rustls+ring');
-    expect(info.js.schemes).toEqual(['http', 'https', 'file', 's3', 's3a']);
+    expect(info.js.schemes).toEqual([
+      'http',
+      'https',
+      'file',
+      's3',
+      's3a',
+      'az',
+      'azure',
+      'abfs',
+      'abfss',
+    ]);
     // What the JS engine does (per scheme in JS_SCHEME_CAPABILITIES: writes and listings on S3
-    // only); everything else answers NotSupported there (test/suites/ops.ts).
+    // and Azure); everything else answers NotSupported there (test/suites/ops.ts).
     expect(info.js.capabilities).toEqual([
       'head',
       'get',

@@ -110,7 +110,7 @@ export function normalise(
 
 /** The caller's function, called and checked. Its own error's text is not shown: it may hold
  * anything; its name and code are. */
-async function callUser(
+export async function callUser(
   fn: CredentialsFunction,
   provider: CredentialsProvider,
 ): Promise<Binding.NativeCredential> {

@@ -42,6 +42,8 @@ export interface Provider {
   schemes: string[];
   /** The calls it makes beyond the reads (every reading call is made for every provider). */
   calls: readonly ('list' | 'remove' | 'copy' | 'upload')[];
+  /** False where the store has no suffix ranges (`bytes=-n`; Azure): the size is read first. */
+  suffixRanges?: false;
   locate(url: string, store: StoreOptions | undefined): Promise<Located>;
   /** The object's HEAD (for `head` and `exists`; reads learn the same from their first GET). */
   head(url: string, store: StoreOptions | undefined): Promise<ObjectInfo>;

@@ -1,6 +1,7 @@
 // The cloud stores the JS engine speaks, by URL scheme (src/engines/js/cloud.ts says what a
 // provider is). A scheme that is not here is `NotSupported` on the JS engine.
 import type { Located, Provider } from './cloud.js';
+import { azureProvider } from './azure-provider.js';
 import { advertised } from './checksum.js';
 import {
   CHECKSUM_MODE,
@@ -38,7 +39,7 @@ const s3: Provider = {
   upload: s3Upload,
 };
 
-export const PROVIDERS: readonly Provider[] = [s3];
+export const PROVIDERS: readonly Provider[] = [s3, azureProvider];
 
 /** The provider of a URL scheme (lower case), if the JS engine speaks it. */
 export function providerOf(scheme: string): Provider | undefined {

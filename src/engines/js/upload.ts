@@ -40,7 +40,7 @@ const streamPart = (first: number, made: number): number => first * 2 ** Math.fl
  * upload stays at its parts in flight instead of growing with garbage not yet collected (a
  * 256 MiB file peaked at 327 MiB RSS without reuse).
  */
-class PartBuffers {
+export class PartBuffers {
   private readonly free: Buffer[] = [];
   private readonly mine = new WeakSet<Buffer>();
 
@@ -50,7 +50,10 @@ class PartBuffers {
     return buf.length === len ? buf : buf.subarray(0, len);
   }
 
-  /** `buf` is free again (a Buffer not taken here, as a slice of the caller's, is left alone). */
+  /**
+   * `buf`'s part is stored: it may hold the next one (a Buffer not taken here, as a slice of the
+   * caller's, is left alone; never give one back after a failure, when undici may still hold it).
+   */
   give(buf: Buffer): void {
     // Only whole part-sized buffers go back; the last, shorter part's is dropped.
     if (this.mine.has(buf)) this.free.push(buf);
@@ -58,7 +61,7 @@ class PartBuffers {
 }
 
 /** The source as parts, in order, each a fresh or sliced Buffer (the last may be shorter). */
-async function* cut(
+export async function* cut(
   source: Source,
   requested: number | undefined,
   planned: (size: number) => void,
@@ -116,7 +119,7 @@ async function* cut(
 }
 
 /** Resolves when `signal` aborts (never otherwise), to race the waits of an upload. */
-function whenAborted(signal: AbortSignal | undefined, url: string): Promise<never> {
+export function whenAborted(signal: AbortSignal | undefined, url: string): Promise<never> {
   return new Promise((_, reject) => {
     if (!signal) return;
     const fail = (): void => reject(abortedError(url));
@@ -139,8 +142,8 @@ async function crc64(data: Buffer): Promise<Buffer> {
   return h.digest();
 }
 
-/** Upload `source` to the S3 object `url`. */
-export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+/** The upload's `partSize`, if it asks for one: `InvalidArgument` outside 64 KiB to 5 GiB. */
+export function requestedPart(o: UploadOptions): number | undefined {
   const requested = o.partSize;
   if (
     requested !== undefined &&
@@ -151,21 +154,68 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
       `partSize must be between 64 KiB and 5 GiB, got ${requested}`,
     );
   }
+  return requested;
+}
+
+/** What a provider's upload reads: the parts after the first two, and how the call stands. */
+export interface Feed {
+  /** The first parts, already read. */
+  ready: Buffer[];
+  /** The next part, or undefined after the last. */
+  pull: () => Promise<Buffer | undefined>;
+  concurrency: number;
+  report: Reporter;
+  /** Rejects when the call is aborted. */
+  aborted: Promise<never>;
+  /** The buffers parts are read into: each part's goes back once the part is stored. */
+  buffers: PartBuffers;
+}
+
+/**
+ * How a provider writes an upload: one part in one request, or more (its multipart kind). A
+ * writer that answers the CRC64NVME of what it wrote (S3 computes each part's once and combines
+ * them) spares the upload a second pass over every byte; otherwise the upload computes it.
+ */
+export interface Writer {
+  /** Told each part as it is read, in order. */
+  seen?(part: Buffer): void;
+  one(data: Buffer): Promise<{ done: { etag?: string; version?: string }; crc?: string }>;
+  many(
+    feed: Feed,
+  ): Promise<{ done: { etag?: string; version?: string }; parts: number; crc?: string }>;
+  /** The writer answers `crc` (base64 CRC64NVME) from both `one` and `many`. */
+  crc64?: true;
+}
+
+/**
+ * Upload `source` to `url` through `writer`, as the native engine uploads: cut into parts
+ * (`cut`), one part written whole, more by the writer's multipart kind; the result carries the
+ * CRC64NVME of the bytes. The source is dropped on any failure (a stream destroyed, a file
+ * closed).
+ */
+export async function uploadWith(
+  source: Source,
+  url: string,
+  o: UploadOptions,
+  writer: Writer,
+): Promise<Uploaded> {
+  const requested = requestedPart(o);
   const concurrency = Math.max(1, o.concurrency ?? DEFAULTS.uploadConcurrency);
-  const target = await resolveObject(url, o.store);
   const report = new Reporter(o.onProgress);
   const aborted = whenAborted(o.signal, url);
   aborted.catch(() => undefined);
+  const whole = writer.crc64 ? undefined : await running('crc64nvme');
   let bytes = 0;
   const buffers = new PartBuffers();
   const parts = cut(source, requested, (size) => report.plan(size), buffers);
   const pull = async (): Promise<Buffer | undefined> => {
     const r = await Promise.race([parts.next(), aborted]);
     if (r.done) return undefined;
+    whole?.update(r.value);
+    writer.seen?.(r.value);
     bytes += r.value.length;
     return r.value;
   };
-  // The source is dropped on any failure: a stream is destroyed, a file closed.
   const drop = (): void => {
     void parts.return(undefined).catch(() => undefined);
     const d = (source as { destroy?: () => void }).destroy;
@@ -175,34 +225,36 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
     if (o.signal?.aborted) throw abortedError(url);
     const first = (await pull()) ?? Buffer.alloc(0);
     const second = await pull();
+    const sum = async (crc: string | undefined): Promise<string> =>
+      crc ?? (await whole!.digest()).toString('base64');
     if (second === undefined) {
-      const r = await putWhole(target, first, o);
+      const r = await writer.one(first);
       report.add(first.length);
       report.finish();
-      return { ...r.done, bytes, parts: 1, checksum: { algorithm: 'crc64nvme', value: r.crc } };
+      const value = await sum(r.crc);
+      return { ...r.done, bytes, parts: 1, checksum: { algorithm: 'crc64nvme', value } };
     }
-    const r = await multipart(
-      target,
-      [first, second],
-      pull,
-      concurrency,
-      o,
-      report,
-      aborted,
-      buffers,
-    );
+    const feed = { ready: [first, second], pull, concurrency, report, aborted, buffers };
+    const r = await writer.many(feed);
     report.finish();
-    return {
-      ...r.done,
-      bytes,
-      parts: r.parts,
-      checksum: { algorithm: 'crc64nvme', value: r.crc },
-    };
+    const value = await sum(r.crc);
+    return { ...r.done, bytes, parts: r.parts, checksum: { algorithm: 'crc64nvme', value } };
   } catch (e) {
     drop();
     if (o.signal?.aborted) throw abortedError(url);
     throw fromNodeError(e, url);
   }
+}
+
+/** Upload `source` to the S3 object `url`. */
+export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+  requestedPart(o);
+  const target = await resolveObject(url, o.store);
+  return uploadWith(source, url, o, {
+    crc64: true,
+    one: (data) => putWhole(target, data, o),
+    many: (f) => multipart(target, f, o),
+  });
 }
 
 async function putWhole(
@@ -240,13 +292,8 @@ async function putWhole(
  */
 async function multipart(
   t: S3Object,
-  ready: Buffer[],
-  pull: () => Promise<Buffer | undefined>,
-  concurrency: number,
+  { ready, pull, concurrency, report, aborted, buffers }: Feed,
   o: UploadOptions,
-  report: Reporter,
-  aborted: Promise<never>,
-  buffers: PartBuffers,
 ): Promise<{ done: { etag?: string; version?: string }; parts: number; crc: string }> {
   const uploadId = await Promise.race([
     createUpload(t, {
@@ -288,8 +335,6 @@ async function multipart(
     }
     done[i] = { etag, crc64nvme: crc };
     report.add(data.length);
-    // Stored: its buffer may hold the next part (never after a failure, when undici may still
-    // hold it; the upload then stops anyway).
     buffers.give(data);
   };
   try {
