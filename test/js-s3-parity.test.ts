@@ -1,11 +1,10 @@
 // The pure-JS engine on S3 (MinIO) against the native engine: the same calls give the same bytes,
 // the same results (sizes, ETags, parts, verified checksums, listings) and the same error codes,
 // faults from the fault proxy included. Each test runs the call on both engines and compares.
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   copy,
   download,
@@ -13,7 +12,6 @@ import {
   exists,
   get,
   head,
-  list,
   remove,
   upload,
   type ByteRange,
@@ -24,6 +22,7 @@ import {
 import { getDetailed } from '../src/index.js';
 import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
+import { both, digest, listAll, outcome, restoreEngine } from './helpers/parity.js';
 import {
   bytes,
   putS3Raw,
@@ -39,30 +38,7 @@ import {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const previous = process.env.OBJGET_ENGINE;
-afterAll(() => {
-  if (previous === undefined) delete process.env.OBJGET_ENGINE;
-  else process.env.OBJGET_ENGINE = previous;
-});
-
-/** `fn` under the native engine, then under the JS engine. */
-async function both<T>(fn: (engine: 'native' | 'js') => Promise<T>): Promise<[T, T]> {
-  useEngine('native');
-  const a = await fn('native');
-  useEngine('js');
-  const b = await fn('js');
-  return [a, b];
-}
-
-/** A call's outcome as something to compare: its value, or its error's code. */
-async function outcome<T>(p: Promise<T>): Promise<T | { error: string }> {
-  return p.then(
-    (v) => v,
-    (e: { code?: string }) => ({ error: e.code ?? 'not a StorageError' }),
-  );
-}
-
-const digest = (b: Buffer): string => `${b.length}:${createHash('sha256').update(b).digest('hex')}`;
+restoreEngine();
 
 const url = (key: string): string => `s3://${servers().s3.bucket}/${key}`;
 const store = (): StoreOptions => s3Store(servers());
@@ -71,12 +47,6 @@ const through = (endpoint: string, extra: Partial<StoreOptions> = {}): StoreOpti
   ...extra,
   config: { ...store().config, aws_endpoint: endpoint },
 });
-
-async function listAll(prefixUrl: string, s: StoreOptions) {
-  const out = [];
-  for await (const o of list(prefixUrl, { store: s })) out.push(o);
-  return out.sort((a, b) => (a.key < b.key ? -1 : 1));
-}
 
 describe('engineInfo', () => {
   it('the JS engine declares S3 and every call it makes there', () => {
