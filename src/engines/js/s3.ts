@@ -459,7 +459,7 @@ export async function s3Head(
 // ---- listing, removal, copy ------------------------------------------------------------------
 
 /** A key as a URL path, as the native engine writes listed URLs (`url_key`). */
-function urlKey(key: string): string {
+export function urlKey(key: string): string {
   return key
     .split('/')
     .map((seg) =>

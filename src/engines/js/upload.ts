@@ -1,4 +1,6 @@
-// S3 uploads for the JS engine, as the native engine uploads: up to one part in a single PUT,
+// Uploads for the JS engine: the driver every provider's uploads share (`uploadWith`: the source
+// cut into parts, the CRC64NVME the native engine reports, aborts, the source dropped on
+// failure) and S3's writer, as the native engine uploads: up to one part in a single PUT,
 // larger as a multipart upload with `concurrency` parts in flight (aborted on any failure or
 // abort: nothing is left behind), every request carrying the CRC64NVME of its bytes and the
 // completion the whole object's; `ifNotExists` is If-None-Match on the PUT or on the
@@ -9,7 +11,7 @@ import { fromNodeError, StorageError } from '../../errors.js';
 import { DEFAULTS, UPLOAD_LIMITS } from '../../options.js';
 import type { UploadOptions } from '../../types.js';
 import { abortedError, Reporter } from '../land.js';
-import { running, type Running } from './checksum.js';
+import { running } from './checksum.js';
 import type { UploadSource, Uploaded } from './cloud.js';
 import { one } from './http.js';
 import {
@@ -36,7 +38,7 @@ function partSizeFor(size: number, requested: number | undefined): number {
 const streamPart = (first: number, made: number): number => first * 2 ** Math.floor(made / 1000);
 
 /** The source as parts, in order, each a fresh or sliced Buffer (the last may be shorter). */
-async function* cut(
+export async function* cut(
   source: Source,
   requested: number | undefined,
   planned: (size: number) => void,
@@ -93,7 +95,7 @@ async function* cut(
 }
 
 /** Resolves when `signal` aborts (never otherwise), to race the waits of an upload. */
-function whenAborted(signal: AbortSignal | undefined, url: string): Promise<never> {
+export function whenAborted(signal: AbortSignal | undefined, url: string): Promise<never> {
   return new Promise((_, reject) => {
     if (!signal) return;
     const fail = (): void => reject(abortedError(url));
@@ -116,8 +118,43 @@ async function crc64(data: Buffer): Promise<string> {
   return (await h.digest()).toString('base64');
 }
 
-/** Upload `source` to the S3 object `url`. */
-export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+/** What an upload gives back of the object it stored. */
+export interface Stored {
+  etag?: string;
+  version?: string;
+}
+
+/** How one store writes an upload (S3 below; other providers in their own files). */
+export interface Writer {
+  /** The part size to cut the source at, for the one requested (validated) or none. */
+  partSize(requested: number | undefined): number | undefined;
+  /** The whole object in one request (the source was one part, or none). */
+  single(data: Buffer): Promise<Stored>;
+  /**
+   * The object from more than one part: `ready`, then what `pull` gives until it gives
+   * undefined. `crc64nvme` is the whole object's, once every part has been pulled. Rejects, having
+   * left nothing behind, on any failure or once `aborted` rejects.
+   */
+  parts(
+    ready: Buffer[],
+    pull: () => Promise<Buffer | undefined>,
+    report: Reporter,
+    aborted: Promise<never>,
+    crc64nvme: () => Promise<string>,
+  ): Promise<Stored & { parts: number }>;
+}
+
+/**
+ * Upload `source` through `w`: the source cut into parts (a file read at offsets, a stream as it
+ * comes), the whole object's CRC64NVME computed as they are pulled (what the native engine
+ * reports), an abort settling the call at once, the source dropped on failure.
+ */
+export async function uploadWith(
+  source: Source,
+  url: string,
+  o: UploadOptions,
+  writer: () => Promise<Writer>,
+): Promise<Uploaded> {
   const requested = o.partSize;
   if (
     requested !== undefined &&
@@ -128,14 +165,16 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
       `partSize must be between 64 KiB and 5 GiB, got ${requested}`,
     );
   }
-  const concurrency = Math.max(1, o.concurrency ?? DEFAULTS.uploadConcurrency);
-  const target = await resolveObject(url, o.store);
+  const w = await writer();
   const report = new Reporter(o.onProgress);
   const aborted = whenAborted(o.signal, url);
   aborted.catch(() => undefined);
   const whole = running('crc64nvme');
+  let digest: Promise<string> | undefined;
+  const crc64nvme = (): Promise<string> =>
+    (digest ??= whole.digest().then((d) => d.toString('base64')));
   let bytes = 0;
-  const parts = cut(source, requested, (size) => report.plan(size));
+  const parts = cut(source, w.partSize(requested), (size) => report.plan(size));
   const pull = async (): Promise<Buffer | undefined> => {
     const r = await Promise.race([parts.next(), aborted]);
     if (r.done) return undefined;
@@ -153,39 +192,34 @@ export async function s3Upload(source: Source, url: string, o: UploadOptions): P
     if (o.signal?.aborted) throw abortedError(url);
     const first = (await pull()) ?? Buffer.alloc(0);
     const second = await pull();
+    let stored: Stored & { parts: number };
     if (second === undefined) {
-      const r = await putWhole(target, first, o);
+      stored = { ...(await Promise.race([w.single(first), aborted])), parts: 1 };
       report.add(first.length);
-      report.finish();
-      return {
-        ...r,
-        bytes,
-        parts: 1,
-        checksum: { algorithm: 'crc64nvme', value: (await whole.digest()).toString('base64') },
-      };
+    } else {
+      stored = await w.parts([first, second], pull, report, aborted, crc64nvme);
     }
-    const r = await multipart(
-      target,
-      [first, second],
-      pull,
-      concurrency,
-      o,
-      report,
-      aborted,
-      whole,
-    );
     report.finish();
-    return {
-      ...r.done,
-      bytes,
-      parts: r.parts,
-      checksum: { algorithm: 'crc64nvme', value: r.crc },
-    };
+    return { ...stored, bytes, checksum: { algorithm: 'crc64nvme', value: await crc64nvme() } };
   } catch (e) {
     drop();
     if (o.signal?.aborted) throw abortedError(url);
     throw fromNodeError(e, url);
   }
+}
+
+/** Upload `source` to the S3 object `url`. */
+export async function s3Upload(source: Source, url: string, o: UploadOptions): Promise<Uploaded> {
+  const concurrency = Math.max(1, o.concurrency ?? DEFAULTS.uploadConcurrency);
+  return uploadWith(source, url, o, async () => {
+    const target = await resolveObject(url, o.store);
+    return {
+      partSize: (requested) => requested,
+      single: (data) => putWhole(target, data, o),
+      parts: (ready, pull, report, aborted, crc64nvme) =>
+        multipart(target, ready, pull, concurrency, o, report, aborted, crc64nvme),
+    };
+  });
 }
 
 async function putWhole(
@@ -225,8 +259,8 @@ async function multipart(
   o: UploadOptions,
   report: Reporter,
   aborted: Promise<never>,
-  whole: Running,
-): Promise<{ done: { etag?: string; version?: string }; parts: number; crc: string }> {
+  crc64nvme: () => Promise<string>,
+): Promise<Stored & { parts: number }> {
   const uploadId = await Promise.race([
     createUpload(t, {
       ...attributes(o),
@@ -286,7 +320,7 @@ async function multipart(
     await Promise.race([Promise.all(inFlight), aborted]);
     if (failure !== undefined) throw failure;
     // Every part has been pulled: the whole object's CRC64NVME is known.
-    const crc = (await whole.digest()).toString('base64');
+    const crc = await crc64nvme();
     const full = await Promise.race([
       completeUpload(
         t,
@@ -298,7 +332,7 @@ async function multipart(
       ),
       aborted,
     ]);
-    return { done: full, parts: n, crc };
+    return { ...full, parts: n };
   } catch (e) {
     ac.abort();
     await Promise.allSettled(inFlight);
