@@ -14,6 +14,7 @@ import {
   type S3Object,
 } from './s3.js';
 import { s3Upload } from './upload.js';
+import { gcs } from './gcs.js';
 
 const located = (o: S3Object): Located => ({
   url: o.url,
@@ -37,7 +38,7 @@ const s3: Provider = {
   upload: s3Upload,
 };
 
-export const PROVIDERS: readonly Provider[] = [s3];
+export const PROVIDERS: readonly Provider[] = [s3, gcs];
 
 /** The provider of a URL scheme (lower case), if the JS engine speaks it. */
 export function providerOf(scheme: string): Provider | undefined {
