@@ -19,9 +19,9 @@ describe('engineInfo', () => {
     expect(info.native.loaded).toBe(true);
     expect(info.native.objectStoreVersion).toMatch(/^0\.14\./);
     expect(info.native.tls).toBe('rustls+ring');
-    expect(info.js.schemes).toEqual(['http', 'https', 'file', 's3', 's3a']);
+    expect(info.js.schemes).toEqual(['http', 'https', 'file', 's3', 's3a', 'gs']);
     // What the JS engine does (per scheme in JS_SCHEME_CAPABILITIES: writes and listings on S3
-    // only); everything else answers NotSupported there (test/suites/ops.ts).
+    // and GCS only); everything else answers NotSupported there (test/suites/ops.ts).
     expect(info.js.capabilities).toEqual([
       'head',
       'get',
@@ -61,8 +61,8 @@ describe('without the addon', () => {
       `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
        const info = o.engineInfo();
        const r = await o.download(${JSON.stringify(`${servers().http.url}/noaddon/a.txt`)}, ${JSON.stringify(join(dir, 'out.txt'))});
-       const gs = await o.get('gs://b/k').catch((e) => ({ code: e.code, message: e.message }));
-       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, gs }));`,
+       const write = await o.upload(Buffer.from('x'), ${JSON.stringify(join(dir, 'w.bin'))}).catch((e) => ({ code: e.code, message: e.message }));
+       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, write }));`,
       { OBJGET_ENGINE: undefined },
       dir,
     );
@@ -78,9 +78,10 @@ describe('without the addon', () => {
     expect(out.info.native.reason).toContain('npm install --include=optional');
     expect(out.engine).toBe('js');
     expect(out.bytes).toBe(5);
-    // A cloud call the JS engine cannot serve says the same, not a bare NotSupported.
-    expect(out.gs.code).toBe('NotSupported');
-    expect(out.gs.message).toContain(out.info.native.reason);
+    // A call the JS engine cannot serve (a write to a local file) says the same, not a bare
+    // NotSupported.
+    expect(out.write.code).toBe('NotSupported');
+    expect(out.write.message).toContain(out.info.native.reason);
   });
 
   it('serves S3 through the JS engine: upload, download, list, downloadPrefix', async () => {

@@ -22,6 +22,7 @@ import {
   type ByteRange,
   type StoreOptions,
 } from '../src/index.js';
+import { distEntry, runModule } from './helpers/child.js';
 import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
 import { both, digest, listAll, outcome, restoreEngine } from './helpers/parity.js';
@@ -423,6 +424,56 @@ describe('credentials: the same token reaches the server from either engine', ()
       for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
       Object.assign(process.env, saved);
     }
+  });
+});
+
+describe('google-auth-library is optional (child processes, with it hidden)', () => {
+  it('the emulator, a bearer token and skipSignature never load it; a key that needs it says what to install', async () => {
+    const s = servers().gcs;
+    const key = `${uniqueKey('jgp-lib')}/o.bin`;
+    await put({ [key]: bytes(40, 4) });
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const saKey = JSON.stringify({
+      type: 'service_account',
+      client_email: 'objget-lib@example.iam.gserviceaccount.com',
+      private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    });
+    // A resolve hook that answers for google-auth-library as if it were not installed, and
+    // says whether anything asked for it.
+    const asked = join(tempDir(), 'asked');
+    const hook = `import { appendFileSync } from 'node:fs';
+    export async function resolve(s, c, next) {
+      if (s === 'google-auth-library') {
+        appendFileSync(${JSON.stringify(asked)}, 'asked');
+        throw Object.assign(new Error('not installed'), { code: 'ERR_MODULE_NOT_FOUND' });
+      }
+      return next(s, c);
+    }`;
+    const source = `
+      import { existsSync } from 'node:fs';
+      import { register } from 'node:module';
+      register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));
+      const { get } = await import(${JSON.stringify(distEntry())});
+      const u = 'gs://${s.bucket}/${key}';
+      const base = { google_base_url: ${JSON.stringify(s.url)} };
+      const stores = {
+        emulator: { config: { google_service_account_key: ${JSON.stringify(s.serviceAccountKey)} } },
+        bearer: { config: { ...base, google_bearer_token: 'x' } },
+        skip: { config: base, skipSignature: true },
+        key: { config: { ...base, google_service_account_key: ${JSON.stringify(saKey)} } },
+      };
+      for (const [name, store] of Object.entries(stores)) {
+        const r = await get(u, { store }).then((b) => b.length, (e) => e.code + ': ' + e.message);
+        console.log(name + (existsSync(${JSON.stringify(asked)}) ? ' (asked)' : '') + ' ' + r);
+      }`;
+    const { done } = runModule(source, { OBJGET_ENGINE: 'js' });
+    const r = await done;
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.slice(0, 3)).toEqual(['emulator 40', 'bearer 40', 'skip 40']);
+    expect(lines[3]).toMatch(
+      /^key \(asked\) NotSupported: .*needs the optional package google-auth-library \(npm install google-auth-library\)/,
+    );
   });
 });
 
