@@ -6,8 +6,8 @@ import { StorageError } from '../../errors.js';
 import { displayUrl } from '../../redact.js';
 import type { StoreOptions } from '../../types.js';
 import { gcsToken, serviceAccount, type GcsAuth } from './gcs-auth.js';
-import { codeOf, send, type Method, type Response, type Via } from './http.js';
-import { bodyText, errorCodeOf, parseS3 } from './s3.js';
+import { codeOf, send, type Response, type Via } from './http.js';
+import { bodyText, errorCodeOf, parseS3, settingsOf, type S3Request } from './s3.js';
 
 /** The schemes the JS engine reads as GCS. */
 export const GCS_SCHEMES = ['gs'];
@@ -63,28 +63,8 @@ function meaning(name: string, url: string): string | undefined {
 }
 
 /** The settings of a GCS store: the `GOOGLE_*` environment, then the store's `config` over it. */
-function settings(store: StoreOptions | undefined, url: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('GOOGLE_') || value === undefined) continue;
-    const k = KEYS[name.toLowerCase()];
-    if (k) out.set(k, value);
-  }
-  for (const [name, value] of Object.entries(store?.config ?? {})) {
-    const k = meaning(name, url);
-    if (!k) {
-      throw new StorageError(
-        'InvalidArgument',
-        `unknown configuration key '${name}' for gs stores`,
-        {
-          url,
-        },
-      );
-    }
-    out.set(k, value);
-  }
-  return out;
-}
+const settings = (store: StoreOptions | undefined, url: string): Map<string, string> =>
+  settingsOf('GOOGLE_', KEYS, (name) => meaning(name, url), 'gs', store, url);
 
 /** One GCS bucket, resolved for one call. */
 export interface Bucket {
@@ -184,35 +164,22 @@ const MISMATCH = /doesn't match calculated (CRC32C|MD5)/i;
 /** A typed error for a GCS reply that failed: `what` failed, with the status and GCS's reason. */
 export function gcsError(what: string, status: number, text: string, url: string): StorageError {
   const reason = reasonOf(text);
-  const mismatch = status === 400 && MISMATCH.test(text.slice(0, 4096));
-  return new StorageError(
-    mismatch ? 'ChecksumMismatch' : codeOf(status),
-    `${displayUrl(url)}: ${what}: HTTP ${status}${reason ? ` ${reason}` : ''}`,
-    { url },
-  );
+  const shown = `${displayUrl(url)}: ${what}: HTTP ${status}${reason ? ` ${reason}` : ''}`;
+  if (status === 400 && MISMATCH.test(text.slice(0, 4096))) {
+    return new StorageError('ChecksumMismatch', shown, { url });
+  }
+  return new StorageError(codeOf(status), shown, { url });
 }
 
 /** How GCS requests of `b` travel: with its token, failures read from GCS's reply. */
 export function via(b: Bucket, url: string, what: string, body?: Buffer): Via {
-  return {
-    sign: b.sign,
-    shown: url,
-    body,
-    fail: async (res) => gcsError(what, res.statusCode, await bodyText(res), url),
-  };
+  const fail = async (res: Response): Promise<StorageError> =>
+    gcsError(what, res.statusCode, await bodyText(res), url);
+  return { sign: b.sign, shown: url, body, fail };
 }
 
-/** One request to GCS: what it is (named in errors), where, with what. */
-export interface GcsRequest {
-  method: Method;
-  what: string;
-  /** The URL messages name. */
-  url: string;
-  href: string;
-  headers?: Record<string, string>;
-  body?: Buffer;
-  signal?: AbortSignal;
-}
+/** One request to GCS: as an S3 one, but to a whole URL (`href`), not a key. */
+export type GcsRequest = Omit<S3Request, 'key' | 'query' | 'resending'> & { href: string };
 
 export function gcsSend(b: Bucket, r: GcsRequest): Promise<Response> {
   return send(r.href, r.method, r.headers ?? {}, b.store, r.signal, via(b, r.url, r.what, r.body));

@@ -23,7 +23,7 @@ import {
 } from './gcs-bucket.js';
 import { gcsUpload } from './gcs-upload.js';
 import { discard, one, send, type Response } from './http.js';
-import { conditional, parseS3, urlKey } from './s3.js';
+import { conditional, listPages, parseS3 } from './s3.js';
 
 /** HEAD of an object (XML API): its size, ETag, generation, and the headers (`x-goog-hash`). */
 export async function gcsHead(
@@ -71,12 +71,8 @@ export async function* gcsList(
   prefixUrl: string,
   store: StoreOptions | undefined,
 ): AsyncGenerator<ListedObject> {
-  const { key, base } = parseS3(prefixUrl);
   const b = await resolveBucket(prefixUrl, store);
-  const trimmed = key.replace(/^\/+|\/+$/g, '');
-  const below = trimmed ? `${trimmed}/` : '';
-  let token: string | undefined;
-  for (;;) {
+  yield* listPages(prefixUrl, async (below, token) => {
     const q = new URLSearchParams({
       prefix: below,
       // GCS's own page size, asked for explicitly (an emulator may not page otherwise).
@@ -87,21 +83,16 @@ export async function* gcsList(
     const href = `${jsonHref(b)}?${q.toString()}`;
     const res = await gcsSend(b, { method: 'GET', what: 'objects.list', url: prefixUrl, href });
     const page = (await answer(res, 'objects.list', prefixUrl)) as ListPage;
-    for (const item of page.items ?? []) {
-      const k = String(item.name ?? '');
-      yield {
-        key: k,
-        relative: k.startsWith(below) ? k.slice(below.length) : k,
-        url: `${base}/${urlKey(k)}`,
-        size: Number(item.size ?? 0),
-        etag: item.etag,
-        lastModified: item.updated ? new Date(item.updated) : undefined,
-        version: undefined,
-      };
-    }
-    if (!page.nextPageToken) return;
-    token = page.nextPageToken;
-  }
+    return {
+      objects: (page.items ?? []).map((o) => [
+        String(o.name ?? ''),
+        Number(o.size ?? 0),
+        o.etag,
+        o.updated,
+      ]),
+      next: page.nextPageToken || undefined,
+    };
+  });
 }
 
 /** Objects removed at once. */
