@@ -25,13 +25,14 @@ describe('engineInfo', () => {
       'file',
       's3',
       's3a',
+      'gs',
       'az',
       'azure',
       'abfs',
       'abfss',
     ]);
-    // What the JS engine does (per scheme in JS_SCHEME_CAPABILITIES: writes and listings on S3
-    // and Azure); everything else answers NotSupported there (test/suites/ops.ts).
+    // What the JS engine does (per scheme in JS_SCHEME_CAPABILITIES: writes and listings on S3,
+    // GCS and Azure); everything else answers NotSupported there (test/suites/ops.ts).
     expect(info.js.capabilities).toEqual([
       'head',
       'get',
@@ -71,8 +72,8 @@ describe('without the addon', () => {
       `import * as o from ${JSON.stringify(join(dir, 'dist', 'index.js'))};
        const info = o.engineInfo();
        const r = await o.download(${JSON.stringify(`${servers().http.url}/noaddon/a.txt`)}, ${JSON.stringify(join(dir, 'out.txt'))});
-       const gs = await o.get('gs://b/k').catch((e) => ({ code: e.code, message: e.message }));
-       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, gs }));`,
+       const write = await o.upload(Buffer.from('x'), ${JSON.stringify(join(dir, 'w.bin'))}).catch((e) => ({ code: e.code, message: e.message }));
+       console.log(JSON.stringify({ info, engine: r.engine, bytes: r.bytes, write }));`,
       { OBJGET_ENGINE: undefined },
       dir,
     );
@@ -88,9 +89,10 @@ describe('without the addon', () => {
     expect(out.info.native.reason).toContain('npm install --include=optional');
     expect(out.engine).toBe('js');
     expect(out.bytes).toBe(5);
-    // A cloud call the JS engine cannot serve says the same, not a bare NotSupported.
-    expect(out.gs.code).toBe('NotSupported');
-    expect(out.gs.message).toContain(out.info.native.reason);
+    // A call the JS engine cannot serve (a write to a local file) says the same, not a bare
+    // NotSupported.
+    expect(out.write.code).toBe('NotSupported');
+    expect(out.write.message).toContain(out.info.native.reason);
   });
 
   it('serves S3 through the JS engine: upload, download, list, downloadPrefix', async () => {

@@ -1,11 +1,10 @@
 // The pure-JS engine on S3 (MinIO) against the native engine: the same calls give the same bytes,
 // the same results (sizes, ETags, parts, verified checksums, listings) and the same error codes,
 // faults from the fault proxy included. Each test runs the call on both engines and compares.
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   copy,
   download,
@@ -13,17 +12,23 @@ import {
   exists,
   get,
   head,
-  list,
   remove,
   upload,
-  type ByteRange,
   type Progress,
   type StoreOptions,
 } from '../src/index.js';
-// (Apart: the suites import the same run of names.)
-import { getDetailed } from '../src/index.js';
 import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
+import {
+  both,
+  digest,
+  listAll,
+  outcome,
+  readsAlike,
+  restoreEngine,
+  resumesAlike,
+  throwingCredentialsAlike,
+} from './helpers/parity.js';
 import {
   bytes,
   putS3Raw,
@@ -39,30 +44,7 @@ import {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const previous = process.env.OBJGET_ENGINE;
-afterAll(() => {
-  if (previous === undefined) delete process.env.OBJGET_ENGINE;
-  else process.env.OBJGET_ENGINE = previous;
-});
-
-/** `fn` under the native engine, then under the JS engine. */
-async function both<T>(fn: (engine: 'native' | 'js') => Promise<T>): Promise<[T, T]> {
-  useEngine('native');
-  const a = await fn('native');
-  useEngine('js');
-  const b = await fn('js');
-  return [a, b];
-}
-
-/** A call's outcome as something to compare: its value, or its error's code. */
-async function outcome<T>(p: Promise<T>): Promise<T | { error: string }> {
-  return p.then(
-    (v) => v,
-    (e: { code?: string }) => ({ error: e.code ?? 'not a StorageError' }),
-  );
-}
-
-const digest = (b: Buffer): string => `${b.length}:${createHash('sha256').update(b).digest('hex')}`;
+restoreEngine();
 
 const url = (key: string): string => `s3://${servers().s3.bucket}/${key}`;
 const store = (): StoreOptions => s3Store(servers());
@@ -71,12 +53,6 @@ const through = (endpoint: string, extra: Partial<StoreOptions> = {}): StoreOpti
   ...extra,
   config: { ...store().config, aws_endpoint: endpoint },
 });
-
-async function listAll(prefixUrl: string, s: StoreOptions) {
-  const out = [];
-  for await (const o of list(prefixUrl, { store: s })) out.push(o);
-  return out.sort((a, b) => (a.key < b.key ? -1 : 1));
-}
 
 describe('engineInfo', () => {
   it('the JS engine declares S3 and every call it makes there', () => {
@@ -90,60 +66,7 @@ describe('engineInfo', () => {
 });
 
 describe('reads: bytes, results and checksums', () => {
-  const prefix = uniqueKey('jsp-read');
-  const SIZES = [0, 1, 64 * KiB - 1, 64 * KiB, 64 * KiB + 1, 3 * 64 * KiB + 7];
-  beforeAll(async () => {
-    const objects: Record<string, Buffer> = {};
-    for (const size of SIZES) objects[`${prefix}/${size}`] = bytes(size, size + 41);
-    await putS3Raw(objects);
-  });
-
-  it('get, ranges and head: identical bytes, metadata and error codes', async () => {
-    for (const size of SIZES) {
-      const u = url(`${prefix}/${size}`);
-      const ranges: (ByteRange | undefined)[] = [
-        undefined,
-        { suffix: 1 },
-        { suffix: size + 5 },
-        { offset: size },
-        { offset: size, length: 1 },
-        { offset: 0, length: Math.max(1, size) },
-        { offset: Math.floor(size / 2), length: 70_000 },
-      ];
-      for (const range of ranges) {
-        const [a, b] = await both(() =>
-          outcome(get(u, { store: store(), range, partSize: 64 * KiB }).then(digest)),
-        );
-        expect(b, `${size} ${JSON.stringify(range)}`).toEqual(a);
-      }
-      const [ha, hb] = await both(() => head(u, { store: store() }));
-      expect(hb).toEqual(ha);
-    }
-  });
-
-  it('download in parallel parts: identical files and results', async () => {
-    const dir = tempDir();
-    for (const size of SIZES) {
-      const u = url(`${prefix}/${size}`);
-      const [a, b] = await both((e) =>
-        download(u, join(dir, `${size}-${e}`), {
-          store: store(),
-          partSize: 64 * KiB,
-          concurrency: 3,
-          checksum: 'required',
-        }),
-      );
-      const pick = (r: typeof a) => [r.bytes, r.etag, r.parts, r.checksum, r.resumedBytes];
-      expect(pick(b), String(size)).toEqual(pick(a));
-      expect(b.engine).toBe('js');
-      expect(readFileSync(join(dir, `${size}-js`)).equals(bytes(size, size + 41))).toBe(true);
-    }
-    const [ga, gb] = await both(() =>
-      getDetailed(url(`${prefix}/${SIZES.at(-1)}`), { store: store(), partSize: 64 * KiB }),
-    );
-    expect(gb.data.equals(ga.data)).toBe(true);
-    expect([gb.result.parts, gb.result.checksum]).toEqual([ga.result.parts, ga.result.checksum]);
-  });
+  readsAlike({ url, store, put: putS3Raw }, uniqueKey('jsp-read'));
 
   it('the checksum each engine verifies: CRC64NVME, CRC32C, CRC32 before MD5; MD5 alone', async () => {
     const { PutObjectCommand } = await import('@aws-sdk/client-s3');
@@ -179,32 +102,17 @@ describe('reads: bytes, results and checksums', () => {
 });
 
 describe('faults: the same outcome on both engines', () => {
-  it('a body cut mid-way is resumed from where it stopped, byte-identical', async () => {
-    const key = `${uniqueKey('jsp-cut')}/o.bin`;
-    const data = bytes(3 * MiB + 5, 3);
-    await putS3Raw({ [key]: data });
-    for (const engine of ['native', 'js'] as const) {
-      let cut = 0;
-      const proxy = await faultProxy(servers().s3.endpoint, (req) =>
-        req.method === 'GET' && req.url?.includes(key) && cut++ === 0
-          ? { kind: 'reset', afterBytes: 100_000 }
-          : false,
-      );
-      try {
-        useEngine(engine);
-        const dest = join(tempDir(), 'o.bin');
-        const r = await download(url(key), dest, {
-          store: through(proxy.url, { maxRetries: 3 }),
-          partSize: MiB,
-        });
-        expect(proxy.failed, engine).toBe(1);
-        expect(r.engine).toBe(engine);
-        expect(readFileSync(dest).equals(data), engine).toBe(true);
-      } finally {
-        await proxy.close();
-      }
-    }
-  });
+  it('a body cut mid-way is resumed from where it stopped, byte-identical', () =>
+    resumesAlike(
+      {
+        url,
+        store,
+        put: putS3Raw,
+        through,
+        proxy: (fail) => faultProxy(servers().s3.endpoint, fail),
+      },
+      `${uniqueKey('jsp-cut')}/o.bin`,
+    ));
 
   it('503 SlowDown, then success: retried; past maxRetries: Throttled', async () => {
     const key = `${uniqueKey('jsp-503')}/o.bin`;
@@ -362,17 +270,7 @@ describe('error codes for the same causes', () => {
     };
     const [a, b] = await both(() => get(url(key), { store: good }).then(digest));
     expect(b).toEqual(a);
-    const bad: StoreOptions = {
-      config,
-      maxRetries: 0,
-      credentials: async () => {
-        throw new Error(`vault said ${SENTINEL_SECRET}`);
-      },
-    };
-    const [ea, eb] = await both(() => rejection(get(url(key), { store: bad })));
-    expect(eb.code).toBe(ea.code);
-    expect(eb.code).toBe('Unauthenticated');
-    expect(everything(eb)).not.toContain(SENTINEL_SECRET);
+    await throwingCredentialsAlike(url(key), { config });
   });
 });
 

@@ -469,13 +469,13 @@ describe('installed without its platform package', () => {
 
   it('imports, serves files through the JS engine, and says which package is missing', async () => {
     writeFileSync(join(app, 'a.txt'), 'hello');
-    const src = `import { engineInfo, get, head, upload } from 'objget';
+    const src = `import { engineInfo, get, list, upload } from 'objget';
       const info = engineInfo();
       const file = (await get(${JSON.stringify(join(app, 'a.txt'))})).toString();
       const err = (e) => ({ code: e.code, message: e.message });
-      const cloud = await head('gs://bucket/key').catch(err);
-      const write = await upload(Buffer.from('x'), 'gs://bucket/key').catch(err);
-      console.log(JSON.stringify({ engine: info.engine, native: info.native, file, cloud, write }));`;
+      const listing = await (async () => { for await (const x of list(${JSON.stringify(app)})) void x; })().catch(err);
+      const write = await upload(Buffer.from('x'), ${JSON.stringify(join(app, 'w.bin'))}).catch(err);
+      console.log(JSON.stringify({ engine: info.engine, native: info.native, file, listing, write }));`;
     const out = JSON.parse(
       await ok(run(process.execPath, ['--input-type=module', '-e', src], app), 'bare import'),
     );
@@ -486,9 +486,9 @@ describe('installed without its platform package', () => {
     expect(reason).toContain(`the package ${PLATFORM_PKG}, which is not installed`);
     expect(reason).toContain('npm install --include=optional');
     expect(reason).toContain(`npm install ${PLATFORM_PKG}@`);
-    // A cloud call the JS engine does not serve (it speaks S3, not GCS), and a write, say the
-    // same: not a bare NotSupported.
-    for (const e of [out.cloud, out.write]) {
+    // Calls the JS engine does not serve (it reads local files but neither lists nor writes
+    // them) say the same: not a bare NotSupported.
+    for (const e of [out.listing, out.write]) {
       expect(e.code).toBe('NotSupported');
       expect(e.message).toContain(reason);
     }
@@ -505,8 +505,8 @@ describe('installed without its platform package', () => {
       JSON.stringify({ name: PLATFORM_PKG, version: '0.1.0', main: BINARY }),
     );
     writeFileSync(join(pkg, BINARY), 'not an ELF file');
-    const src = `import { engineInfo, head } from 'objget';
-      const e = await head('gs://bucket/key').catch((e) => e);
+    const src = `import { engineInfo, upload } from 'objget';
+      const e = await upload(Buffer.from('x'), ${JSON.stringify(join(app, 'w.bin'))}).catch((e) => e);
       console.log(JSON.stringify({ reason: engineInfo().native.reason, code: e.code, message: e.message }));`;
     const out = JSON.parse(
       await ok(run(process.execPath, ['--input-type=module', '-e', src], app), 'broken binary'),

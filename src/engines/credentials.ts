@@ -255,24 +255,44 @@ interface Held {
   credential: Binding.NativeCredential;
   expiresAtMs?: number;
 }
-const held = new WeakMap<CredentialsFunction, Promise<Held>>();
+const held = new WeakMap<CredentialsFunction, Map<CredentialsProvider, Promise<Held>>>();
 
-/** The caller's S3 credential, kept until it is within five minutes of its expiration. */
-async function fromFunction(fn: CredentialsFunction): Promise<Binding.NativeCredential> {
-  let got = held.get(fn);
+/** The caller's credential for `provider`, kept until it is within five minutes of its
+ * expiration. */
+async function fromFunction(
+  fn: CredentialsFunction,
+  provider: CredentialsProvider,
+): Promise<Binding.NativeCredential> {
+  let mine = held.get(fn);
+  if (!mine) held.set(fn, (mine = new Map()));
+  let got = mine.get(provider);
   const now = Date.now();
   const fresh = async (h: Promise<Held>): Promise<boolean> => {
     const { credential, expiresAtMs } = await h;
     return !credential.error && (expiresAtMs === undefined || expiresAtMs - now > RENEW_MS);
   };
   if (!got || !(await fresh(got))) {
-    got = callUser(fn, 's3').then((credential) => ({
+    got = callUser(fn, provider).then((credential) => ({
       credential,
       expiresAtMs: credential.expiresAtMs,
     }));
-    held.set(fn, got);
+    mine.set(provider, got);
   }
   return (await got).credential;
+}
+
+/** The JS engine's bearer token (GCS, Azure) from the store's `credentials` function. A throw
+ * or a wrong shape: `Unauthenticated`, with a message that names no secret. */
+export async function bearerToken(
+  fn: CredentialsFunction,
+  provider: Exclude<CredentialsProvider, 's3'>,
+  url: string,
+): Promise<string> {
+  const got = await fromFunction(fn, provider);
+  if (got.error || !got.token) {
+    throw new StorageError('Unauthenticated', scrub(got.error ?? 'no token'), { url });
+  }
+  return got.token;
 }
 
 /**
@@ -287,7 +307,7 @@ export async function awsCredentials(
   url: string,
 ): Promise<AwsCredentials> {
   if (!fn && keys) return keys;
-  const got = fn ? await fromFunction(fn) : await awsDefaultChain();
+  const got = fn ? await fromFunction(fn, 's3') : await awsDefaultChain();
   if (got.error || !got.accessKeyId || !got.secretAccessKey) {
     throw new StorageError('Unauthenticated', scrub(got.error ?? 'no AWS credentials'), { url });
   }

@@ -35,6 +35,11 @@ export interface FaultOptions {
    * the server has answered): a request that took effect although the client never heard so.
    */
   dropReply?: (req: http.IncomingMessage) => boolean;
+  /**
+   * Send the target's Host instead of the client's: for a server that routes by Host (as
+   * fake-gcs-server's XML API does), where no signature covers it.
+   */
+  targetHost?: boolean;
 }
 
 /**
@@ -76,7 +81,13 @@ export async function faultProxy(
     }
     const drop = options.dropReply?.(req) ?? false;
     const up = http.request(
-      { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
+      {
+        host: to.hostname,
+        port: to.port,
+        method: req.method,
+        path: req.url,
+        headers: options.targetHost ? { ...req.headers, host: to.host } : req.headers,
+      },
       (r) => {
         if (drop) {
           state.dropped++;

@@ -17,6 +17,7 @@ import {
   type S3Object,
 } from './s3.js';
 import { s3Upload } from './upload.js';
+import { gcs } from './gcs.js';
 
 const located = (o: S3Object): Located => ({
   url: o.url,
@@ -39,7 +40,7 @@ const s3: Provider = {
   upload: s3Upload,
 };
 
-export const PROVIDERS: readonly Provider[] = [s3, azureProvider];
+export const PROVIDERS: readonly Provider[] = [s3, gcs, azureProvider];
 
 /** The provider of a URL scheme (lower case), if the JS engine speaks it. */
 export function providerOf(scheme: string): Provider | undefined {

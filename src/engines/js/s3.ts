@@ -184,16 +184,42 @@ function isLoopback(endpoint: string): boolean {
   }
 }
 
-/** The settings of an S3 store: the `AWS_*` environment, then the store's `config` over it. */
-function settings(store: StoreOptions | undefined, url: string): Map<string, string> {
+/**
+ * A cloud store's settings, as the native engine reads them: the provider's environment
+ * variables (`prefix`, lower-cased into object_store's names, `keys` maps them; others are
+ * passed over), then the store's `config` over them, each name's meaning from `meaning` (it may
+ * throw; none: an unknown key, `InvalidArgument`).
+ */
+export function settingsOf(
+  prefix: string,
+  keys: Record<string, string>,
+  meaning: (name: string) => string | undefined,
+  scheme: string,
+  store: StoreOptions | undefined,
+  url: string,
+): Map<string, string> {
   const out = new Map<string, string>();
   for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('AWS_') || value === undefined) continue;
-    const k = KEYS[name.toLowerCase()];
-    if (k) out.set(k, value);
+    const k = name.startsWith(prefix) ? keys[name.toLowerCase()] : undefined;
+    if (k && value !== undefined) out.set(k, value);
   }
   for (const [name, value] of Object.entries(store?.config ?? {})) {
-    const k = KEYS[name];
+    const k = meaning(name);
+    if (!k) {
+      throw new StorageError(
+        'InvalidArgument',
+        `unknown configuration key '${name}' for ${scheme} stores`,
+        { url },
+      );
+    }
+    out.set(k, value);
+  }
+  return out;
+}
+
+/** The settings of an S3 store: the `AWS_*` environment, then the store's `config` over it. */
+function settings(store: StoreOptions | undefined, url: string): Map<string, string> {
+  const meaning = (name: string): string | undefined => {
     if (NATIVE_ONLY[name] !== undefined) {
       throw new StorageError(
         'NotSupported',
@@ -201,15 +227,9 @@ function settings(store: StoreOptions | undefined, url: string): Map<string, str
         { url },
       );
     }
-    if (!k) {
-      throw new StorageError(
-        'InvalidArgument',
-        `unknown configuration key '${name}' for s3 stores`,
-        { url },
-      );
-    }
-    out.set(k, value);
-  }
+    return KEYS[name];
+  };
+  const out = settingsOf('AWS_', KEYS, meaning, 's3', store, url);
   for (const k of ['secret_access_key', 'token']) registerSecret(out.get(k));
   return out;
 }
@@ -482,6 +502,45 @@ function decodeListed(v: unknown): string {
   return decodeURIComponent(s.replace(/\+/g, ' '));
 }
 
+/** One page of a listing: its objects (key exactly as stored, size, ETag, time), and the next
+ * page's token (none: the last page). */
+export interface Page {
+  objects: [key: string, size: number, etag?: string, lastModified?: string][];
+  next?: string;
+}
+
+/**
+ * Every object under `prefixUrl`, page by page as the caller iterates (`page` fetches the page
+ * of `token`, none for the first, of the keys below `below`), as the native engine lists: the
+ * prefix is a directory (`a/b` lists what is below `a/b/`), each key listed with its URL
+ * (`url_key`). Every provider's listing goes through this.
+ */
+export async function* listPages(
+  prefixUrl: string,
+  page: (below: string, token: string | undefined) => Promise<Page>,
+): AsyncGenerator<ListedObject> {
+  const { key, base } = parseS3(prefixUrl);
+  const trimmed = key.replace(/^\/+|\/+$/g, '');
+  const below = trimmed ? `${trimmed}/` : '';
+  let token: string | undefined;
+  for (;;) {
+    const p = await page(below, token);
+    for (const [k, size, etag, lastModified] of p.objects) {
+      yield {
+        key: k,
+        relative: k.startsWith(below) ? k.slice(below.length) : k,
+        url: `${base}/${urlKey(k)}`,
+        size,
+        etag,
+        lastModified: lastModified ? new Date(lastModified) : undefined,
+        version: undefined,
+      };
+    }
+    if (p.next === undefined) return;
+    token = p.next;
+  }
+}
+
 interface ListPage {
   ListBucketResult?: {
     IsTruncated?: string;
@@ -499,12 +558,8 @@ export async function* s3List(
   prefixUrl: string,
   store: StoreOptions | undefined,
 ): AsyncGenerator<ListedObject> {
-  const { key, base } = parseS3(prefixUrl);
   const b = await resolveBucket(prefixUrl, store);
-  const trimmed = key.replace(/^\/+|\/+$/g, '');
-  const below = trimmed ? `${trimmed}/` : '';
-  let token: string | undefined;
-  for (;;) {
+  yield* listPages(prefixUrl, async (below, token) => {
     const q: [string, string][] = [
       ['encoding-type', 'url'],
       ['list-type', '2'],
@@ -531,19 +586,13 @@ export async function* s3List(
         { url: prefixUrl },
       );
     }
-    for (const c of r.Contents ?? []) {
-      const k = decodeListed(c.Key);
-      yield {
-        key: k,
-        relative: k.startsWith(below) ? k.slice(below.length) : k,
-        url: `${base}/${urlKey(k)}`,
-        size: Number(c.Size ?? 0),
-        etag: c.ETag,
-        lastModified: c.LastModified ? new Date(c.LastModified) : undefined,
-        version: undefined,
-      };
-    }
-    if (r.IsTruncated !== 'true') return;
+    const objects: Page['objects'] = (r.Contents ?? []).map((c) => [
+      decodeListed(c.Key),
+      Number(c.Size ?? 0),
+      c.ETag,
+      c.LastModified,
+    ]);
+    if (r.IsTruncated !== 'true') return { objects };
     if (!r.NextContinuationToken) {
       throw new StorageError(
         'Generic',
@@ -551,8 +600,8 @@ export async function* s3List(
         { url: prefixUrl },
       );
     }
-    token = r.NextContinuationToken;
-  }
+    return { objects, next: r.NextContinuationToken };
+  });
 }
 
 const escapeXml = (s: string): string => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -171,18 +171,24 @@ export interface Feed {
   buffers: PartBuffers;
 }
 
+/** What an upload gives back of the object it stored. */
+export interface Stored {
+  etag?: string;
+  version?: string;
+}
+
 /**
  * How a provider writes an upload: one part in one request, or more (its multipart kind). A
  * writer that answers the CRC64NVME of what it wrote (S3 computes each part's once and combines
  * them) spares the upload a second pass over every byte; otherwise the upload computes it.
  */
 export interface Writer {
+  /** The part size to cut at, for the one requested (validated) or none (the default). */
+  partSize?(requested: number | undefined): number | undefined;
   /** Told each part as it is read, in order. */
   seen?(part: Buffer): void;
-  one(data: Buffer): Promise<{ done: { etag?: string; version?: string }; crc?: string }>;
-  many(
-    feed: Feed,
-  ): Promise<{ done: { etag?: string; version?: string }; parts: number; crc?: string }>;
+  one(data: Buffer): Promise<{ done: Stored; crc?: string }>;
+  many(feed: Feed): Promise<{ done: Stored; parts: number; crc?: string }>;
   /** The writer answers `crc` (base64 CRC64NVME) from both `one` and `many`. */
   crc64?: true;
 }
@@ -207,7 +213,8 @@ export async function uploadWith(
   const whole = writer.crc64 ? undefined : await running('crc64nvme');
   let bytes = 0;
   const buffers = new PartBuffers();
-  const parts = cut(source, requested, (size) => report.plan(size), buffers);
+  const partSize = writer.partSize ? writer.partSize(requested) : requested;
+  const parts = cut(source, partSize, (size) => report.plan(size), buffers);
   const pull = async (): Promise<Buffer | undefined> => {
     const r = await Promise.race([parts.next(), aborted]);
     if (r.done) return undefined;
