@@ -45,10 +45,12 @@ pub fn is_secret_key(key: &str) -> bool {
         || k == "key"
 }
 
-/// Elements of S3's XML error bodies whose values are secrets or let one check a guessed
-/// secret (SignatureDoesNotMatch echoes the signature, the string it signed and the canonical
-/// request).
+/// Elements of S3's and Azure's XML error bodies whose values are secrets or let one check a
+/// guessed secret (S3's SignatureDoesNotMatch echoes the signature, the string it signed and the
+/// canonical request; Azure's AuthenticationFailed puts the request's MAC and the string it
+/// signed in AuthenticationErrorDetail).
 const SECRET_ELEMENTS: &[&str] = &[
+    "AuthenticationErrorDetail",
     "SignatureProvided",
     "StringToSign",
     "StringToSignBytes",
@@ -215,6 +217,15 @@ mod tests {
         let s =
             scrub("SENTINEL-twice-123456SENTINEL-twice-123456 http://h/k?SENTINEL-twice-123456");
         assert!(!s.contains("<redacted><redacted>"), "{s}");
+    }
+
+    #[test]
+    fn azure_authentication_detail_is_scrubbed() {
+        let body = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request.</Message><AuthenticationErrorDetail>The MAC signature found in the HTTP request 'q0b3RkZWFkYmVlZg==' is not the same as any computed signature. Server used following string to sign: 'GET\n\n\n'.</AuthenticationErrorDetail></Error>";
+        let s = scrub(body);
+        assert!(!s.contains("q0b3RkZWFkYmVlZg=="), "{s}");
+        assert!(!s.contains("string to sign"), "{s}");
+        assert!(s.contains("<Code>AuthenticationFailed</Code>"), "{s}");
     }
 
     #[test]
