@@ -293,6 +293,12 @@ export interface NativeRdmaStatus {
   registrations: number
   /** Tokens minted and not yet released. */
   tokens: number
+  /** Where NVIDIA's cuFile writes its log. */
+  log?: string
+  /** The cuobjclient.h the shim was built against. */
+  header?: string
+  /** sizeof(cuObjClient) by that header. */
+  clientSize?: number
 }
 
 /** The outcome of one download. */

@@ -318,13 +318,23 @@ export interface EngineInfo {
 }
 
 export interface RdmaInfo {
+  /** The shim loaded, the cuObject client was created, and registering one page worked. */
   available: boolean;
-  /** Why not: shim not built, library not found, client not connected (CUFILE_ENV_PATH_JSON). */
+  /**
+   * Why not: shim not built, library not found, client not connected, registration failed,
+   * cuObject client initialisation timed out (native/README.md lists each).
+   */
   reason?: string;
   /** `'sdk'` (NVIDIA's libcuobjclient) or `'simulator'` (the project's test double). */
   backend?: string;
   /** Where the shim was loaded from. */
   shim?: string;
+  /** The `cuobjclient.h` the shim was built against. */
+  header?: string;
+  /** `sizeof(cuObjClient)` by that header. */
+  clientSize?: number;
+  /** Where NVIDIA's cuFile writes its log (never the working directory). */
+  log?: string;
   /** Live registrations of host memory. */
   registrations: number;
   /** Tokens minted and not yet released (0 between transfers). */

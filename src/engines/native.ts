@@ -397,6 +397,9 @@ export function rdmaInfo(): RdmaInfo {
     reason: s.reason ?? undefined,
     backend: s.backend ?? undefined,
     shim: s.shim ?? undefined,
+    header: s.header ?? undefined,
+    clientSize: s.clientSize ?? undefined,
+    log: s.log ?? undefined,
     registrations: s.registrations,
     tokens: s.tokens,
   };

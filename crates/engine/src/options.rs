@@ -132,6 +132,43 @@ pub const DEFAULT_RDMA_PART: u64 = 64 * 1024 * 1024;
 pub const MAX_RDMA_PART: u64 = 1024 * 1024 * 1024;
 /// Default registered buffers per pool.
 pub const DEFAULT_RDMA_BUFFERS: u32 = 4;
+/// How long creating the process's cuObject client may take before RDMA is reported
+/// unavailable ("cuObject client initialisation timed out"); `OBJGET_RDMA_INIT_TIMEOUT_MS`
+/// overrides it. Process-wide, like the client: read once, when RDMA is first asked for.
+pub const DEFAULT_RDMA_INIT_TIMEOUT_MS: u64 = 5_000;
+/// After a registration fails (no RDMA device configured), no registration is tried again in
+/// the process for this long: the library logs every failed attempt.
+pub const RDMA_REGISTRATION_RETRY_MS: u64 = 60_000;
+
+/// The process-wide RDMA settings that come from the environment, not from a call: the client
+/// is created once per process, before any call's options could matter.
+pub(crate) mod rdma_env {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// `OBJGET_RDMA_INIT_TIMEOUT_MS` (a whole number of milliseconds ≥ 1), or
+    /// [`super::DEFAULT_RDMA_INIT_TIMEOUT_MS`] when unset or not such a number.
+    pub(crate) fn init_timeout() -> Duration {
+        let ms = std::env::var("OBJGET_RDMA_INIT_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&ms| ms >= 1)
+            .unwrap_or(super::DEFAULT_RDMA_INIT_TIMEOUT_MS);
+        Duration::from_millis(ms)
+    }
+
+    /// `OBJGET_RDMA_LOG`: the file cuFile's log goes to (default: under the temp directory).
+    pub(crate) fn log() -> Option<PathBuf> {
+        std::env::var_os("OBJGET_RDMA_LOG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// How long a failed registration keeps RDMA off in this process.
+    pub(crate) fn registration_retry() -> Duration {
+        Duration::from_millis(super::RDMA_REGISTRATION_RETRY_MS)
+    }
+}
 
 impl RdmaOptions {
     pub(crate) fn part_size(&self) -> u64 {

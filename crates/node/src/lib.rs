@@ -420,6 +420,12 @@ pub struct NativeRdmaStatus {
     pub registrations: f64,
     /// Tokens minted and not yet released.
     pub tokens: f64,
+    /// Where NVIDIA's cuFile writes its log.
+    pub log: Option<String>,
+    /// The cuobjclient.h the shim was built against.
+    pub header: Option<String>,
+    /// sizeof(cuObjClient) by that header.
+    pub client_size: Option<f64>,
 }
 
 /// Directories to look for libobjget_rdma.so in (OBJGET_RDMA_SHIM overrides them). Set by the
@@ -444,6 +450,9 @@ pub fn rdma_status() -> NativeRdmaStatus {
         shim: s.shim,
         registrations: s.registrations as f64,
         tokens: s.tokens as f64,
+        log: s.log,
+        header: s.header,
+        client_size: s.client_size.map(|n| n as f64),
     }
 }
 

@@ -179,7 +179,7 @@ impl Ctx {
         raw: impl std::future::Future<Output = Result<S3Raw>>,
     ) -> Result<Option<Arc<Ctx>>> {
         rdma.validate(loc, store)?;
-        let Some(transport) = Transport::plan(rdma, url, budget)? else {
+        let Some(transport) = Transport::plan(rdma, url, budget).await? else {
             return Ok(None);
         };
         Ok(Some(Arc::new(Ctx::new(loc, url, raw.await?, transport))))
