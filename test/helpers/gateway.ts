@@ -4,7 +4,8 @@
 import * as untyped from '../../scripts/lib/rdma-gateway.mjs';
 import { servers } from './servers.js';
 
-export type Mode = 'accept' | 'decline' | 'ignore' | 'fail' | 'badtoken';
+export type Mode =
+  'accept' | 'decline' | 'ignore' | 'fail' | 'badtoken' | 'nobytes' | 'noreply' | 'noecho';
 
 export interface LogEntry {
   method: string;
