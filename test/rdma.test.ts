@@ -155,15 +155,18 @@ describe('engineInfo().rdma', () => {
     expect(r.req).toBe('RdmaUnavailable');
   });
 
-  it('without an RDMA device configured: unavailable, "client not connected"', async () => {
-    const r = await inChild({ CUFILE_ENV_PATH_JSON: undefined });
+  it('without an RDMA device configured: unavailable, "registration failed"', async () => {
+    // Connected, as NVIDIA's library is without devices: registering memory is what fails.
+    const r = await inChild({ CUFILE_ENV_PATH_JSON: join(tempDir(), 'absent.json') });
     expect(r.rdma.available).toBe(false);
-    expect(r.rdma.reason).toMatch(/^client not connected: .*CUFILE_ENV_PATH_JSON/);
+    expect(r.rdma.reason).toMatch(/^registration failed: /);
+    expect(r.req).toBe('RdmaUnavailable');
   });
 });
 
 describe('byte-identical through MinIO by RDMA', () => {
-  for (const size of [0, MiB, GiB + 1]) {
+  // Zero-length objects go over plain HTTP (test/rdma-real.test.ts).
+  for (const size of [MiB, GiB + 1]) {
     it(`${size} bytes: upload, download, get and get into a registered buffer`, async () => {
       const key = uniqueKey('rdma/rt');
       // A GiB of pseudo-random bytes from the seeded generator takes half a minute; random is as good here.
