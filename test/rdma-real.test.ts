@@ -7,97 +7,20 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-} from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { download, engineInfo, getDetailed, upload, type StoreOptions } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { download, engineInfo, getDetailed, upload } from '../src/index.js';
 import { distEntry, ROOT, runModule } from './helpers/child.js';
 import { rejection } from './helpers/expect.js';
-import { startGateway, type Gateway } from './helpers/gateway.js';
-import { bytes, s3Client, s3Store, servers, tempDir, uniqueKey } from './helpers/servers.js';
+import { rdmaSuite } from './helpers/rdma.js';
+import { minioBytes, minioHas, requestsFor, seed, uploadsInProgress } from './helpers/rdma.js';
+import { bytes, s3Store, servers, tempDir, uniqueKey } from './helpers/servers.js';
 
 const MiB = 1024 * 1024;
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-// This worker's client has one RDMA device configured (set before the shim first loads).
-const cufile = join(tempDir(), 'cufile.json');
-writeFileSync(cufile, JSON.stringify({ properties: { rdma_dev_addr_list: ['192.0.2.10'] } }));
-process.env.CUFILE_ENV_PATH_JSON = cufile;
+const suite = rdmaSuite(5 * MiB);
+const { via, url, cufile } = suite;
 process.env.OBJGET_RDMA_LOG = join(tempDir(), 'worker-cufile.log');
-
-let gw: Gateway;
-let bucket: string;
-
-function via(rdma: StoreOptions['rdma'], extra: StoreOptions = {}): StoreOptions {
-  const base = s3Store(servers());
-  return {
-    ...base,
-    config: { ...base.config, aws_endpoint: gw.url },
-    rdma,
-    rdmaPartSize: 5 * MiB,
-    ...extra,
-  };
-}
-
-const url = (key: string): string => `s3://${bucket}/${key}`;
-
-async function minioBytes(key: string): Promise<Buffer | null> {
-  const s3 = await s3Client();
-  try {
-    const r = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return Buffer.from(await r.Body!.transformToByteArray());
-  } catch {
-    return null;
-  } finally {
-    s3.destroy();
-  }
-}
-
-async function minioHas(key: string): Promise<boolean> {
-  const s3 = await s3Client();
-  try {
-    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return true;
-  } catch {
-    return false;
-  } finally {
-    s3.destroy();
-  }
-}
-
-async function uploadsInProgress(key: string): Promise<number> {
-  const s3 = await s3Client();
-  try {
-    const r = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
-    return r.Uploads?.length ?? 0;
-  } finally {
-    s3.destroy();
-  }
-}
-
-async function seed(key: string, data: Buffer): Promise<void> {
-  await upload(data, url(key), { store: s3Store(servers()) });
-}
-
-async function requestsFor(key: string) {
-  return (await gw.log()).filter((e) => decodeURIComponent(e.path).endsWith(`/${key}`));
-}
-
-beforeAll(async () => {
-  bucket = servers().s3.bucket;
-  gw = await startGateway();
-});
-
-afterAll(async () => {
-  await gw?.stop();
-});
-
-beforeEach(async () => {
-  await gw.setMode('accept');
-});
 
 interface ChildOut {
   rdma: {
@@ -270,9 +193,9 @@ describe('replies with less proof', () => {
     const big = uniqueKey('rdma16/nobytes-b');
     const a = bytes(MiB, 1);
     const b = bytes(12 * MiB + 5, 2);
-    await seed(small, a);
-    await seed(big, b);
-    await gw.setMode('nobytes');
+    await seed(suite.bucket, small, a);
+    await seed(suite.bucket, big, b);
+    await suite.gw.setMode('nobytes');
     // One part, the whole object: its CRC64NVME came with the reply and matches what landed.
     const one = await getDetailed(url(small), { store: via('require') });
     expect(one.result.path).toBe('rdma');
@@ -290,41 +213,41 @@ describe('replies with less proof', () => {
   });
 
   it("noreply: a PUT without x-amz-rdma-reply is proven by the server's checksum echo", async () => {
-    await gw.setMode('noreply');
+    await suite.gw.setMode('noreply');
     for (const size of [MiB, 12 * MiB]) {
       const key = uniqueKey('rdma16/noreply');
       const data = bytes(size, 3);
       const r = await upload(data, url(key), { store: via('require') });
       expect(r.path).toBe('rdma');
-      expect(sha((await minioBytes(key))!)).toBe(sha(data));
+      expect(sha(await minioBytes(suite.bucket, key))).toBe(sha(data));
     }
   });
 
   it('noecho: a whole PUT is proven by a HEAD; parts without proof are re-sent over HTTP under true', async () => {
-    await gw.setMode('noecho');
+    await suite.gw.setMode('noecho');
     const key = uniqueKey('rdma16/noecho');
     const data = bytes(MiB, 4);
     expect((await upload(data, url(key), { store: via('require') })).path).toBe('rdma');
-    expect(sha((await minioBytes(key))!)).toBe(sha(data));
+    expect(sha(await minioBytes(suite.bucket, key))).toBe(sha(data));
 
     const multi = uniqueKey('rdma16/noecho-m');
     const payload = bytes(12 * MiB, 5);
     const r = await upload(payload, url(multi), { store: via(true) });
     expect(r.path).toBe('http');
-    expect(sha((await minioBytes(multi))!)).toBe(sha(payload));
+    expect(sha(await minioBytes(suite.bucket, multi))).toBe(sha(payload));
 
     const req = uniqueKey('rdma16/noecho-r');
     const e = await rejection(upload(bytes(12 * MiB, 6), url(req), { store: via('require') }));
     expect(e.code).toBe('RdmaTransferFailed');
-    expect(await minioHas(req)).toBe(false);
-    expect(await uploadsInProgress(req)).toBe(0);
+    expect(await minioHas(suite.bucket, req)).toBe(false);
+    expect(await uploadsInProgress(suite.bucket, req)).toBe(0);
   });
 });
 
 describe('zero-length objects', () => {
   it('go over plain HTTP, with no token, even under require', async () => {
     const key = uniqueKey('rdma16/empty');
-    await gw.clearLog();
+    await suite.gw.clearLog();
     const put = await upload(Buffer.alloc(0), url(key), { store: via('require') });
     expect(put).toMatchObject({ path: 'http', bytes: 0 });
     const got = await getDetailed(url(key), { store: via('require') });
@@ -333,7 +256,9 @@ describe('zero-length objects', () => {
     const dest = join(tempDir(), 'empty.bin');
     expect((await download(url(key), dest, { store: via('require') })).path).toBe('http');
     expect(readFileSync(dest).length).toBe(0);
-    const data = (await requestsFor(key)).filter((e) => e.method === 'GET' || e.method === 'PUT');
+    const data = (await requestsFor(suite.gw, key)).filter(
+      (e) => e.method === 'GET' || e.method === 'PUT',
+    );
     expect(data.length).toBeGreaterThanOrEqual(3);
     expect(data.every((e) => !e.tokenPresent)).toBe(true);
     expect(engineInfo().rdma.tokens).toBe(0);

@@ -120,7 +120,11 @@ pub(crate) async fn usable_async() -> std::result::Result<Arc<Shim>, shim::Unava
     }
     tokio::task::spawn_blocking(usable)
         .await
-        .unwrap_or_else(|e| Err(shim::Unavailable(format!("RDMA initialisation failed: {e}"))))
+        .unwrap_or_else(|e| {
+            Err(shim::Unavailable(format!(
+                "RDMA initialisation failed: {e}"
+            )))
+        })
 }
 
 /// Caller-held registered memory (`allocRdmaBuffer`): RDMA reads land in it with no copy.
@@ -142,7 +146,8 @@ impl RdmaBuffer {
     /// Allocate and register `len` bytes (page-aligned, zeroed). Fails with `RdmaUnavailable`
     /// and the reason when RDMA cannot be used here.
     pub fn alloc(len: usize) -> Result<Self> {
-        let shim = usable().map_err(|shim::Unavailable(r)| Error::new(ErrorCode::RdmaUnavailable, r))?;
+        let shim =
+            usable().map_err(|shim::Unavailable(r)| Error::new(ErrorCode::RdmaUnavailable, r))?;
         let buf = RegBuf::new(&shim, len)?;
         let busy = Arc::new(tokio::sync::Mutex::new(()));
         user_map().insert(buf.base() as usize, UserReg { len, busy });
