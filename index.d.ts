@@ -408,6 +408,11 @@ export interface StoreConfig {
   /** Registered buffers in the pool, also the RDMA parts in flight (default 4). */
   rdmaBuffers?: number
   /**
+   * The local address tokened requests are bound to (default: the single address in
+   * cuFile's rdma_dev_addr_list, when this host has it).
+   */
+  rdmaBindAddress?: string
+  /**
    * A credential function's id from `registerCredentials`: it takes precedence over every
    * other credential.
    */

@@ -58,6 +58,13 @@ export interface StoreOptions {
   /** Registered buffers in the pool (also RDMA parts in flight), 1 to 64, default 4. */
   rdmaBuffers?: number;
   /**
+   * The local address the HTTP connection of a request that carries an RDMA token is bound to
+   * (the RDMA NIC's, which the token names). Default: the address in cuFile's
+   * `rdma_dev_addr_list` when it lists exactly one and it is an address of this host. An
+   * address this host does not have is `InvalidArgument`.
+   */
+  rdmaBindAddress?: string;
+  /**
    * Where this store's credentials come from, ahead of every other source (the `config` keys,
    * the environment, profiles, metadata services), for any provider. Called when a store first
    * needs a credential and again before each request once the one it returned is within 5

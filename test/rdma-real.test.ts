@@ -244,6 +244,58 @@ describe('replies with less proof', () => {
   });
 });
 
+describe('rdmaBindAddress', () => {
+  it("binds a tokened request's connection to the given local address; one this host lacks is InvalidArgument", async () => {
+    const key = uniqueKey('rdma16/bind');
+    const data = bytes(MiB, 8);
+    await suite.gw.clearLog();
+    // 127.0.0.2 is this host's (all of 127/8 is), and not where loopback connections leave from.
+    const r = await upload(data, url(key), {
+      store: via('require', { rdmaBindAddress: '127.0.0.2' }),
+    });
+    expect(r.path).toBe('rdma');
+    const got = await getDetailed(url(key), {
+      store: via('require', { rdmaBindAddress: '127.0.0.1' }),
+    });
+    expect(sha(got.data)).toBe(sha(data));
+    const log = await requestsFor(suite.gw, key);
+    const put = log.find((e) => e.method === 'PUT' && e.tokenPresent);
+    const get = log.find((e) => e.method === 'GET' && e.tokenPresent);
+    expect(put?.remoteAddress).toMatch(/^(::ffff:)?127\.0\.0\.2$/);
+    expect(get?.remoteAddress).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+
+    for (const rdma of [true, 'require'] as const) {
+      const e = await rejection(
+        getDetailed(url(key), { store: via(rdma, { rdmaBindAddress: '192.0.2.1' }) }),
+      );
+      expect(e.code).toBe('InvalidArgument');
+      expect(e.message).toMatch(/rdmaBindAddress 192\.0\.2\.1 is not an address of this host/);
+    }
+    const e = await rejection(
+      getDetailed(url(key), { store: via(true, { rdmaBindAddress: 'nic0' }) }),
+    );
+    expect(e.code).toBe('InvalidArgument');
+  });
+
+  it("defaults to the one address of cuFile's device list when this host has it", async () => {
+    const dir = tempDir();
+    const json = join(dir, 'cufile.json');
+    writeFileSync(json, JSON.stringify({ properties: { rdma_dev_addr_list: ['127.0.0.3'] } }));
+    const key = uniqueKey('rdma16/bind-default');
+    const store = JSON.stringify(via('require'));
+    await suite.gw.clearLog();
+    const out = await inChild(
+      `out.up = await o.upload(Buffer.alloc(4096, 1), ${JSON.stringify(url(key))}, { store: ${store} })
+         .then((r) => ({ path: r.path }), fail);`,
+      { CUFILE_ENV_PATH_JSON: json },
+      dir,
+    );
+    expect(out.up).toEqual({ path: 'rdma' });
+    const put = (await requestsFor(suite.gw, key)).find((e) => e.method === 'PUT');
+    expect(put?.remoteAddress).toMatch(/^(::ffff:)?127\.0\.0\.3$/);
+  });
+});
+
 describe('zero-length objects', () => {
   it('go over plain HTTP, with no token, even under require', async () => {
     const key = uniqueKey('rdma16/empty');

@@ -764,6 +764,7 @@ function createGateway(cfg, vm) {
       query: q < 0 ? '' : req.url.slice(q + 1),
       tokenPresent: token !== undefined,
       tokenSigned: false,
+      remoteAddress: req.socket.remoteAddress ?? null,
       token: token ?? null,
       contentLength:
         req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']),

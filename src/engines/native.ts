@@ -147,6 +147,7 @@ async function storeConfig(
     rdma: store.rdma,
     rdmaPartSize: store.rdmaPartSize,
     rdmaBuffers: store.rdmaBuffers,
+    rdmaBindAddress: store.rdmaBindAddress,
   };
 }
 

@@ -13,6 +13,8 @@ export interface LogEntry {
   query: string;
   tokenPresent: boolean;
   tokenSigned: boolean;
+  /** The client's address as the gateway saw it. */
+  remoteAddress: string | null;
   token: string | null;
   contentLength: number | null;
   bodyBytes: number;

@@ -124,6 +124,10 @@ pub struct RdmaOptions {
     pub part_size: Option<u64>,
     /// Registered buffers in the pool, which is also the parts in flight (default 4).
     pub buffers: Option<u32>,
+    /// The local address a tokened request's connection is bound to (the RDMA NIC's). Default:
+    /// the address in cuFile's `rdma_dev_addr_list` when it lists exactly one that this host
+    /// has; none otherwise.
+    pub bind_address: Option<std::net::IpAddr>,
 }
 
 /// Default bytes per RDMA request.

@@ -66,6 +66,9 @@ pub struct StoreConfig {
     pub rdma_part_size: Option<f64>,
     /// Registered buffers in the pool, also the RDMA parts in flight (default 4).
     pub rdma_buffers: Option<u32>,
+    /// The local address tokened requests are bound to (default: the single address in
+    /// cuFile's rdma_dev_addr_list, when this host has it).
+    pub rdma_bind_address: Option<String>,
     /// A credential function's id from `registerCredentials`: it takes precedence over every
     /// other credential.
     pub credentials: Option<u32>,
@@ -144,6 +147,17 @@ pub(crate) fn rdma_options(c: Option<&StoreConfig>) -> objget_engine::Result<Rdm
             .map(|v| whole(v, "rdmaPartSize must be a non-negative integer"))
             .transpose()?,
         buffers: c.rdma_buffers,
+        bind_address: c
+            .rdma_bind_address
+            .as_deref()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    objget_engine::Error::invalid_argument(format!(
+                        "rdmaBindAddress must be an IP address, got {a:?}"
+                    ))
+                })
+            })
+            .transpose()?,
     })
 }
 

@@ -127,6 +127,21 @@ pub(crate) async fn usable_async() -> std::result::Result<Arc<Shim>, shim::Unava
         })
 }
 
+/// Whether a socket can be bound to `ip` here (an address of this host).
+fn assignable(ip: std::net::IpAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind((ip, 0)).map(drop)
+}
+
+/// The default `rdmaBindAddress`: the address in cuFile's `rdma_dev_addr_list` when it lists
+/// exactly one and this host has it (what other cuObject clients bind to).
+fn default_bind() -> Option<std::net::IpAddr> {
+    static DEFAULT: std::sync::OnceLock<Option<std::net::IpAddr>> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(|| match cufile::config().devices.as_slice() {
+        [one] => one.parse().ok().filter(|&ip| assignable(ip).is_ok()),
+        _ => None,
+    })
+}
+
 /// Caller-held registered memory (`allocRdmaBuffer`): RDMA reads land in it with no copy.
 pub struct RdmaBuffer {
     buf: RegBuf,
@@ -252,6 +267,8 @@ pub(crate) struct Transport {
     pub(crate) part_size: u64,
     pub(crate) buffers: usize,
     pub(crate) budget: Budget,
+    /// The local address tokened requests leave from (`rdmaBindAddress`, or cuFile's one NIC).
+    pub(crate) bind: Option<std::net::IpAddr>,
 }
 
 impl Transport {
@@ -272,7 +289,20 @@ impl Transport {
             }
             Err(_) => return Ok(None),
         };
+        let bind = match o.bind_address {
+            Some(ip) => {
+                assignable(ip).map_err(|e| {
+                    Error::invalid_argument(format!(
+                        "rdmaBindAddress {ip} is not an address of this host ({e})"
+                    ))
+                    .with_url(url)
+                })?;
+                Some(ip)
+            }
+            None => default_bind(),
+        };
         Ok(Some(Transport {
+            bind,
             shim: Some(shim),
             mode: o.mode,
             part_size: o.part_size(),
@@ -289,6 +319,7 @@ impl Transport {
             part_size,
             buffers: concurrency.max(1),
             budget: budget.clone(),
+            bind: None,
         }
     }
 

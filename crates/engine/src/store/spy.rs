@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::header::HeaderMap;
 
-use super::client::Connector;
+use super::client::{Binder, Connector};
 
 /// Reply headers captured for the reads made inside [`capture`].
 #[derive(Clone, Default)]
@@ -33,9 +33,10 @@ pub(crate) async fn capture<F: std::future::Future>(seen: Seen, fut: F) -> F::Ou
 #[derive(Debug, Default)]
 pub(crate) struct HeaderSpy {
     connector: Connector,
-    /// Where to keep the client it makes (objget's own signed S3 requests share it). The last
-    /// one made is the store's own: a builder first connects its credential provider's.
-    keep: Option<Arc<Mutex<Option<object_store::client::HttpClient>>>>,
+    /// Where to keep the client it makes (objget's own signed S3 requests share it), with a
+    /// [`Binder`] for the same settings. The last one made is the store's own: a builder first
+    /// connects its credential provider's.
+    keep: Option<Arc<Mutex<Option<(object_store::client::HttpClient, Binder)>>>>,
 }
 
 impl HeaderSpy {
@@ -48,7 +49,7 @@ impl HeaderSpy {
 
     pub(crate) fn keeping(
         mut self,
-        slot: Arc<Mutex<Option<object_store::client::HttpClient>>>,
+        slot: Arc<Mutex<Option<(object_store::client::HttpClient, Binder)>>>,
     ) -> Self {
         self.keep = Some(slot);
         self
@@ -63,7 +64,8 @@ impl object_store::client::HttpConnector for HeaderSpy {
         let inner = self.connector.connect(options)?;
         let client = object_store::client::HttpClient::new(SpyService(inner));
         if let Some(slot) = &self.keep {
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+            let binder = Binder::new(options.clone(), self.connector.tls.clone());
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((client.clone(), binder));
         }
         Ok(client)
     }
