@@ -379,6 +379,7 @@ mod tests {
                 mode: RdmaMode::Prefer,
                 part_size: Some(8 << 20),
                 buffers: Some(2),
+                bind_address: None,
             },
             ..plain.clone()
         };

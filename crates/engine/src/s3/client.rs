@@ -41,8 +41,8 @@ const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct S3Raw {
     /// The store's HTTP client (its TLS settings, timeouts and connection pool).
     pub(crate) http: HttpClient,
-    /// Clients with the store's settings bound to a local address.
-    pub(crate) binder: crate::store::Binder,
+    /// A client with the store's settings bound to a local address.
+    pub(crate) binder: BindClient,
     /// The client requests that carry an RDMA token go out on, bound to the RDMA NIC's address
     /// (`rdmaBindAddress`); `None`: the store's.
     pub(crate) bound: Option<HttpClient>,
@@ -68,6 +68,10 @@ impl std::fmt::Debug for S3Raw {
 
 /// Request headers: fixed names, and ones made at run time (`x-amz-meta-*`).
 pub(crate) type Headers = Vec<(std::borrow::Cow<'static, str>, String)>;
+
+/// Makes a client with the store's settings whose connections leave from a local address.
+pub(crate) type BindClient =
+    Arc<dyn Fn(std::net::IpAddr) -> object_store::Result<HttpClient> + Send + Sync>;
 
 /// One request to send: headers are signed as given (so a token among them is in
 /// SignedHeaders); the payload is always `UNSIGNED-PAYLOAD`.
@@ -194,11 +198,7 @@ impl Ctx {
         };
         let mut raw = raw.await?;
         if let Some(ip) = transport.bind {
-            raw.bound = Some(
-                raw.binder
-                    .bound(ip)
-                    .map_err(|e| Error::from_store(e, url))?,
-            );
+            raw.bound = Some((raw.binder)(ip).map_err(|e| Error::from_store(e, url))?);
         }
         Ok(Some(Arc::new(Ctx::new(loc, url, raw, transport))))
     }

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
-pub(crate) use self::client::Binder;
 use self::client::{Connector, Tls};
 use self::spy::HeaderSpy;
 use crate::error::{Error, ErrorCode, Result};
@@ -228,7 +227,10 @@ impl Stores {
             .to_string();
         Ok(crate::s3::S3Raw {
             http: parts.http,
-            binder: parts.binder,
+            binder: {
+                let binder = parts.binder;
+                Arc::new(move |ip| binder.bound(ip))
+            },
             bound: None,
             credentials: parts.store.credentials().clone(),
             region,

@@ -27,6 +27,9 @@ pub(crate) async fn capture<F: std::future::Future>(seen: Seen, fut: F) -> F::Ou
     SEEN.scope(seen, fut).await
 }
 
+/// Where a [`HeaderSpy`] keeps the client it made last, with a [`Binder`] for its settings.
+pub(crate) type Kept = Arc<Mutex<Option<(object_store::client::HttpClient, Binder)>>>;
+
 /// object_store's HTTP client (built by `store::client`), with reply headers recorded for
 /// [`capture`] (object_store keeps only size, ETag and version of a reply; the checksum headers
 /// are dropped).
@@ -36,7 +39,7 @@ pub(crate) struct HeaderSpy {
     /// Where to keep the client it makes (objget's own signed S3 requests share it), with a
     /// [`Binder`] for the same settings. The last one made is the store's own: a builder first
     /// connects its credential provider's.
-    keep: Option<Arc<Mutex<Option<(object_store::client::HttpClient, Binder)>>>>,
+    keep: Option<Kept>,
 }
 
 impl HeaderSpy {
@@ -47,10 +50,7 @@ impl HeaderSpy {
         }
     }
 
-    pub(crate) fn keeping(
-        mut self,
-        slot: Arc<Mutex<Option<(object_store::client::HttpClient, Binder)>>>,
-    ) -> Self {
+    pub(crate) fn keeping(mut self, slot: Kept) -> Self {
         self.keep = Some(slot);
         self
     }
