@@ -293,6 +293,12 @@ export interface NativeRdmaStatus {
   registrations: number
   /** Tokens minted and not yet released. */
   tokens: number
+  /** Where NVIDIA's cuFile writes its log. */
+  log?: string
+  /** The cuobjclient.h the shim was built against. */
+  header?: string
+  /** sizeof(cuObjClient) by that header. */
+  clientSize?: number
 }
 
 /** The outcome of one download. */
@@ -401,6 +407,11 @@ export interface StoreConfig {
   rdmaPartSize?: number
   /** Registered buffers in the pool, also the RDMA parts in flight (default 4). */
   rdmaBuffers?: number
+  /**
+   * The local address tokened requests are bound to (default: the single address in
+   * cuFile's rdma_dev_addr_list, when this host has it).
+   */
+  rdmaBindAddress?: string
   /**
    * A credential function's id from `registerCredentials`: it takes precedence over every
    * other credential.

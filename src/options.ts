@@ -159,6 +159,7 @@ const store = shape({
   rdma: oneOf(true, false, 'require'),
   rdmaPartSize: positive,
   rdmaBuffers: positive,
+  rdmaBindAddress: nonEmpty,
   credentials: fn,
 });
 

@@ -58,6 +58,13 @@ export interface StoreOptions {
   /** Registered buffers in the pool (also RDMA parts in flight), 1 to 64, default 4. */
   rdmaBuffers?: number;
   /**
+   * The local address the HTTP connection of a request that carries an RDMA token is bound to
+   * (the RDMA NIC's, which the token names). Default: the address in cuFile's
+   * `rdma_dev_addr_list` when it lists exactly one and it is an address of this host. An
+   * address this host does not have is `InvalidArgument`.
+   */
+  rdmaBindAddress?: string;
+  /**
    * Where this store's credentials come from, ahead of every other source (the `config` keys,
    * the environment, profiles, metadata services), for any provider. Called when a store first
    * needs a credential and again before each request once the one it returned is within 5
@@ -318,13 +325,23 @@ export interface EngineInfo {
 }
 
 export interface RdmaInfo {
+  /** The shim loaded, the cuObject client was created, and registering one page worked. */
   available: boolean;
-  /** Why not: shim not built, library not found, client not connected (CUFILE_ENV_PATH_JSON). */
+  /**
+   * Why not: shim not built, library not found, client not connected, registration failed,
+   * cuObject client initialisation timed out (native/README.md lists each).
+   */
   reason?: string;
   /** `'sdk'` (NVIDIA's libcuobjclient) or `'simulator'` (the project's test double). */
   backend?: string;
   /** Where the shim was loaded from. */
   shim?: string;
+  /** The `cuobjclient.h` the shim was built against. */
+  header?: string;
+  /** `sizeof(cuObjClient)` by that header. */
+  clientSize?: number;
+  /** Where NVIDIA's cuFile writes its log (never the working directory). */
+  log?: string;
   /** Live registrations of host memory. */
   registrations: number;
   /** Tokens minted and not yet released (0 between transfers). */

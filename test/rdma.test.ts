@@ -6,107 +6,27 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-} from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  allocRdmaBuffer,
-  download,
-  engineInfo,
-  get,
-  getDetailed,
-  upload,
-  type StoreOptions,
-} from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { allocRdmaBuffer, download, engineInfo, get, getDetailed, upload } from '../src/index.js';
 import { distEntry, ROOT, runModule } from './helpers/child.js';
 import { rejection } from './helpers/expect.js';
-import { startGateway, type Gateway, type Mode } from './helpers/gateway.js';
-import { bytes, s3Client, s3Store, servers, tempDir, uniqueKey } from './helpers/servers.js';
+import type { Mode } from './helpers/gateway.js';
+import {
+  minioBytes,
+  minioHas,
+  rdmaSuite,
+  requestsFor,
+  seed,
+  uploadsInProgress,
+} from './helpers/rdma.js';
+import { bytes, s3Store, servers, tempDir, uniqueKey } from './helpers/servers.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-// The simulated client connects when CUFILE_ENV_PATH_JSON lists an RDMA device, as the real one
-// does. Set before the shim first loads in this worker.
-const cufile = join(tempDir(), 'cufile.json');
-writeFileSync(cufile, JSON.stringify({ properties: { rdma_dev_addr_list: ['192.0.2.10'] } }));
-process.env.CUFILE_ENV_PATH_JSON = cufile;
-
-let gw: Gateway;
-let bucket: string;
-
-/** Store options that reach MinIO through the gateway. */
-function via(rdma: StoreOptions['rdma'], extra: StoreOptions = {}): StoreOptions {
-  const base = s3Store(servers());
-  return {
-    ...base,
-    config: { ...base.config, aws_endpoint: gw.url },
-    rdma,
-    rdmaPartSize: 64 * MiB,
-    ...extra,
-  };
-}
-
-const url = (key: string): string => `s3://${bucket}/${key}`;
-
-async function minioBytes(key: string): Promise<Buffer> {
-  const s3 = await s3Client();
-  try {
-    const r = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return Buffer.from(await r.Body!.transformToByteArray());
-  } finally {
-    s3.destroy();
-  }
-}
-
-async function minioHas(key: string): Promise<boolean> {
-  const s3 = await s3Client();
-  try {
-    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return true;
-  } catch {
-    return false;
-  } finally {
-    s3.destroy();
-  }
-}
-
-async function uploadsInProgress(key: string): Promise<number> {
-  const s3 = await s3Client();
-  try {
-    const r = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
-    return r.Uploads?.length ?? 0;
-  } finally {
-    s3.destroy();
-  }
-}
-
-/** Seed an object straight into MinIO (not through the gateway). */
-async function seed(key: string, data: Buffer): Promise<void> {
-  await upload(data, url(key), { store: s3Store(servers()) });
-}
-
-/** The gateway's log entries for one key. */
-async function requestsFor(key: string) {
-  return (await gw.log()).filter((e) => decodeURIComponent(e.path).endsWith(`/${key}`));
-}
-
-beforeAll(async () => {
-  bucket = servers().s3.bucket;
-  gw = await startGateway();
-});
-
-afterAll(async () => {
-  await gw?.stop();
-});
-
-beforeEach(async () => {
-  await gw.setMode('accept');
-});
+const suite = rdmaSuite(64 * MiB);
+const { via, url } = suite;
 
 describe('engineInfo().rdma', () => {
   it('loads the simulator build of the shim and connects', () => {
@@ -155,27 +75,30 @@ describe('engineInfo().rdma', () => {
     expect(r.req).toBe('RdmaUnavailable');
   });
 
-  it('without an RDMA device configured: unavailable, "client not connected"', async () => {
-    const r = await inChild({ CUFILE_ENV_PATH_JSON: undefined });
+  it('without an RDMA device configured: unavailable, "registration failed"', async () => {
+    // Connected, as NVIDIA's library is without devices: registering memory is what fails.
+    const r = await inChild({ CUFILE_ENV_PATH_JSON: join(tempDir(), 'absent.json') });
     expect(r.rdma.available).toBe(false);
-    expect(r.rdma.reason).toMatch(/^client not connected: .*CUFILE_ENV_PATH_JSON/);
+    expect(r.rdma.reason).toMatch(/^registration failed: /);
+    expect(r.req).toBe('RdmaUnavailable');
   });
 });
 
 describe('byte-identical through MinIO by RDMA', () => {
-  for (const size of [0, MiB, GiB + 1]) {
+  // Zero-length objects go over plain HTTP (test/rdma-real.test.ts).
+  for (const size of [MiB, GiB + 1]) {
     it(`${size} bytes: upload, download, get and get into a registered buffer`, async () => {
       const key = uniqueKey('rdma/rt');
       // A GiB of pseudo-random bytes from the seeded generator takes half a minute; random is as good here.
       const data = size > 64 * MiB ? randomFillSync(Buffer.allocUnsafe(size)) : bytes(size, 11);
       const want = sha(data);
       const store = via(true);
-      await gw.clearLog();
+      await suite.gw.clearLog();
 
       const put = await upload(data, url(key), { store });
       expect(put).toMatchObject({ path: 'rdma', bytes: size });
       expect(put.parts).toBe(Math.max(1, Math.ceil(size / (64 * MiB))));
-      expect(sha(await minioBytes(key))).toBe(want);
+      expect(sha(await minioBytes(suite.bucket, key))).toBe(want);
 
       const dest = join(tempDir(), 'out.bin');
       const down = await download(url(key), dest, { store });
@@ -193,7 +116,7 @@ describe('byte-identical through MinIO by RDMA', () => {
       expect(sha(view)).toBe(want);
 
       // The gateway saw every data request carry a signed token and an empty body.
-      const log = await requestsFor(key);
+      const log = await requestsFor(suite.gw, key);
       const data_ = log.filter((e) => e.method === 'GET' || e.method === 'PUT');
       expect(data_.length).toBeGreaterThanOrEqual(4);
       for (const e of data_) {
@@ -216,18 +139,18 @@ describe('byte-identical through MinIO by RDMA', () => {
     writeFileSync(src, data);
     const r = await upload(src, url(key), { store: via('require') });
     expect(r).toMatchObject({ path: 'rdma', parts: 2 });
-    expect(sha(await minioBytes(key))).toBe(sha(data));
+    expect(sha(await minioBytes(suite.bucket, key))).toBe(sha(data));
 
     const buf = allocRdmaBuffer(MiB);
     bytes(MiB, 9).copy(buf);
     const key2 = uniqueKey('rdma/zc');
     expect((await upload(buf, url(key2), { store: via('require') })).path).toBe('rdma');
-    expect(sha(await minioBytes(key2))).toBe(sha(bytes(MiB, 9)));
+    expect(sha(await minioBytes(suite.bucket, key2))).toBe(sha(bytes(MiB, 9)));
   });
 
   it('ifNotExists by RDMA: a conflict is AlreadyExists and the stored bytes stay', async () => {
     const key = uniqueKey('rdma/cond');
-    await seed(key, bytes(100, 1));
+    await seed(suite.bucket, key, bytes(100, 1));
     for (const size of [MiB, 12 * MiB]) {
       const e = await rejection(
         upload(bytes(size, 2), url(key), {
@@ -236,9 +159,9 @@ describe('byte-identical through MinIO by RDMA', () => {
         }),
       );
       expect(e.code).toBe('AlreadyExists');
-      expect(sha(await minioBytes(key))).toBe(sha(bytes(100, 1)));
+      expect(sha(await minioBytes(suite.bucket, key))).toBe(sha(bytes(100, 1)));
     }
-    expect(await uploadsInProgress(key)).toBe(0);
+    expect(await uploadsInProgress(suite.bucket, key)).toBe(0);
   });
 });
 
@@ -251,8 +174,8 @@ describe('gateway modes', () => {
     it(`${mode}: rdma true falls back to HTTP bodies; 'require' fails with ${code}`, async () => {
       const key = uniqueKey(`rdma/${mode}`);
       const data = bytes(3 * MiB + 1, 3);
-      await seed(key, data);
-      await gw.setMode(mode);
+      await seed(suite.bucket, key, data);
+      await suite.gw.setMode(mode);
 
       const dest = join(tempDir(), 'f.bin');
       const down = await download(url(key), dest, { store: via(true) });
@@ -268,7 +191,7 @@ describe('gateway modes', () => {
         const payload = bytes(size, 4);
         const r = await upload(payload, url(up), { store: via(true, { rdmaPartSize: 5 * MiB }) });
         expect(r.path).toBe('http');
-        expect(sha(await minioBytes(up))).toBe(sha(payload));
+        expect(sha(await minioBytes(suite.bucket, up))).toBe(sha(payload));
       }
 
       const dest2 = join(tempDir(), 'g.bin');
@@ -283,8 +206,8 @@ describe('gateway modes', () => {
         );
         expect(e.code).toBe(code);
       }
-      expect(await minioHas(up)).toBe(false);
-      expect(await uploadsInProgress(up)).toBe(0);
+      expect(await minioHas(suite.bucket, up)).toBe(false);
+      expect(await uploadsInProgress(suite.bucket, up)).toBe(0);
     });
   }
 
@@ -295,8 +218,8 @@ describe('gateway modes', () => {
   for (const { mode, code } of errors) {
     it(`${mode}: ${code} under true and 'require'; nothing written, nothing stored`, async () => {
       const key = uniqueKey(`rdma/${mode}`);
-      await seed(key, bytes(MiB, 7));
-      await gw.setMode(mode);
+      await seed(suite.bucket, key, bytes(MiB, 7));
+      await suite.gw.setMode(mode);
       for (const rdma of [true, 'require'] as const) {
         const dest = join(tempDir(), 'f.bin');
         expect((await rejection(download(url(key), dest, { store: via(rdma) }))).code).toBe(code);
@@ -309,8 +232,8 @@ describe('gateway modes', () => {
           );
           expect(e.code).toBe(code);
         }
-        expect(await minioHas(up)).toBe(false);
-        expect(await uploadsInProgress(up)).toBe(0);
+        expect(await minioHas(suite.bucket, up)).toBe(false);
+        expect(await uploadsInProgress(suite.bucket, up)).toBe(0);
       }
     });
   }
@@ -318,7 +241,7 @@ describe('gateway modes', () => {
 
 describe('the wire contract', () => {
   it('the client never sends an unsigned token, and tokens and buffers are always released', async () => {
-    const log = await gw.log();
+    const log = await suite.gw.log();
     expect(log.length).toBeGreaterThan(0);
     const withToken = log.filter((e) => e.tokenPresent);
     expect(withToken.length).toBeGreaterThan(0);
@@ -331,7 +254,7 @@ describe('the wire contract', () => {
   it('an abort returns once every request in flight has ended: no token left, buffer reusable', async () => {
     const key = uniqueKey('rdma/abort');
     const data = randomFillSync(Buffer.allocUnsafe(256 * MiB));
-    await seed(key, data);
+    await seed(suite.bucket, key, data);
     const into = allocRdmaBuffer(256 * MiB);
     const ac = new AbortController();
     const e = await rejection(
@@ -354,8 +277,8 @@ describe('the wire contract', () => {
     const b = uniqueKey('rdma/turn-b');
     const da = randomFillSync(Buffer.allocUnsafe(24 * MiB));
     const db = randomFillSync(Buffer.allocUnsafe(24 * MiB));
-    await seed(a, da);
-    await seed(b, db);
+    await seed(suite.bucket, a, da);
+    await seed(suite.bucket, b, db);
     const into = allocRdmaBuffer(24 * MiB);
     const store = via('require', { rdmaPartSize: 8 * MiB });
     // Both land whole, one after the other: the buffer ends holding one object, never a mix

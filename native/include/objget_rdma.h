@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define OBJGET_RDMA_ABI_VERSION 1
+#define OBJGET_RDMA_ABI_VERSION 2
 
 /* Status codes. */
 #define OBJGET_RDMA_OK 0
@@ -51,6 +51,13 @@ const char *objget_rdma_backend(void);
 
 /* Largest registration the library accepts, in bytes (4 GiB - 64 KiB). */
 uint64_t objget_rdma_max_registration(void);
+
+/* The cuobjclient.h the shim was compiled against, sizeof(cuObjClient) by that header, and the
+ * size of the block the client is constructed in (rounded up generously, so that a library whose
+ * class is larger than the header says cannot write past it). */
+const char *objget_rdma_header(void);
+uint64_t objget_rdma_client_size(void);
+uint64_t objget_rdma_client_block(void);
 
 /* Create the process-wide client (manual-token pattern: callbacks that fail if ever called).
  * A second call returns the same client. */

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iterator>
 #include <map>
@@ -33,8 +35,45 @@
 
 #define OBJGET_RDMA_EXPORT extern "C" __attribute__((visibility("default")))
 
+#ifndef OBJGET_RDMA_HEADER_PATH
+#define OBJGET_RDMA_HEADER_PATH "cuobjclient.h"
+#endif
+
+namespace {
+
+// The client lives in a block far larger than the header says it needs: the class's size
+// differs between copies of cuobjclient.h (72 bytes in NVIDIA's, 64 in another public copy),
+// and a constructor from a library newer than the header must not write past the allocation.
+constexpr size_t kClientAlign = 64;
+constexpr size_t kClientBlock =
+    ((sizeof(cuObjClient) * 8 > 4096 ? sizeof(cuObjClient) * 8 : 4096) + 4095) / 4096 * 4096;
+
+struct ClientDeleter {
+    void operator()(cuObjClient *c) const noexcept {
+        if (c == nullptr) return;
+        c->~cuObjClient();
+        std::free(static_cast<void *>(c));
+    }
+};
+using ClientPtr = std::unique_ptr<cuObjClient, ClientDeleter>;
+
+// Placement-new into a zeroed, generously rounded block (see kClientBlock).
+ClientPtr make_client(CUObjOps_t &ops) {
+    void *block = std::aligned_alloc(kClientAlign, kClientBlock);
+    if (block == nullptr) throw std::bad_alloc();
+    std::memset(block, 0, kClientBlock);
+    try {
+        return ClientPtr(new (block) cuObjClient(ops, CUOBJ_PROTO_RDMA_DC_V1));
+    } catch (...) {
+        std::free(block);
+        throw;
+    }
+}
+
+}  // namespace
+
 struct objget_rdma {
-    std::unique_ptr<cuObjClient> client;
+    ClientPtr client;
     std::map<uintptr_t, size_t> regs;            // registration start -> size
     std::unordered_map<char *, uintptr_t> tokens;  // outstanding token -> its registration start
 };
@@ -129,6 +168,12 @@ OBJGET_RDMA_EXPORT const char *objget_rdma_backend(void) {
 
 OBJGET_RDMA_EXPORT uint64_t objget_rdma_max_registration(void) { return kMaxRegistration; }
 
+OBJGET_RDMA_EXPORT const char *objget_rdma_header(void) { return OBJGET_RDMA_HEADER_PATH; }
+
+OBJGET_RDMA_EXPORT uint64_t objget_rdma_client_size(void) { return sizeof(cuObjClient); }
+
+OBJGET_RDMA_EXPORT uint64_t objget_rdma_client_block(void) { return kClientBlock; }
+
 OBJGET_RDMA_EXPORT int objget_rdma_create(objget_rdma **out) {
     static const char fn[] = "objget_rdma_create";
     return guarded(fn, [&] {
@@ -137,7 +182,7 @@ OBJGET_RDMA_EXPORT int objget_rdma_create(objget_rdma **out) {
             auto h = std::make_unique<objget_rdma>();
             g_ops.get = refuse_get;
             g_ops.put = refuse_put;
-            h->client = std::make_unique<cuObjClient>(g_ops, CUOBJ_PROTO_RDMA_DC_V1);
+            h->client = make_client(g_ops);
             g_client = h.release();
         }
         *out = g_client;

@@ -6,7 +6,8 @@
 //   rkey = getpid()  (the test gateway reaches the client process through it),
 //   lid  = 0001, qp = a per-process counter (mod 2^24), gid_present = 1,
 //   gid  = "0b1ec75e" (simulator marker) + op as 8 hex digits + registration id as 16.
-// Like the library it stands in for, it stays quiet on stderr.
+// Like the library it stands in for, it stays quiet on stderr: errors go to cuFile's log
+// (CUFILE_LOGFILE_PATH, the JSON's logging.dir, or ./cufile.log).
 
 #include "cuobjclient.h"
 
@@ -36,12 +37,7 @@ uint32_t g_next_qp = 1;
 
 // Tolerant check that the cuFile JSON has a non-empty properties.rdma_dev_addr_list: finds the
 // key after "properties" and looks for a non-empty quoted string inside the [...] that follows.
-bool has_rdma_devices(const char *path) {
-    if (path == nullptr || *path == '\0') return false;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    const std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-
+bool has_rdma_devices(const std::string &s) {
     const size_t props = s.find("\"properties\"");
     if (props == std::string::npos) return false;
     const std::string key = "\"rdma_dev_addr_list\"";
@@ -73,6 +69,64 @@ bool has_rdma_devices(const char *path) {
     return found && i < s.size();
 }
 
+// The string value of "key" after "section" ("" if absent): enough for logging.dir.
+std::string string_in(const std::string &s, const char *section, const char *key) {
+    const size_t at = s.find(std::string("\"") + section + "\"");
+    if (at == std::string::npos) return "";
+    const std::string k = std::string("\"") + key + "\"";
+    size_t i = s.find(k, at);
+    if (i == std::string::npos) return "";
+    i = s.find('"', s.find(':', i + k.size()));
+    if (i == std::string::npos) return "";
+    const size_t end = s.find('"', i + 1);
+    return end == std::string::npos ? "" : s.substr(i + 1, end - i - 1);
+}
+
+// Whether the configuration parses, as far as the simulator cares: an object whose braces and
+// brackets balance outside strings. The real library is not connected only when it cannot parse
+// its configuration; a missing file or an empty device list still connects.
+bool parsable(const std::string &s) {
+    size_t i = s.find_first_not_of(" \t\r\n");
+    if (i == std::string::npos || s[i] != '{') return false;
+    std::string stack;
+    bool in_string = false;
+    for (; i < s.size(); ++i) {
+        const char c = s[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') stack.push_back(c);
+        else if (c == '}' || c == ']') {
+            if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) return false;
+            stack.pop_back();
+        }
+    }
+    return stack.empty() && !in_string;
+}
+
+// Where cuFile writes its log: CUFILE_LOGFILE_PATH, else <logging.dir>/cufile.log from the JSON,
+// else ./cufile.log in the current directory (what the real library does unconfigured).
+std::string log_path(const std::string &config) {
+    const char *env = std::getenv("CUFILE_LOGFILE_PATH");
+    if (env != nullptr && *env != '\0') return env;
+    const std::string dir = string_in(config, "logging", "dir");
+    if (!dir.empty()) return dir + "/cufile.log";
+    return "cufile.log";
+}
+
+// An error line in cuFile's log (never on stdout or stderr). Level NONE keeps it quiet.
+void log_error(const std::string &path, const char *msg) {
+    const char *level = std::getenv("CUFILE_LOGGING_LEVEL");
+    if (level != nullptr && std::string(level) == "NONE") return;
+    if (FILE *f = std::fopen(path.c_str(), "a")) {
+        std::fprintf(f, "%d ERROR cuobj: %s\n", static_cast<int>(getpid()), msg);
+        std::fclose(f);
+    }
+}
+
 struct Registration {
     size_t size;
     uint64_t id;
@@ -83,6 +137,8 @@ struct Registration {
 struct cuObjClient::Impl {
     std::mutex mu;
     bool connected = false;
+    bool devices = false;  // properties.rdma_dev_addr_list names at least one address
+    std::string log;       // cuFile's log file
     std::map<uintptr_t, Registration> regs;  // start address -> registration
     std::set<char *> tokens;                 // descriptors handed out, not yet released
 };
@@ -90,9 +146,30 @@ struct cuObjClient::Impl {
 cuObjClient::cuObjClient(CUObjOps_t &ops, cuObjProto_t proto) : impl_(nullptr) {
     (void)ops;  // callbacks are never invoked: the callback pattern is not simulated
     (void)proto;
-    const bool connected = has_rdma_devices(std::getenv("CUFILE_ENV_PATH_JSON"));
+    // OBJGET_RDMA_SIM_HANG=1: construction never returns, like cuFile's initialisation on a
+    // kernel without /proc/modules (it polls that file forever).
+    const char *hang = std::getenv("OBJGET_RDMA_SIM_HANG");
+    if (hang != nullptr && *hang != '\0' && std::string(hang) != "0") {
+        for (;;) sleep(3600);
+    }
+    // Like the real library: connected unless the configuration cannot be parsed, whatever its
+    // device list says (no file at all, or an empty list, still connects); registration is what
+    // fails without a device.
+    const char *env = std::getenv("CUFILE_ENV_PATH_JSON");
+    const std::string path = env != nullptr && *env != '\0' ? env : "/etc/cufile.json";
+    std::string config;
+    bool ok = true;
+    {
+        std::ifstream in(path, std::ios::binary);
+        if (in) {
+            config.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            ok = parsable(config);
+        }
+    }
     impl_ = new Impl;
-    impl_->connected = connected;
+    impl_->connected = ok;
+    impl_->devices = ok && has_rdma_devices(config);
+    impl_->log = log_path(config);
 }
 
 cuObjClient::~cuObjClient() {
@@ -103,6 +180,10 @@ cuObjClient::~cuObjClient() {
 cuObjErr_t cuObjClient::cuMemObjGetDescriptor(void *ptr, size_t size) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (!impl_->connected || ptr == nullptr || size == 0 || size > kMaxRegistration) {
+        return CU_OBJ_FAIL;
+    }
+    if (!impl_->devices) {
+        log_error(impl_->log, "failed to register with RDMA, no devices found in configuration");
         return CU_OBJ_FAIL;
     }
     const auto start = reinterpret_cast<uintptr_t>(ptr);

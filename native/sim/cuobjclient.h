@@ -47,8 +47,9 @@ typedef struct CUObjIOOps {
 
 class cuObjClient {
   public:
-    /* Connected when CUFILE_ENV_PATH_JSON names a JSON file whose
-     * properties.rdma_dev_addr_list holds at least one address. */
+    /* Connected unless CUFILE_ENV_PATH_JSON (default /etc/cufile.json) cannot be parsed, as
+     * with the real library; registration fails when properties.rdma_dev_addr_list is empty.
+     * OBJGET_RDMA_SIM_HANG=1 makes construction block forever. */
     cuObjClient(CUObjOps_t &ops, cuObjProto_t proto = CUOBJ_PROTO_RDMA_DC_V1);
     cuObjClient(const cuObjClient &) = delete;
     cuObjClient &operator=(const cuObjClient &) = delete;

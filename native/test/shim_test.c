@@ -99,15 +99,50 @@ int main(void) {
     CHECK(posix_memalign(&buf, (size_t)sysconf(_SC_PAGESIZE), 2 * MIB) == 0);
     char *base = buf;
 
-    /* Without CUFILE_ENV_PATH_JSON the client is not connected and cannot register. */
-    unsetenv("CUFILE_ENV_PATH_JSON");
+    CHECK(strstr(objget_rdma_header(), "cuobjclient.h") != NULL);
+    CHECK(objget_rdma_client_size() > 0);
+    CHECK(objget_rdma_client_block() >= 4096 && objget_rdma_client_block() % 4096 == 0);
+    CHECK(objget_rdma_client_block() >= 8 * objget_rdma_client_size());
+
+    /* cuFile's log goes where CUFILE_LOGFILE_PATH says, never into the current directory. */
+    char log_path[] = "/tmp/objget-shim-log-XXXXXX";
+    int log_fd = mkstemp(log_path);
+    CHECK(log_fd >= 0);
+    close(log_fd);
+    setenv("CUFILE_LOGFILE_PATH", log_path, 1);
+
+    /* Like the real library: with no device configured (no JSON at all) the client connects,
+     * and registration is what fails, with the reason in cuFile's log. */
+    setenv("CUFILE_ENV_PATH_JSON", "/nonexistent/objget-cufile.json", 1);
     CHECK(objget_rdma_create(&h) == OBJGET_RDMA_OK && h != NULL);
-    CHECK(objget_rdma_is_connected(h) == 0);
-    CHECK(objget_rdma_register(h, buf, 2 * MIB) == OBJGET_RDMA_ENOTCONN);
+    CHECK(objget_rdma_is_connected(h) == 1);
+    CHECK(objget_rdma_register(h, buf, 2 * MIB) == OBJGET_RDMA_EFAIL);
     CHECK(strlen(objget_rdma_last_error()) > 0);
     check_stats(h, 0, 0);
     objget_rdma_destroy(h);
     CHECK(objget_rdma_is_connected(h) == OBJGET_RDMA_EINVAL); /* destroyed handle */
+    {
+        char line[256] = {0};
+        FILE *f = fopen(log_path, "r");
+        CHECK(f != NULL);
+        CHECK(fgets(line, sizeof line, f) != NULL);
+        fclose(f);
+        CHECK(strstr(line, "no devices found in configuration") != NULL);
+    }
+    unlink(log_path);
+
+    /* A configuration that does not parse: not connected, and registration says so. */
+    char bad_path[] = "/tmp/objget-shim-bad-XXXXXX";
+    int bad_fd = mkstemp(bad_path);
+    CHECK(bad_fd >= 0);
+    CHECK(write(bad_fd, "{\"properties\":", 14) == 14);
+    close(bad_fd);
+    setenv("CUFILE_ENV_PATH_JSON", bad_path, 1);
+    CHECK(objget_rdma_create(&h) == OBJGET_RDMA_OK && h != NULL);
+    CHECK(objget_rdma_is_connected(h) == 0);
+    CHECK(objget_rdma_register(h, buf, 2 * MIB) == OBJGET_RDMA_ENOTCONN);
+    objget_rdma_destroy(h);
+    unlink(bad_path);
 
     /* With a cuFile JSON that lists an RDMA device it is. */
     char json_path[] = "/tmp/objget-shim-test-XXXXXX";

@@ -13,6 +13,11 @@
 // fail authentication):
 //   GET /__gateway/mode, PUT /__gateway/mode (body: the mode), GET /__gateway/log,
 //   DELETE /__gateway/log, GET /__gateway/health.
+//
+// Modes: accept, decline (501), ignore (no reply header, token dropped), fail (500), badtoken
+// (400), and three accepting servers that give less proof than `accept`: nobytes (a GET's reply
+// has no x-amz-rdma-bytes-transferred), noreply (a PUT's reply has no x-amz-rdma-reply; the
+// server's own x-amz-checksum-* echo stays), noecho (a PUT's reply has neither).
 import { spawn } from 'node:child_process';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
@@ -27,7 +32,16 @@ import { fileURLToPath } from 'node:url';
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(SELF, '../../..');
 export const ADDON_PATH = join(ROOT, 'build', 'Release', 'objget_vm.node');
-export const MODES = ['accept', 'decline', 'ignore', 'fail', 'badtoken'];
+export const MODES = [
+  'accept',
+  'decline',
+  'ignore',
+  'fail',
+  'badtoken',
+  'nobytes',
+  'noreply',
+  'noecho',
+];
 export const TOKEN_HEADER = 'x-amz-rdma-token';
 export const SIMULATOR_GID_PREFIX = '0b1ec75e';
 
@@ -461,13 +475,14 @@ function createGateway(cfg, vm) {
     });
   }
 
-  /** Stream an upstream response back as it is, plus `extra` headers. */
-  async function passThrough(up, res, entry, extra = {}) {
+  /** Stream an upstream response back as it is (minus headers `drop` matches), plus `extra`. */
+  async function passThrough(up, res, entry, extra = {}, drop = () => false) {
     entry.upstreamStatus = up.statusCode;
     entry.rdmaReply = extra['x-amz-rdma-reply'] ?? null;
     const headers = [];
     for (let i = 0; i < up.rawHeaders.length; i += 2) {
-      if (!HOP_BY_HOP.has(up.rawHeaders[i].toLowerCase()))
+      const name = up.rawHeaders[i].toLowerCase();
+      if (!HOP_BY_HOP.has(name) && !drop(name))
         headers.push(up.rawHeaders[i], up.rawHeaders[i + 1]);
     }
     for (const [k, v] of Object.entries(extra)) headers.push(k, v);
@@ -568,7 +583,7 @@ function createGateway(cfg, vm) {
       ...headers,
       'content-length': '0',
       'x-amz-rdma-reply': String(up.statusCode),
-      'x-amz-rdma-bytes-transferred': String(done),
+      ...(entry.mode === 'nobytes' ? {} : { 'x-amz-rdma-bytes-transferred': String(done) }),
     });
     res.end();
   }
@@ -658,7 +673,9 @@ function createGateway(cfg, vm) {
     }
     const ok = up.statusCode >= 200 && up.statusCode < 300;
     if (ok) entry.rdmaBytes = token.size;
-    await passThrough(up, res, entry, ok ? { 'x-amz-rdma-reply': '200' } : {});
+    const reply = ok && entry.mode !== 'noreply' && entry.mode !== 'noecho';
+    const drop = entry.mode === 'noecho' ? (name) => name.startsWith('x-amz-checksum-') : undefined;
+    await passThrough(up, res, entry, reply ? { 'x-amz-rdma-reply': '200' } : {}, drop);
   }
 
   async function declinedPut(req, res, entry) {
@@ -683,6 +700,9 @@ function createGateway(cfg, vm) {
       throw new S3Error(400, 'InvalidRequest', `${TOKEN_HEADER} is not valid on a copy`);
     switch (entry.mode) {
       case 'accept':
+      case 'nobytes':
+      case 'noreply':
+      case 'noecho':
         return req.method === 'GET' ? rdmaGet(req, res, entry) : rdmaPut(req, res, entry);
       case 'decline':
         return req.method === 'GET'
@@ -744,6 +764,7 @@ function createGateway(cfg, vm) {
       query: q < 0 ? '' : req.url.slice(q + 1),
       tokenPresent: token !== undefined,
       tokenSigned: false,
+      remoteAddress: req.socket.remoteAddress ?? null,
       token: token ?? null,
       contentLength:
         req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']),

@@ -147,6 +147,7 @@ async function storeConfig(
     rdma: store.rdma,
     rdmaPartSize: store.rdmaPartSize,
     rdmaBuffers: store.rdmaBuffers,
+    rdmaBindAddress: store.rdmaBindAddress,
   };
 }
 
@@ -397,6 +398,9 @@ export function rdmaInfo(): RdmaInfo {
     reason: s.reason ?? undefined,
     backend: s.backend ?? undefined,
     shim: s.shim ?? undefined,
+    header: s.header ?? undefined,
+    clientSize: s.clientSize ?? undefined,
+    log: s.log ?? undefined,
     registrations: s.registrations,
     tokens: s.tokens,
   };

@@ -4,7 +4,8 @@
 import * as untyped from '../../scripts/lib/rdma-gateway.mjs';
 import { servers } from './servers.js';
 
-export type Mode = 'accept' | 'decline' | 'ignore' | 'fail' | 'badtoken';
+export type Mode =
+  'accept' | 'decline' | 'ignore' | 'fail' | 'badtoken' | 'nobytes' | 'noreply' | 'noecho';
 
 export interface LogEntry {
   method: string;
@@ -12,6 +13,8 @@ export interface LogEntry {
   query: string;
   tokenPresent: boolean;
   tokenSigned: boolean;
+  /** The client's address as the gateway saw it. */
+  remoteAddress: string | null;
   token: string | null;
   contentLength: number | null;
   bodyBytes: number;

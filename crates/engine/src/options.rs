@@ -124,6 +124,10 @@ pub struct RdmaOptions {
     pub part_size: Option<u64>,
     /// Registered buffers in the pool, which is also the parts in flight (default 4).
     pub buffers: Option<u32>,
+    /// The local address a tokened request's connection is bound to (the RDMA NIC's). Default:
+    /// the address in cuFile's `rdma_dev_addr_list` when it lists exactly one that this host
+    /// has; none otherwise.
+    pub bind_address: Option<std::net::IpAddr>,
 }
 
 /// Default bytes per RDMA request.
@@ -132,6 +136,43 @@ pub const DEFAULT_RDMA_PART: u64 = 64 * 1024 * 1024;
 pub const MAX_RDMA_PART: u64 = 1024 * 1024 * 1024;
 /// Default registered buffers per pool.
 pub const DEFAULT_RDMA_BUFFERS: u32 = 4;
+/// How long creating the process's cuObject client may take before RDMA is reported
+/// unavailable ("cuObject client initialisation timed out"); `OBJGET_RDMA_INIT_TIMEOUT_MS`
+/// overrides it. Process-wide, like the client: read once, when RDMA is first asked for.
+pub const DEFAULT_RDMA_INIT_TIMEOUT_MS: u64 = 5_000;
+/// After a registration fails (no RDMA device configured), no registration is tried again in
+/// the process for this long: the library logs every failed attempt.
+pub const RDMA_REGISTRATION_RETRY_MS: u64 = 60_000;
+
+/// The process-wide RDMA settings that come from the environment, not from a call: the client
+/// is created once per process, before any call's options could matter.
+pub(crate) mod rdma_env {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// `OBJGET_RDMA_INIT_TIMEOUT_MS` (a whole number of milliseconds ≥ 1), or
+    /// [`super::DEFAULT_RDMA_INIT_TIMEOUT_MS`] when unset or not such a number.
+    pub(crate) fn init_timeout() -> Duration {
+        let ms = std::env::var("OBJGET_RDMA_INIT_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&ms| ms >= 1)
+            .unwrap_or(super::DEFAULT_RDMA_INIT_TIMEOUT_MS);
+        Duration::from_millis(ms)
+    }
+
+    /// `OBJGET_RDMA_LOG`: the file cuFile's log goes to (default: under the temp directory).
+    pub(crate) fn log() -> Option<PathBuf> {
+        std::env::var_os("OBJGET_RDMA_LOG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// How long a failed registration keeps RDMA off in this process.
+    pub(crate) fn registration_retry() -> Duration {
+        Duration::from_millis(super::RDMA_REGISTRATION_RETRY_MS)
+    }
+}
 
 impl RdmaOptions {
     pub(crate) fn part_size(&self) -> u64 {
@@ -338,6 +379,7 @@ mod tests {
                 mode: RdmaMode::Prefer,
                 part_size: Some(8 << 20),
                 buffers: Some(2),
+                bind_address: None,
             },
             ..plain.clone()
         };

@@ -66,6 +66,9 @@ pub struct StoreConfig {
     pub rdma_part_size: Option<f64>,
     /// Registered buffers in the pool, also the RDMA parts in flight (default 4).
     pub rdma_buffers: Option<u32>,
+    /// The local address tokened requests are bound to (default: the single address in
+    /// cuFile's rdma_dev_addr_list, when this host has it).
+    pub rdma_bind_address: Option<String>,
     /// A credential function's id from `registerCredentials`: it takes precedence over every
     /// other credential.
     pub credentials: Option<u32>,
@@ -144,6 +147,17 @@ pub(crate) fn rdma_options(c: Option<&StoreConfig>) -> objget_engine::Result<Rdm
             .map(|v| whole(v, "rdmaPartSize must be a non-negative integer"))
             .transpose()?,
         buffers: c.rdma_buffers,
+        bind_address: c
+            .rdma_bind_address
+            .as_deref()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    objget_engine::Error::invalid_argument(format!(
+                        "rdmaBindAddress must be an IP address, got {a:?}"
+                    ))
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -420,6 +434,12 @@ pub struct NativeRdmaStatus {
     pub registrations: f64,
     /// Tokens minted and not yet released.
     pub tokens: f64,
+    /// Where NVIDIA's cuFile writes its log.
+    pub log: Option<String>,
+    /// The cuobjclient.h the shim was built against.
+    pub header: Option<String>,
+    /// sizeof(cuObjClient) by that header.
+    pub client_size: Option<f64>,
 }
 
 /// Directories to look for libobjget_rdma.so in (OBJGET_RDMA_SHIM overrides them). Set by the
@@ -444,6 +464,9 @@ pub fn rdma_status() -> NativeRdmaStatus {
         shim: s.shim,
         registrations: s.registrations as f64,
         tokens: s.tokens as f64,
+        log: s.log,
+        header: s.header,
+        client_size: s.client_size.map(|n| n as f64),
     }
 }
 

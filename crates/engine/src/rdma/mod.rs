@@ -11,6 +11,7 @@
 //! `RdmaDeclined`. Registered buffers come from a pool and always go back to it; tokens are
 //! released when their request is over, whatever happened.
 
+mod cufile;
 mod pool;
 mod shim;
 mod token;
@@ -50,7 +51,7 @@ impl TransferPath {
 /// Whether RDMA can be used in this process, and if not, why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RdmaStatus {
-    /// The shim loaded and the cuObject client is connected.
+    /// The shim loaded, the cuObject client was created and registering memory works.
     pub available: bool,
     /// Why not, when not.
     pub reason: Option<String>,
@@ -62,27 +63,83 @@ pub struct RdmaStatus {
     pub registrations: u64,
     /// Tokens minted and not yet released (0 between transfers).
     pub tokens: u64,
+    /// Where NVIDIA's cuFile writes its log (never the working directory).
+    pub log: Option<String>,
+    /// The cuobjclient.h the shim was built against.
+    pub header: Option<String>,
+    /// `sizeof(cuObjClient)` by that header.
+    pub client_size: Option<u64>,
 }
 
-/// Load the shim if that was not tried yet, and report.
+/// Load the shim if that was not tried yet (waiting at most `OBJGET_RDMA_INIT_TIMEOUT_MS`),
+/// prove registration, and report.
 pub fn rdma_status() -> RdmaStatus {
-    match shim::shim() {
-        Ok(s) => {
-            let (registrations, tokens) = s.stats();
-            RdmaStatus {
-                available: true,
-                reason: None,
-                backend: Some(s.backend.clone()),
-                shim: Some(s.path.display().to_string()),
-                registrations,
-                tokens,
-            }
-        }
-        Err(shim::Unavailable(reason)) => RdmaStatus {
-            reason: Some(reason),
-            ..RdmaStatus::default()
-        },
+    let usable = usable();
+    let mut status = RdmaStatus {
+        available: usable.is_ok(),
+        reason: usable.err().map(|shim::Unavailable(r)| r),
+        log: shim::log_path(),
+        ..RdmaStatus::default()
+    };
+    if let Ok(s) = shim::shim() {
+        let (registrations, tokens) = s.stats();
+        status.backend = Some(s.backend.clone());
+        status.shim = Some(s.path.display().to_string());
+        status.header = Some(s.header.clone());
+        status.client_size = Some(s.client_size);
+        status.registrations = registrations;
+        status.tokens = tokens;
     }
+    status
+}
+
+/// Set once registering memory has worked in this process.
+static PROVEN: AtomicBool = AtomicBool::new(false);
+
+/// The shim, when RDMA is usable: loaded, its client created, and registration proven by
+/// registering and releasing one page (the real library is "connected" even with no RDMA device
+/// configured; only registration tells). After a registration failure, RDMA stays unavailable
+/// for `RDMA_REGISTRATION_RETRY_MS` with that reason, and nothing is registered meanwhile.
+pub(crate) fn usable() -> std::result::Result<Arc<Shim>, shim::Unavailable> {
+    let s = shim::shim()?;
+    if let Some(why) = shim::registration_gate() {
+        return Err(shim::Unavailable(why));
+    }
+    if !PROVEN.load(Ordering::Acquire) {
+        RegBuf::new(&s, pool::PAGE).map_err(|e| shim::Unavailable(e.message().to_string()))?;
+        PROVEN.store(true, Ordering::Release);
+    }
+    Ok(s)
+}
+
+/// [`usable`] from async code: while the client is still being created, the wait runs on a
+/// blocking thread, never on the runtime's.
+pub(crate) async fn usable_async() -> std::result::Result<Arc<Shim>, shim::Unavailable> {
+    if shim::settled() {
+        return usable();
+    }
+    tokio::task::spawn_blocking(usable)
+        .await
+        .unwrap_or_else(|e| {
+            Err(shim::Unavailable(format!(
+                "RDMA initialisation failed: {e}"
+            )))
+        })
+}
+
+/// Whether a socket can be bound to `ip` here (an address of this host).
+fn assignable(ip: std::net::IpAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind((ip, 0)).map(drop)
+}
+
+/// The default `rdmaBindAddress`: the address in cuFile's `rdma_dev_addr_list` when it lists
+/// exactly one and this host has it (what other cuObject clients bind to).
+fn default_bind() -> Option<std::net::IpAddr> {
+    static DEFAULT: std::sync::OnceLock<Option<std::net::IpAddr>> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(|| match cufile::config().devices.as_slice() {
+        [one] => one.parse().ok().filter(|&ip| assignable(ip).is_ok()),
+        _ => None,
+    })
 }
 
 /// Caller-held registered memory (`allocRdmaBuffer`): RDMA reads land in it with no copy.
@@ -104,8 +161,8 @@ impl RdmaBuffer {
     /// Allocate and register `len` bytes (page-aligned, zeroed). Fails with `RdmaUnavailable`
     /// and the reason when RDMA cannot be used here.
     pub fn alloc(len: usize) -> Result<Self> {
-        let shim = shim::shim()
-            .map_err(|shim::Unavailable(r)| Error::new(ErrorCode::RdmaUnavailable, r))?;
+        let shim =
+            usable().map_err(|shim::Unavailable(r)| Error::new(ErrorCode::RdmaUnavailable, r))?;
         let buf = RegBuf::new(&shim, len)?;
         let busy = Arc::new(tokio::sync::Mutex::new(()));
         user_map().insert(buf.base() as usize, UserReg { len, busy });
@@ -210,23 +267,42 @@ pub(crate) struct Transport {
     pub(crate) part_size: u64,
     pub(crate) buffers: usize,
     pub(crate) budget: Budget,
+    /// The local address tokened requests leave from (`rdmaBindAddress`, or cuFile's one NIC).
+    pub(crate) bind: Option<std::net::IpAddr>,
 }
 
 impl Transport {
     /// `None` when the call does not ask for RDMA or must go over HTTP (unavailable under
     /// `true`); `RdmaUnavailable` under `'require'`. The options are validated by the caller.
-    pub(crate) fn plan(o: &RdmaOptions, url: &str, budget: &Budget) -> Result<Option<Transport>> {
+    pub(crate) async fn plan(
+        o: &RdmaOptions,
+        url: &str,
+        budget: &Budget,
+    ) -> Result<Option<Transport>> {
         if o.mode == RdmaMode::Off {
             return Ok(None);
         }
-        let shim = match shim::shim() {
+        let shim = match usable_async().await {
             Ok(s) => s,
             Err(shim::Unavailable(reason)) if o.mode == RdmaMode::Require => {
                 return Err(Error::new(ErrorCode::RdmaUnavailable, reason).with_url(url))
             }
             Err(_) => return Ok(None),
         };
+        let bind = match o.bind_address {
+            Some(ip) => {
+                assignable(ip).map_err(|e| {
+                    Error::invalid_argument(format!(
+                        "rdmaBindAddress {ip} is not an address of this host ({e})"
+                    ))
+                    .with_url(url)
+                })?;
+                Some(ip)
+            }
+            None => default_bind(),
+        };
         Ok(Some(Transport {
+            bind,
             shim: Some(shim),
             mode: o.mode,
             part_size: o.part_size(),
@@ -243,6 +319,7 @@ impl Transport {
             part_size,
             buffers: concurrency.max(1),
             budget: budget.clone(),
+            bind: None,
         }
     }
 
@@ -253,10 +330,15 @@ impl Transport {
     }
 
     /// The shim failed to register memory or mint a token: under `'require'` that is
-    /// `RdmaUnavailable`; under `true` this transfer goes on over HTTP.
+    /// `RdmaUnavailable` (a bug of ours keeps its own code); under `true` this transfer goes on
+    /// over HTTP.
     pub(crate) fn unusable(&self, e: Error, declined: &AtomicBool, url: &str) -> Result<()> {
         if self.mode == RdmaMode::Require {
-            return Err(Error::new(ErrorCode::RdmaUnavailable, e.to_string()).with_url(url));
+            let code = match e.code() {
+                ErrorCode::Generic => ErrorCode::Generic,
+                _ => ErrorCode::RdmaUnavailable,
+            };
+            return Err(Error::new(code, e.message()).with_url(url));
         }
         declined.store(true, Ordering::Relaxed);
         Ok(())

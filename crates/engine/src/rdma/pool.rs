@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::shim::Shim;
 use crate::error::{Error, ErrorCode, Result};
 
-const PAGE: usize = 4096;
+pub(super) const PAGE: usize = 4096;
 
 /// `size` bytes of zeroed, page-aligned memory of its own. On unix an anonymous mapping: the
 /// kernel hands out zero pages as they are first touched (by the NIC, or by registration where

@@ -41,6 +41,11 @@ const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct S3Raw {
     /// The store's HTTP client (its TLS settings, timeouts and connection pool).
     pub(crate) http: HttpClient,
+    /// A client with the store's settings bound to a local address.
+    pub(crate) binder: BindClient,
+    /// The client requests that carry an RDMA token go out on, bound to the RDMA NIC's address
+    /// (`rdmaBindAddress`); `None`: the store's.
+    pub(crate) bound: Option<HttpClient>,
     /// The store's credentials, refreshed as object_store refreshes them.
     pub(crate) credentials: AwsCredentialProvider,
     /// The region requests are signed for.
@@ -63,6 +68,10 @@ impl std::fmt::Debug for S3Raw {
 
 /// Request headers: fixed names, and ones made at run time (`x-amz-meta-*`).
 pub(crate) type Headers = Vec<(std::borrow::Cow<'static, str>, String)>;
+
+/// Makes a client with the store's settings whose connections leave from a local address.
+pub(crate) type BindClient =
+    Arc<dyn Fn(std::net::IpAddr) -> object_store::Result<HttpClient> + Send + Sync>;
 
 /// One request to send: headers are signed as given (so a token among them is in
 /// SignedHeaders); the payload is always `UNSIGNED-PAYLOAD`.
@@ -147,7 +156,12 @@ impl S3Raw {
             .with_sign_payload(false)
             .try_authorize(&mut request, None)
             .map_err(|e| Error::from_store(e, display_url))?;
-        self.http.execute(request).await.map_err(|e| {
+        let tokened = request.headers().contains_key("x-amz-rdma-token");
+        let http = match &self.bound {
+            Some(bound) if tokened => bound,
+            _ => &self.http,
+        };
+        http.execute(request).await.map_err(|e| {
             Error::new(ErrorCode::Generic, "S3 request failed")
                 .with_url(display_url)
                 .with_cause(&e)
@@ -179,10 +193,14 @@ impl Ctx {
         raw: impl std::future::Future<Output = Result<S3Raw>>,
     ) -> Result<Option<Arc<Ctx>>> {
         rdma.validate(loc, store)?;
-        let Some(transport) = Transport::plan(rdma, url, budget)? else {
+        let Some(transport) = Transport::plan(rdma, url, budget).await? else {
             return Ok(None);
         };
-        Ok(Some(Arc::new(Ctx::new(loc, url, raw.await?, transport))))
+        let mut raw = raw.await?;
+        if let Some(ip) = transport.bind {
+            raw.bound = Some((raw.binder)(ip).map_err(|e| Error::from_store(e, url))?);
+        }
+        Ok(Some(Arc::new(Ctx::new(loc, url, raw, transport))))
     }
 
     /// A context that reads over HTTP into caller memory (`into` without RDMA).

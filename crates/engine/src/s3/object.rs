@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{error_code, header, status_error, Ctx, Headers};
-use crate::checksum::{advertised, crc64, Checksum, Dialect};
+use crate::checksum::{advertised, crc64, Algorithm, Checksum, Dialect};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fs::{read_bytes_at, read_exact_at};
 use crate::landing::Landing;
@@ -81,8 +81,10 @@ async fn get_part(
     if let Some(e) = etag {
         headers.push(("if-match".into(), e.to_string()));
     }
+    // A zero-length part (an empty object) goes over plain HTTP: there is nothing to move, and
+    // a token for zero bytes is untested with NVIDIA's library.
     let token = match &ctx.transport.shim {
-        Some(shim) if !declined.load(Ordering::Relaxed) => {
+        Some(shim) if slot.len > 0 && !declined.load(Ordering::Relaxed) => {
             match shim.token(slot.base.0, slot.len, slot.offset, OP_GET) {
                 Ok(t) => Some(t),
                 Err(e) => {
@@ -127,28 +129,56 @@ async fn get_part(
         let moved = header(&resp, "x-amz-rdma-bytes-transferred")
             .or_else(|| header(&resp, "x-amz-rdma-bytes"))
             .and_then(|v| v.parse::<u64>().ok());
+        // Without a byte count, a whole-object GET's CRC64NVME (sent with the reply) is checked
+        // over the bytes that landed.
+        let sent_crc = header(&resp, "x-amz-checksum-crc64nvme")
+            .filter(|c| range.is_none() && !c.contains('-'))
+            .map(str::to_string);
         drop(resp);
         drop(token);
-        // The server must say it moved exactly this part (a 204 only for an empty one):
-        // otherwise the buffer may hold what an earlier transfer left there.
-        let evidence = match (reply.as_deref(), moved) {
-            (Some("204"), None) => slot.len == 0,
-            (_, Some(m)) => m == slot.len as u64,
-            (_, None) => false,
+        // Never success without proof, or the buffer may hold what an earlier transfer left
+        // there: the count of bytes moved, equal to this part; or, when the server sends none,
+        // the object's checksum over the landed bytes (a 204 only for an empty part).
+        let proof = match (reply.as_deref(), moved, sent_crc) {
+            (_, Some(m), _) => Some(m == slot.len as u64),
+            (_, None, Some(c)) => Some(b64(crc64(slot.bytes())) == c),
+            (Some("204"), None, None) => Some(slot.len == 0),
+            (_, None, None) => None,
         };
-        if !evidence {
-            return Err(Error::new(
-                ErrorCode::RdmaTransferFailed,
-                format!(
-                    "the server answered x-amz-rdma-reply {} with {} bytes moved where {} were asked for",
-                    reply.as_deref().unwrap_or_default(),
-                    moved.map_or_else(|| "no count of".to_string(), |m| m.to_string()),
-                    slot.len
-                ),
-            )
-            .with_url(&ctx.url));
+        match proof {
+            Some(true) => return Ok(TransferPath::Rdma),
+            Some(false) => {
+                return Err(Error::new(
+                    ErrorCode::RdmaTransferFailed,
+                    format!(
+                        "the server answered x-amz-rdma-reply {} but {} where {} bytes were asked for",
+                        reply.as_deref().unwrap_or_default(),
+                        moved.map_or_else(
+                            || "the landed bytes do not match the object's CRC64NVME".to_string(),
+                            |m| format!("moved {m} bytes")
+                        ),
+                        slot.len
+                    ),
+                )
+                .with_url(&ctx.url));
+            }
+            None if ctx.transport.mode == RdmaMode::Require => {
+                return Err(Error::new(
+                    ErrorCode::RdmaTransferFailed,
+                    format!(
+                        "the server answered x-amz-rdma-reply {} with no count of bytes moved and no checksum to verify them by (rdma: 'require')",
+                        reply.as_deref().unwrap_or_default()
+                    ),
+                )
+                .with_url(&ctx.url));
+            }
+            None => {
+                // Under `true`: this part again over HTTP, and later ones too (this server
+                // gives no proof a transfer worked).
+                declined.store(true, Ordering::Relaxed);
+                return Box::pin(get_part(ctx, etag, range, slot, declined, doubt)).await;
+            }
         }
-        return Ok(TransferPath::Rdma);
     }
     if token.is_some() {
         // 501: declined; no reply header: the server ignored the token. Either way the bytes
@@ -487,8 +517,9 @@ async fn put_part(
     } else {
         "PUT"
     };
-    if ctx.transport.shim.is_none() {
-        // No RDMA: the part goes straight into the body (a slice of a Buffer, or one read of
+    if ctx.transport.shim.is_none() || len == 0 {
+        // No RDMA, or nothing to move (an empty object never carries a token): the part goes
+        // straight into the body (a slice of a Buffer, or one read of
         // the file), with no registered buffer in between.
         let body = match source {
             PutSource::Bytes(b) => b.slice(offset as usize..(offset + len) as usize),
@@ -571,12 +602,33 @@ async fn put_part(
             let version = header(&resp, "x-amz-version-id").map(str::to_string);
             let body = resp.into_body().bytes().await.unwrap_or_default();
             let code = error_code(&body).unwrap_or_default();
-            let accepted = status.is_success()
+            // Proof the bytes arrived, cheapest first: the reply header; without it, the
+            // server's echo of the CRC64NVME it validated; without that, for a whole object, a
+            // HEAD whose size and CRC64NVME are ours.
+            let proven = status.is_success()
                 && (matches!(reply.as_deref(), Some("200" | "204"))
-                // No reply header, but the stored bytes carry our checksum: they arrived.
-                || (reply.is_none() && stored_crc.as_deref() == Some(b64(crc).as_str())));
-            if accepted {
+                    || (reply.is_none() && stored_crc.as_deref() == Some(b64(crc).as_str()))
+                    || (reply.is_none()
+                        && stored_crc.is_none()
+                        && multipart.is_none()
+                        && stored_as(ctx, len, crc).await));
+            if proven {
                 return Ok((PartDone { etag, version, crc }, TransferPath::Rdma));
+            }
+            if status.is_success() && reply.is_none() {
+                // Stored, maybe, but nothing proves these bytes: under `true` the part is sent
+                // again with its bytes in the body (replacing whatever was stored), never failed.
+                if ctx.transport.mode == RdmaMode::Require {
+                    return Err(Error::new(
+                        ErrorCode::RdmaTransferFailed,
+                        format!("{what}: the server answered {status} with no x-amz-rdma-reply and no checksum proving the bytes arrived (rdma: 'require')"),
+                    )
+                    .with_url(&ctx.url));
+                }
+                declined.store(true, Ordering::Relaxed);
+                let body = Bytes::copy_from_slice(slot.bytes());
+                drop(lease);
+                return send_body(ctx, query, headers, body, crc, what).await;
             }
             let ignored = reply.is_none()
                 && (status.is_success()
@@ -606,6 +658,17 @@ async fn put_part(
     let body = Bytes::copy_from_slice(slot.bytes());
     drop(lease);
     send_body(ctx, query, headers, body, crc, what).await
+}
+
+/// Whether the object now stored is `len` bytes with CRC64NVME `crc` (a HEAD that asks for the
+/// stored checksums): the proof of an RDMA PUT whose reply carried none.
+async fn stored_as(ctx: &Ctx, len: u64, crc: u64) -> bool {
+    head(ctx).await.is_ok_and(|h| {
+        h.size == len
+            && h.offered.iter().any(|c| {
+                c.algorithm == Algorithm::Crc64Nvme && c.value == crc.to_be_bytes().as_slice()
+            })
+    })
 }
 
 /// A PUT or UploadPart with the bytes in the body.

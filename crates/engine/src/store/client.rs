@@ -14,6 +14,7 @@
 //! object_store's `ClientOptions` cannot carry a preconfigured rustls configuration, so the
 //! connector rebuilds the reqwest client from the options' readable settings.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,6 +210,16 @@ pub(crate) fn reqwest_client(
     options: &ClientOptions,
     tls: &Tls,
 ) -> object_store::Result<reqwest::Client> {
+    bound_client(options, tls, None)
+}
+
+/// [`reqwest_client`] whose connections leave from `local` when given (S3 over RDMA: the NIC
+/// the token names).
+pub(crate) fn bound_client(
+    options: &ClientOptions,
+    tls: &Tls,
+    local: Option<std::net::IpAddr>,
+) -> object_store::Result<reqwest::Client> {
     let get = |k: ClientConfigKey| options.get_config_value(&k);
     // As object_store parses its boolean settings.
     let flag = |k: ClientConfigKey| {
@@ -231,7 +242,8 @@ pub(crate) fn reqwest_client(
         .no_zstd()
         .no_deflate()
         .https_only(!flag(ClientConfigKey::AllowHttp))
-        .user_agent(get(ClientConfigKey::UserAgent).unwrap_or_else(|| crate::USER_AGENT.into()));
+        .user_agent(get(ClientConfigKey::UserAgent).unwrap_or_else(|| crate::USER_AGENT.into()))
+        .local_address(local);
     if let Some(headers) = options.get_default_headers() {
         b = b.default_headers(headers.clone());
     }
@@ -325,6 +337,43 @@ pub(crate) fn query_client(
         )
         .with_cause(&e)
     })
+}
+
+/// Clients like a store's own whose connections leave from a given local address, made once per
+/// address and kept (S3 over RDMA binds a tokened request to the NIC's address).
+#[derive(Debug, Clone)]
+pub(crate) struct Binder {
+    options: ClientOptions,
+    tls: Tls,
+    made: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, object_store::client::HttpClient>>>,
+}
+
+impl Binder {
+    pub(crate) fn new(options: ClientOptions, tls: Tls) -> Self {
+        Self {
+            options,
+            tls,
+            made: Arc::default(),
+        }
+    }
+
+    /// The client whose connections leave from `local`.
+    pub(crate) fn bound(
+        &self,
+        local: std::net::IpAddr,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = made.get(&local) {
+            return Ok(c.clone());
+        }
+        let c = object_store::client::HttpClient::new(bound_client(
+            &self.options,
+            &self.tls,
+            Some(local),
+        )?);
+        made.insert(local, c.clone());
+        Ok(c)
+    }
 }
 
 /// An object_store connector whose clients come from [`reqwest_client`].

@@ -101,6 +101,8 @@ impl StoreKey {
 struct RawParts {
     pub(super) store: Arc<object_store::aws::AmazonS3>,
     pub(super) http: object_store::client::HttpClient,
+    /// Clients with the same settings bound to a local address (RDMA's tokened requests).
+    pub(super) binder: client::Binder,
     pub(super) retry: RetryConfig,
     /// Settings objget's own requests do not carry yet (SSE, requester pays), if any.
     pub(super) unsupported: Option<&'static str>,
@@ -225,6 +227,11 @@ impl Stores {
             .to_string();
         Ok(crate::s3::S3Raw {
             http: parts.http,
+            binder: {
+                let binder = parts.binder;
+                Arc::new(move |ip| binder.bound(ip))
+            },
+            bound: None,
             credentials: parts.store.credentials().clone(),
             region,
             bucket_endpoint,

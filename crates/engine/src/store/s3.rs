@@ -155,7 +155,7 @@ impl Stores {
             .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
             .is_some_and(|v| v == "multipart");
         let store = Arc::new(b.build().map_err(|e| build_error(e, loc))?);
-        let http = http
+        let (http, binder) = http
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -163,6 +163,7 @@ impl Stores {
         let raw = RawParts {
             store: store.clone(),
             http,
+            binder,
             retry: opts.retry_config(),
             unsupported,
             multipart_conditional,

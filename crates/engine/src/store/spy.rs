@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::header::HeaderMap;
 
-use super::client::Connector;
+use super::client::{Binder, Connector};
 
 /// Reply headers captured for the reads made inside [`capture`].
 #[derive(Clone, Default)]
@@ -27,15 +27,19 @@ pub(crate) async fn capture<F: std::future::Future>(seen: Seen, fut: F) -> F::Ou
     SEEN.scope(seen, fut).await
 }
 
+/// Where a [`HeaderSpy`] keeps the client it made last, with a [`Binder`] for its settings.
+pub(crate) type Kept = Arc<Mutex<Option<(object_store::client::HttpClient, Binder)>>>;
+
 /// object_store's HTTP client (built by `store::client`), with reply headers recorded for
 /// [`capture`] (object_store keeps only size, ETag and version of a reply; the checksum headers
 /// are dropped).
 #[derive(Debug, Default)]
 pub(crate) struct HeaderSpy {
     connector: Connector,
-    /// Where to keep the client it makes (objget's own signed S3 requests share it). The last
-    /// one made is the store's own: a builder first connects its credential provider's.
-    keep: Option<Arc<Mutex<Option<object_store::client::HttpClient>>>>,
+    /// Where to keep the client it makes (objget's own signed S3 requests share it), with a
+    /// [`Binder`] for the same settings. The last one made is the store's own: a builder first
+    /// connects its credential provider's.
+    keep: Option<Kept>,
 }
 
 impl HeaderSpy {
@@ -46,10 +50,7 @@ impl HeaderSpy {
         }
     }
 
-    pub(crate) fn keeping(
-        mut self,
-        slot: Arc<Mutex<Option<object_store::client::HttpClient>>>,
-    ) -> Self {
+    pub(crate) fn keeping(mut self, slot: Kept) -> Self {
         self.keep = Some(slot);
         self
     }
@@ -63,7 +64,8 @@ impl object_store::client::HttpConnector for HeaderSpy {
         let inner = self.connector.connect(options)?;
         let client = object_store::client::HttpClient::new(SpyService(inner));
         if let Some(slot) = &self.keep {
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+            let binder = Binder::new(options.clone(), self.connector.tls.clone());
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((client.clone(), binder));
         }
         Ok(client)
     }
