@@ -10,7 +10,7 @@ import { displayUrl, registerSecret } from '../../redact.js';
 import type { ListedObject, ObjectInfo, StoreOptions } from '../../types.js';
 import { azureAuth } from './azure-auth.js';
 import type { Located, Provider } from './cloud.js';
-import { codeOf, discard, one, send, type Method, type Response, type Via } from './http.js';
+import { codeOf, discard, one, send, statedSize, type Response, type Via } from './http.js';
 import { bodyText, conditional, encodeKey, infoOf, parseS3, urlKey, type S3Request } from './s3.js';
 
 /** The schemes the JS engine reads as Azure Blob Storage (those the native engine takes). */
@@ -323,13 +323,7 @@ export async function azureHead(
     },
   });
   await res.body.dump();
-  const size = Number(one(res.headers['content-length']));
-  if (!Number.isSafeInteger(size) || size < 0) {
-    throw new StorageError('Generic', `${displayUrl(b.url)}: HEAD gave no object size`, {
-      url: b.url,
-    });
-  }
-  return { info: azureInfo(res.headers, size), headers: res.headers };
+  return { info: azureInfo(res.headers, statedSize(res, 'HEAD', b.url)), headers: res.headers };
 }
 
 /** A blob's size, ETag, time and version from a reply's headers. */

@@ -7,7 +7,7 @@ import { displayUrl } from '../../redact.js';
 import type { StoreOptions } from '../../types.js';
 import { gcsToken, serviceAccount, type GcsAuth } from './gcs-auth.js';
 import { codeOf, send, type Response, type Via } from './http.js';
-import { bodyText, errorCodeOf, parseS3, settingsOf, type S3Request } from './s3.js';
+import { bodyText, errorCodeOf, keyed, parseS3, settingsOf, type S3Request } from './s3.js';
 
 /** The schemes the JS engine reads as GCS. */
 export const GCS_SCHEMES = ['gs'];
@@ -122,16 +122,8 @@ export async function resolveBucket(url: string, store: StoreOptions | undefined
   return { bucket, base, store, sign };
 }
 
-export async function resolveObject(
-  url: string,
-  store: StoreOptions | undefined,
-): Promise<GcsObject> {
-  const { key } = parseS3(url);
-  if (!key) {
-    throw new StorageError('InvalidUrl', 'the URL names a bucket but no object', { url });
-  }
-  return { ...(await resolveBucket(url, store)), key, url };
-}
+export const resolveObject = (url: string, store: StoreOptions | undefined): Promise<GcsObject> =>
+  keyed(url, store, resolveBucket);
 
 /** The XML API's URL of an object (where object_store reads it): HEAD and ranged GETs. */
 export const objectHref = (o: GcsObject): string =>

@@ -10,7 +10,6 @@ import { StorageError } from '../../errors.js';
 import { DEFAULTS } from '../../options.js';
 import { displayUrl, registerSecret } from '../../redact.js';
 import type { UploadOptions } from '../../types.js';
-import type { Reporter } from '../land.js';
 import { running } from './checksum.js';
 import type { UploadSource, Uploaded } from './cloud.js';
 import { answer, gcsSend, resolveObject, uploadHref, type GcsObject } from './gcs-bucket.js';

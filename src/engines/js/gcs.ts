@@ -22,7 +22,7 @@ import {
   type GcsObject,
 } from './gcs-bucket.js';
 import { gcsUpload } from './gcs-upload.js';
-import { discard, one, send, type Response } from './http.js';
+import { discard, one, send, statedSize, type Response } from './http.js';
 import { conditional, listPages, parseS3 } from './s3.js';
 
 /** HEAD of an object (XML API): its size, ETag, generation, and the headers (`x-goog-hash`). */
@@ -38,14 +38,7 @@ export async function gcsHead(
     },
   });
   await res.body.dump();
-  const h = res.headers;
-  const size = Number(one(h['content-length']));
-  if (!Number.isSafeInteger(size) || size < 0) {
-    throw new StorageError('Generic', `${displayUrl(o.url)}: HEAD gave no object size`, {
-      url: o.url,
-    });
-  }
-  return { info: gcsInfo(h, size), headers: h };
+  return { info: gcsInfo(res.headers, statedSize(res, 'HEAD', o.url)), headers: res.headers };
 }
 
 /** An object's size, ETag, time and generation (its version) from a reply's headers. */

@@ -233,6 +233,15 @@ export function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The object's size a reply to `what` (a HEAD, a whole GET) states, or a `Generic` error. */
+export function statedSize(res: Response, what: string, url: string): number {
+  const size = Number(one(res.headers['content-length']));
+  if (!Number.isSafeInteger(size) || size < 0) {
+    throw new StorageError('Generic', `${displayUrl(url)}: ${what} gave no object size`, { url });
+  }
+  return size;
+}
+
 export function startFromContentRange(v: string | string[] | undefined): number | undefined {
   const m = /^bytes (\d+)-/.exec(one(v)?.trim() ?? '');
   return m ? Number(m[1]) : undefined;

@@ -15,7 +15,7 @@ import type { EngineTransfer, ObjectInfo, TransferSettings } from '../../types.j
 import { abortedError, Reporter, withTemp, writeBody } from '../land.js';
 import { Verifier } from './checksum.js';
 import type { Located, Provider } from './cloud.js';
-import { discard, one, resumable, send, startFromContentRange } from './http.js';
+import { discard, resumable, send, startFromContentRange, statedSize } from './http.js';
 import type { Readable } from 'node:stream';
 
 /** Where a whole object's parts land. */
@@ -213,15 +213,12 @@ async function opened(p: Provider, url: string, t: TransferSettings, report: Rep
   const o = await p.locate(url, t.store);
   const res = await send(o.href, 'GET', o.readHeaders ?? {}, o.store, t.signal, o.via('GET'));
   try {
-    const size = Number(one(res.headers['content-length']));
-    if (res.statusCode !== 200 || !Number.isSafeInteger(size) || size < 0) {
-      throw new StorageError(
-        'Generic',
-        `${displayUrl(url)}: GET answered HTTP ${res.statusCode} without the object's size`,
-        { url },
-      );
+    if (res.statusCode !== 200) {
+      throw new StorageError('Generic', `${displayUrl(url)}: GET answered HTTP ${res.statusCode}`, {
+        url,
+      });
     }
-    const info = p.info(res.headers, size);
+    const info = p.info(res.headers, statedSize(res, 'GET', url));
     const verifier = await Verifier.for(t.checksum, p.offered(res.headers, false), url);
     report.plan(info.size);
     return { o, info, verifier, first: res.body };

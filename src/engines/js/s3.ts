@@ -10,7 +10,16 @@ import { UPLOAD_LIMITS } from '../../options.js';
 import { displayUrl, registerSecret } from '../../redact.js';
 import type { ListedObject, ObjectInfo, StoreOptions } from '../../types.js';
 import { awsCredentials, awsProfileSettings } from '../credentials.js';
-import { codeOf, discard, one, send, type Method, type Response, type Via } from './http.js';
+import {
+  codeOf,
+  discard,
+  one,
+  send,
+  statedSize,
+  type Method,
+  type Response,
+  type Via,
+} from './http.js';
 
 /** The schemes the JS engine reads as S3. */
 export const S3_SCHEMES = ['s3', 's3a'];
@@ -333,16 +342,21 @@ export async function resolveBucket(url: string, store: StoreOptions | undefined
   return { bucket, endpoint: bucketEndpoint, region, store, sign };
 }
 
-export async function resolveObject(
+/** `url`'s object in the bucket `bucketOf` resolves (S3's or GCS's): `InvalidUrl` without a key. */
+export async function keyed<B>(
   url: string,
   store: StoreOptions | undefined,
-): Promise<S3Object> {
+  bucketOf: (url: string, store: StoreOptions | undefined) => Promise<B>,
+): Promise<B & { key: string; url: string }> {
   const { key } = parseS3(url);
   if (!key) {
     throw new StorageError('InvalidUrl', 'the URL names a bucket but no object', { url });
   }
-  return { ...(await resolveBucket(url, store)), key, url };
+  return { ...(await bucketOf(url, store)), key, url };
 }
+
+export const resolveObject = (url: string, store: StoreOptions | undefined): Promise<S3Object> =>
+  keyed(url, store, resolveBucket);
 
 export const xml = new XMLParser({
   ignoreAttributes: true,
@@ -467,13 +481,7 @@ export async function s3Head(
     },
   );
   await res.body.dump();
-  const size = Number(one(res.headers['content-length']));
-  if (!Number.isSafeInteger(size) || size < 0) {
-    throw new StorageError('Generic', `${displayUrl(o.url)}: HEAD gave no object size`, {
-      url: o.url,
-    });
-  }
-  return { info: infoOf(res.headers, size), headers: res.headers };
+  return { info: infoOf(res.headers, statedSize(res, 'HEAD', o.url)), headers: res.headers };
 }
 
 // ---- listing, removal, copy ------------------------------------------------------------------
