@@ -25,15 +25,8 @@ import {
 } from '../src/index.js';
 import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
-import {
-  azureStore,
-  both,
-  digest,
-  outcome,
-  putAzure,
-  sasToken,
-  smallPages,
-} from './helpers/parity-azure.js';
+import { azureStore, putAzure, sasToken, smallPages } from './helpers/parity-azure.js';
+import { both, digest, outcome } from './helpers/parity.js';
 import {
   bytes,
   SENTINEL_SECRET,

@@ -1,10 +1,9 @@
 // What test/js-azure-parity.test.ts needs around its calls: the Azurite store, blobs written
-// straight through @azure/storage-blob (not through objget), a SAS token, and the comparison of
-// one call on both engines.
-import { createHash } from 'node:crypto';
+// straight through @azure/storage-blob (not through objget), a SAS token, small listing pages
+// (the comparison of one call on both engines is test/helpers/parity.ts's).
 import http from 'node:http';
 import type { StoreOptions } from '../../src/index.js';
-import { servers, useEngine } from './servers.js';
+import { servers } from './servers.js';
 
 /** Store options that reach Azurite with Shared Key (`key`: the account key to sign with). */
 export function azureStore(key = servers().azure.key): StoreOptions {
@@ -54,26 +53,6 @@ export async function sasToken(): Promise<string> {
     new StorageSharedKeyCredential(s.account, s.key),
   ).toString();
 }
-
-/** `fn` under the native engine, then under the JS engine. */
-export async function both<T>(fn: (engine: 'native' | 'js') => Promise<T>): Promise<[T, T]> {
-  useEngine('native');
-  const a = await fn('native');
-  useEngine('js');
-  const b = await fn('js');
-  return [a, b];
-}
-
-/** A call's outcome as something to compare: its value, or its error's code. */
-export async function outcome<T>(p: Promise<T>): Promise<T | { error: string }> {
-  return p.then(
-    (v) => v,
-    (e: { code?: string }) => ({ error: e.code ?? 'not a StorageError' }),
-  );
-}
-
-export const digest = (b: Buffer): string =>
-  `${b.length}:${createHash('sha256').update(b).digest('hex')}`;
 
 /**
  * A pass-through proxy to Azurite that asks List Blobs for pages of `pageSize` (Azure's own
