@@ -72,7 +72,7 @@ export interface StoreOptions {
    * `{ accessKeyId, secretAccessKey, sessionToken?, expiration? }`, GCS and Azure stores
    * `{ token, expiration? }` (an OAuth bearer token). A throw or a wrong shape fails the request
    * with `Unauthenticated`; no message shows a secret, nor the text of the function's own error.
-   * Native engine only.
+   * Both engines honour it (the JS engine on S3, GCS and Azure).
    *
    * @example
    * const store = { credentials: async () => ({ accessKeyId, secretAccessKey, expiration }) };
