@@ -4,7 +4,7 @@
 // included. Each test runs the call on both engines and compares. (Entra ID tokens through
 // @azure/identity cannot be tested here: Azurite takes bearer tokens only over https with
 // --oauth; static tokens and store.credentials reach it, and their failures are compared.)
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,13 +20,12 @@ import {
   remove,
   upload,
   type ByteRange,
-  type Progress,
   type StoreOptions,
 } from '../src/index.js';
 import { everything, rejection } from './helpers/expect.js';
 import { faultProxy } from './helpers/fault-proxy.js';
 import { azureStore, putAzure, sasToken, smallPages } from './helpers/parity-azure.js';
-import { both, digest, outcome } from './helpers/parity.js';
+import { both, digest, outcome, replacedAlike } from './helpers/parity.js';
 import {
   bytes,
   SENTINEL_SECRET,
@@ -259,35 +258,17 @@ describe('faults: the same outcome on both engines', () => {
     }
   });
 
-  it('a blob replaced mid-download: Precondition, no file, on both', async () => {
-    const key = `${uniqueKey('jap-replaced')}/o.bin`;
-    const proxy = await faultProxy(servers().azure.endpoint, () => false, {
-      bytesPerSec: 2 * MiB,
-    });
-    try {
-      for (const engine of ['native', 'js'] as const) {
-        await putAzure({ [key]: bytes(4 * MiB, 6) });
-        let replacing: Promise<void> | undefined;
-        const dir = tempDir();
-        useEngine(engine);
-        const err = await rejection(
-          download(url(key), join(dir, 'o.bin'), {
-            store: through(proxy.url, { maxRetries: 0 }),
-            partSize: MiB,
-            concurrency: 1,
-            onProgress: (p: Progress) => {
-              if (p.bytes > 0) replacing ??= putAzure({ [key]: bytes(4 * MiB, 7) });
-            },
-          }),
-        );
-        await replacing;
-        expect(err.code, engine).toBe('Precondition');
-        expect(readdirSync(dir)).toEqual([]);
-      }
-    } finally {
-      await proxy.close();
-    }
-  });
+  it('a blob replaced mid-download: Precondition, no file, on both', () =>
+    replacedAlike(
+      {
+        url,
+        store,
+        put: putAzure,
+        through,
+        proxy: (fail, options) => faultProxy(servers().azure.endpoint, fail, options),
+      },
+      `${uniqueKey('jap-replaced')}/o.bin`,
+    ));
 
   it('a failed block: the same code on both, no blob made, one already there untouched', async () => {
     const codes: string[] = [];

@@ -1,7 +1,7 @@
 // The pure-JS engine on S3 (MinIO) against the native engine: the same calls give the same bytes,
 // the same results (sizes, ETags, parts, verified checksums, listings) and the same error codes,
 // faults from the fault proxy included. Each test runs the call on both engines and compares.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +14,6 @@ import {
   head,
   remove,
   upload,
-  type Progress,
   type StoreOptions,
 } from '../src/index.js';
 import { everything, rejection } from './helpers/expect.js';
@@ -26,6 +25,7 @@ import {
   outcome,
   readsAlike,
   restoreEngine,
+  replacedAlike,
   resumesAlike,
   throwingCredentialsAlike,
 } from './helpers/parity.js';
@@ -169,33 +169,17 @@ describe('faults: the same outcome on both engines', () => {
     }
   });
 
-  it('an object replaced mid-download: Precondition, no file, on both', async () => {
-    const key = `${uniqueKey('jsp-replaced')}/o.bin`;
-    const proxy = await faultProxy(servers().s3.endpoint, () => false, { bytesPerSec: 2 * MiB });
-    try {
-      for (const engine of ['native', 'js'] as const) {
-        await putS3Raw({ [key]: bytes(4 * MiB, 6) });
-        let replacing: Promise<void> | undefined;
-        const dir = tempDir();
-        useEngine(engine);
-        const err = await rejection(
-          download(url(key), join(dir, 'o.bin'), {
-            store: through(proxy.url, { maxRetries: 0 }),
-            partSize: MiB,
-            concurrency: 1,
-            onProgress: (p: Progress) => {
-              if (p.bytes > 0) replacing ??= putS3Raw({ [key]: bytes(4 * MiB, 7) });
-            },
-          }),
-        );
-        await replacing;
-        expect(err.code, engine).toBe('Precondition');
-        expect(readdirSync(dir)).toEqual([]);
-      }
-    } finally {
-      await proxy.close();
-    }
-  });
+  it('an object replaced mid-download: Precondition, no file, on both', () =>
+    replacedAlike(
+      {
+        url,
+        store,
+        put: putS3Raw,
+        through,
+        proxy: (fail, options) => faultProxy(servers().s3.endpoint, fail, options),
+      },
+      `${uniqueKey('jsp-replaced')}/o.bin`,
+    ));
 
   it('a failed part aborts the multipart upload on both: the same code, nothing left', async () => {
     const codes: string[] = [];

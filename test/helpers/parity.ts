@@ -3,7 +3,7 @@
 // sorted listing, the read tests every provider runs. The engine chosen last stays set: each
 // test sets what it needs.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
@@ -13,6 +13,7 @@ import {
   head,
   list,
   type ByteRange,
+  type Progress,
   type StoreOptions,
 } from '../../src/index.js';
 import { faultProxy, type FaultProxy } from './fault-proxy.js';
@@ -128,7 +129,10 @@ export function readsAlike(t: ReadTarget, prefix: string): void {
 
 /** A store behind a fault proxy: how to start one in front of it, and its store through one. */
 export interface Proxied extends ReadTarget {
-  proxy(fail: Parameters<typeof faultProxy>[1]): Promise<FaultProxy>;
+  proxy(
+    fail: Parameters<typeof faultProxy>[1],
+    options?: Parameters<typeof faultProxy>[2],
+  ): Promise<FaultProxy>;
   through(proxyUrl: string, extra?: Partial<StoreOptions>): StoreOptions;
 }
 
@@ -159,6 +163,36 @@ export async function resumesAlike(t: Proxied, key: string): Promise<void> {
     } finally {
       await proxy.close();
     }
+  }
+}
+
+/** An object replaced once its download has started (pinned parts, served slowly by the proxy):
+ * `Precondition` and no file, on both engines. */
+export async function replacedAlike(t: Proxied, key: string): Promise<void> {
+  const MiB = 1024 * 1024;
+  const proxy = await t.proxy(() => false, { bytesPerSec: 2 * MiB });
+  try {
+    for (const engine of ['native', 'js'] as const) {
+      await t.put({ [key]: bytes(4 * MiB, 6) });
+      let replacing: Promise<void> | undefined;
+      const dir = tempDir();
+      useEngine(engine);
+      const err = await rejection(
+        download(t.url(key), join(dir, 'o.bin'), {
+          store: t.through(proxy.url, { maxRetries: 0 }),
+          partSize: MiB,
+          concurrency: 1,
+          onProgress: (p: Progress) => {
+            if (p.bytes > 0) replacing ??= t.put({ [key]: bytes(4 * MiB, 7) });
+          },
+        }),
+      );
+      await replacing;
+      expect(err.code, engine).toBe('Precondition');
+      expect(readdirSync(dir)).toEqual([]);
+    }
+  } finally {
+    await proxy.close();
   }
 }
 
